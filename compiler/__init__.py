@@ -1,0 +1,1 @@
+"""tflite-transfer compiler: base + trainable head -> one builtin-only trainable .tflite."""

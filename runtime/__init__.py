@@ -1,0 +1,1 @@
+"""tflite-transfer runtime: train, checkpoint and export compiled models without TensorFlow."""
