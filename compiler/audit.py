@@ -1,0 +1,127 @@
+"""Structural checks run on every fused model before it is written (and after every pass in
+tests): builtin ops only, the base's tensors and buffers unchanged, the signature contract."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+
+from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler.errors import VerificationError
+
+
+@dataclasses.dataclass(frozen=True)
+class OpAudit:
+    ops_per_signature: dict[str, int]              # ops run by the signature, callees included
+    op_types: dict[str, int]                       # op name -> count over the whole model
+
+
+def reachable_subgraphs(model: model_io.ModelT, start: int) -> list[int]:
+    """`start` and every subgraph its control-flow ops (IF, WHILE, CALL_ONCE...) can call."""
+    seen, stack = [], [start]
+    while stack:
+        index = stack.pop()
+        if index in seen:
+            continue
+        seen.append(index)
+        for op in model.subgraphs[index].operators or []:
+            for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
+                for field, value in (vars(options) if options is not None else {}).items():
+                    if "subgraph" in field.lower() and value is not None:
+                        stack.extend([int(value)] if np.ndim(value) == 0 else [int(v) for v in value])
+    return seen
+
+
+def audit_ops(model: model_io.ModelT) -> OpAudit:
+    """Refuses any op that is not a TFLite builtin (Flex/Select-TF or custom), naming it and
+    the signature that runs it."""
+    owners = collections.defaultdict(list)
+    per_signature = {}
+    for signature in model.signatureDefs or []:
+        key = signature.signatureKey.decode()
+        subgraphs = reachable_subgraphs(model, signature.subgraphIndex)
+        per_signature[key] = sum(len(model.subgraphs[i].operators or []) for i in subgraphs)
+        for index in subgraphs:
+            owners[index].append(key)
+    op_types = collections.Counter()
+    for index, subgraph in enumerate(model.subgraphs):
+        for op in subgraph.operators or []:
+            op_code = model.operatorCodes[op.opcodeIndex]
+            name = model_io.operator_name(op_code)
+            if not model_io.is_builtin(op_code):
+                where = ", ".join(f"'{k}'" for k in owners[index]) or "no signature"
+                raise VerificationError(
+                    f"op '{name}' in subgraph {index} (signature {where}) is not a TFLite builtin "
+                    "(Flex/custom ops need a runtime library the stock interpreter lacks)")
+            op_types[name] += 1
+    return OpAudit(per_signature, dict(sorted(op_types.items())))
+
+
+def _quantization(tensor: schema.TensorT) -> tuple:
+    q = tensor.quantization
+    if q is None:
+        return ()
+    as_tuple = lambda v: tuple(np.asarray(v).ravel().tolist()) if v is not None else ()  # noqa: E731
+    return (as_tuple(q.scale), as_tuple(q.zeroPoint), as_tuple(q.min), as_tuple(q.max), q.quantizedDimension)
+
+
+def _describe(model: model_io.ModelT, tensor: schema.TensorT) -> tuple:
+    return (tensor.type, model_io.tensor_shape(tensor), _quantization(tensor),
+            model_io.buffer_bytes(model, tensor.buffer))
+
+
+def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.ModelT,
+                         fused_entry: int, kept_tensor_count: int, source: str = "base") -> int:
+    """Checks that every base tensor in the fused model (type, shape, quantization, buffer
+    bytes) and every base op (op code, version, options) equals the user's original model.
+    Returns the number of tensors compared."""
+    by_name = collections.defaultdict(list)
+    original_subgraph = original.subgraphs[entry]
+    for tensor in original_subgraph.tensors:
+        by_name[tensor.name].append(_describe(original, tensor))
+    fused_subgraph = fused.subgraphs[fused_entry]
+    for tensor in fused_subgraph.tensors[:kept_tensor_count]:
+        if _describe(fused, tensor) not in by_name.get(tensor.name, []):
+            raise VerificationError(
+                f"{source}: base tensor '{model_io.tensor_name(tensor)}' differs from the original "
+                "(type, shape, quantization or weight bytes)")
+    producers = {}
+    for op in original_subgraph.operators:
+        for output in op.outputs:
+            producers[original_subgraph.tensors[output].name] = op
+    for op in fused_subgraph.operators:
+        name = fused_subgraph.tensors[op.outputs[0]].name
+        source_op = producers.get(name)
+        if source_op is None:
+            continue  # an adapter op (DEQUANTIZE / RESHAPE) appended after the cut
+        same_code = (model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
+                     == model_io.op_code_key(fused.operatorCodes[op.opcodeIndex]))
+        same_inputs = ([original_subgraph.tensors[i].name if i >= 0 else None for i in source_op.inputs]
+                       == [fused_subgraph.tensors[i].name if i >= 0 else None for i in op.inputs])
+        if not (same_code and same_inputs and source_op.builtinOptionsType == op.builtinOptionsType
+                and _options(source_op) == _options(op)):
+            raise VerificationError(f"{source}: the op producing '{name.decode()}' differs from the original")
+    return kept_tensor_count
+
+
+def _options(op: schema.OperatorT) -> dict:
+    return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in (vars(op.builtinOptions) if op.builtinOptions is not None else {}).items() if "subgraph" not in k.lower()}
+
+
+def check_contract(model: model_io.ModelT, expected: dict[str, tuple[list[str], list[str]]]) -> None:
+    """Checks the signature keys and their input/output names, and that infer is subgraph 0."""
+    found = {s.signatureKey.decode(): ([t.name.decode() for t in s.inputs or []],
+                                       [t.name.decode() for t in s.outputs or []])
+             for s in model.signatureDefs or []}
+    if set(found) != set(expected):
+        raise VerificationError(f"signatures {sorted(found)} differ from the contract {sorted(expected)}")
+    for key, (inputs, outputs) in expected.items():
+        if sorted(found[key][0]) != sorted(inputs) or sorted(found[key][1]) != sorted(outputs):
+            raise VerificationError(f"signature '{key}' has inputs {found[key][0]} / outputs "
+                                    f"{found[key][1]}, expected {inputs} / {outputs}")
+    if model_io.signature_subgraph(model, "infer") != 0:
+        raise VerificationError("'infer' must be subgraph 0 so that a plain invoke() runs inference")

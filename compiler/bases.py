@@ -1,0 +1,80 @@
+"""Base sources: a .tflite file, a Keras file, a SavedModel directory, or the embedded
+default (a MobileNetV2 built and int8-quantized here). All end as TFLite bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler.errors import InvalidInputError
+
+DEFAULT_BASE = "mobilenet_v2"
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseSource:
+    tflite: bytes                 # the base exactly as the user (or our converter) gave it
+    model: model_io.ModelT
+    description: str
+    synthetic_weights: bool
+    cut_applied: bool             # True when --base_output was already applied (Keras layer cut)
+    source: str                   # file name for messages
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseOptions:
+    base: str | None = None               # None: the embedded default
+    base_output: str | None = None
+    alpha: float = 1.0
+    image_size: int = 224
+    base_weights: str | None = None
+    calibration_dir: str | None = None
+    num_calibration_images: int = 32
+    quantize: bool = True
+
+
+def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> BaseSource:
+    path = options.base
+    if path in (None, DEFAULT_BASE):
+        from tflite_transfer.compiler import keras_base  # noqa: PLC0415 (imports Keras)
+
+        if options.base_output:
+            raise InvalidInputError("--base_output applies to --base files; the embedded "
+                                    "MobileNetV2 already ends at its pooled bottleneck")
+        converted = keras_base.build_default_mobilenet_v2(
+            alpha=options.alpha, image_size=options.image_size, weights_file=options.base_weights,
+            calibration_dir=options.calibration_dir,
+            num_calibration_images=options.num_calibration_images, progress=progress)
+        return _from_converted(converted, cut_applied=True, source=DEFAULT_BASE)
+    if options.base_weights:
+        raise InvalidInputError("--base_weights applies to the embedded default base only")
+    if not os.path.exists(path):
+        raise InvalidInputError(f"base model '{path}' not found")
+    if os.path.isdir(path) or path.endswith((".keras", ".h5", ".hdf5")):
+        from tflite_transfer.compiler import keras_base  # noqa: PLC0415 (imports Keras)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise InvalidInputError(f"{path}: a directory base must be a SavedModel (no saved_model.pb)")
+        converted = keras_base.convert_saved_model_base(
+            path, quantize=options.quantize, calibration_dir=options.calibration_dir,
+            num_calibration_images=options.num_calibration_images, progress=progress)
+        return _from_converted(converted, cut_applied=False, source=path)
+    if path.endswith((".keras", ".h5", ".hdf5")):
+        converted = keras_base.convert_keras_base(
+            path, output_layer=options.base_output, quantize=options.quantize,
+            calibration_dir=options.calibration_dir,
+            num_calibration_images=options.num_calibration_images, progress=progress)
+        return _from_converted(converted, cut_applied=True, source=path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    model = model_io.read_model_bytes(data, path)
+    return BaseSource(data, model, f"{os.path.basename(path)} ({len(data) / 1e6:.2f} MB)",
+                      synthetic_weights=False, cut_applied=False, source=path)
+
+
+def _from_converted(converted, cut_applied: bool, source: str) -> BaseSource:
+    model = model_io.read_model_bytes(converted.tflite, source)
+    return BaseSource(converted.tflite, model, converted.description,
+                      converted.synthetic_weights, cut_applied, source)

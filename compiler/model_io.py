@@ -1,0 +1,201 @@
+"""The only place that reads and writes TFLite FlatBuffers.
+
+Every pass works on the schema's object API (`ModelT`) from the tensorflow package; this
+module adds what the object API gets wrong or leaves out: clear errors for bad files, the
+two op-code fields, subgraph indices hidden in op options, and 16-byte aligned buffers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flatbuffers
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+
+ModelT = schema.ModelT
+BuiltinOperator = schema.BuiltinOperator
+TensorType = schema.TensorType
+_FILE_IDENTIFIER = b"TFL3"
+_OPERATOR_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
+                   if not name.startswith("_")}
+_TENSOR_TYPE_NAMES = {value: name.lower() for name, value in vars(schema.TensorType).items()
+                      if not name.startswith("_")}
+# The Python FlatBuffers builder uses signed 32-bit offsets.
+MAX_FLATBUFFER_BYTES = 2**31 - 1
+BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
+
+
+def read_model_bytes(data: bytes, source: str = "<bytes>") -> ModelT:
+    """Parses a .tflite FlatBuffer, with a clear error for anything that is not one."""
+    if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
+        raise InvalidInputError(
+            f"{source}: not a TFLite model (expected the 'TFL3' file identifier at byte 4)")
+    try:
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    except Exception as error:  # flatbuffers raises struct/index errors on truncation
+        raise InvalidInputError(
+            f"{source}: truncated or corrupt TFLite file ({len(data)} bytes; {type(error).__name__})"
+        ) from None
+    if not model.subgraphs:
+        raise InvalidInputError(f"{source}: TFLite model has no subgraph")
+    for buffer in model.buffers or []:
+        if buffer.offset > 1:
+            raise UnsupportedModelError(
+                f"{source}: buffers stored outside the FlatBuffer (models over 2 GB) are not "
+                "supported; the Python FlatBuffers builder cannot write such models")
+    _check_references(model, source)
+    return model
+
+
+def read_model(path: str) -> ModelT:
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"base model file '{path}' not found")
+    with open(path, "rb") as handle:
+        return read_model_bytes(handle.read(), path)
+
+
+def _check_references(model: ModelT, source: str) -> None:
+    """Index checks that catch a truncated-but-parsable file before the interpreter does."""
+    for index, subgraph in enumerate(model.subgraphs):
+        count = len(subgraph.tensors or [])
+        for op in subgraph.operators or []:
+            if op.opcodeIndex >= len(model.operatorCodes or []):
+                raise InvalidInputError(f"{source}: subgraph {index} uses a missing op code")
+            for tensor in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
+                if tensor >= count:
+                    raise InvalidInputError(f"{source}: subgraph {index} refers to missing tensor {tensor}")
+        for tensor in subgraph.tensors or []:
+            if tensor.buffer >= len(model.buffers or []):
+                raise InvalidInputError(f"{source}: tensor '{tensor_name(tensor)}' refers to a missing buffer")
+
+
+def builtin_code(op_code: schema.OperatorCodeT) -> int:
+    """The real builtin code: ops >= 127 keep 127 in the deprecated field and the value in
+    `builtinCode`; files older than TF 2.3 have only the deprecated field (builtinCode 0)."""
+    return max(op_code.builtinCode, op_code.deprecatedBuiltinCode)
+
+
+def operator_name(op_code: schema.OperatorCodeT) -> str:
+    code = builtin_code(op_code)
+    if code == BuiltinOperator.CUSTOM:
+        return (op_code.customCode or b"?").decode(errors="replace")
+    return _OPERATOR_NAMES.get(code, f"builtin#{code}")
+
+
+def is_builtin(op_code: schema.OperatorCodeT) -> bool:
+    return builtin_code(op_code) != BuiltinOperator.CUSTOM and not op_code.customCode
+
+
+def make_op_code(code: int, version: int) -> schema.OperatorCodeT:
+    op_code = schema.OperatorCodeT()
+    op_code.builtinCode = code
+    op_code.deprecatedBuiltinCode = min(code, BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    op_code.version = version
+    return op_code
+
+
+def normalized_op_code(op_code: schema.OperatorCodeT) -> schema.OperatorCodeT:
+    """A copy with both code fields set the way current and old runtimes both read them."""
+    normalized = make_op_code(builtin_code(op_code), op_code.version or 1)
+    normalized.customCode = op_code.customCode
+    return normalized
+
+
+def op_code_key(op_code: schema.OperatorCodeT) -> tuple:
+    return builtin_code(op_code), op_code.customCode or b"", op_code.version or 1
+
+
+def tensor_name(tensor: schema.TensorT) -> str:
+    return tensor.name.decode(errors="replace") if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def tensor_type_name(type_code: int) -> str:
+    return _TENSOR_TYPE_NAMES.get(type_code, f"type#{type_code}")
+
+
+def tensor_shape(tensor: schema.TensorT) -> list[int]:
+    """The shape with -1 for dynamic dimensions (shape_signature when present)."""
+    if tensor.shapeSignature is not None and len(tensor.shapeSignature):
+        return [int(d) for d in tensor.shapeSignature]
+    return [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
+
+
+def remap_subgraph_indices(op: schema.OperatorT, mapping: dict[int, int]) -> None:
+    """Rewrites every subgraph index hidden in an op's options (IF, WHILE, CALL_ONCE, CALL,
+    StableHLO ops). Missing one gives e.g. `call_once.cc ... init_subgraph_index` errors."""
+    for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
+        if options is None:
+            continue
+        for field, value in vars(options).items():
+            if "subgraph" not in field.lower() or value is None:
+                continue
+            if isinstance(value, (int, np.integer)):
+                setattr(options, field, mapping[int(value)])
+            else:
+                setattr(options, field, [mapping[int(v)] for v in value])
+
+
+class _AlignedBufferT(schema.BufferT):
+    """A BufferT whose data vector is 16-byte aligned in the file, as the schema asks
+    (`force_align: 16`); the generated Pack aligns to 1 byte, which ARM devices may reject."""
+
+    def Pack(self, builder: flatbuffers.Builder):
+        data_offset = None
+        if self.data is not None and len(self.data):
+            raw = bytes(np.asarray(self.data, dtype=np.uint8).data)
+            builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+            builder.head -= len(raw)
+            builder.Bytes[builder.head:builder.head + len(raw)] = raw
+            data_offset = builder.EndVector()
+        schema.BufferStart(builder)
+        if data_offset is not None:
+            schema.BufferAddData(builder, data_offset)
+        schema.BufferAddOffset(builder, self.offset)
+        schema.BufferAddSize(builder, self.size)
+        return schema.BufferEnd(builder)
+
+
+def make_buffer(data: bytes | np.ndarray | None) -> schema.BufferT:
+    buffer = _AlignedBufferT()
+    if data is not None and len(data):
+        buffer.data = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    return buffer
+
+
+def write_model_bytes(model: ModelT) -> bytes:
+    """Serializes a model with every buffer 16-byte aligned."""
+    total = sum(len(b.data) for b in model.buffers if b.data is not None)
+    if total > MAX_FLATBUFFER_BYTES - (64 << 20):
+        raise UnsupportedModelError(
+            f"the fused model's weights take {total / 2**30:.2f} GiB; the Python FlatBuffers "
+            "builder cannot write a file over 2 GB")
+    original = model.buffers
+    model.buffers = [b if isinstance(b, _AlignedBufferT) else _aligned_copy(b) for b in original]
+    try:
+        builder = flatbuffers.Builder(max(1024, total + (1 << 20)))
+        builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
+        return bytes(builder.Output())
+    finally:
+        model.buffers = original
+
+
+def _aligned_copy(buffer: schema.BufferT) -> _AlignedBufferT:
+    aligned = _AlignedBufferT()
+    aligned.data, aligned.offset, aligned.size = buffer.data, buffer.offset, buffer.size
+    return aligned
+
+
+def buffer_bytes(model: ModelT, index: int) -> bytes:
+    data = model.buffers[index].data
+    return b"" if data is None else bytes(np.asarray(data, dtype=np.uint8).data)
+
+
+def signature_subgraph(model: ModelT, key: str) -> int | None:
+    for signature in model.signatureDefs or []:
+        if signature.signatureKey.decode() == key:
+            return signature.subgraphIndex
+    return None

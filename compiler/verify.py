@@ -1,0 +1,105 @@
+"""`--verify`: N train steps in the TFLite interpreter against an independent TensorFlow
+eager reference (Keras Dense layers, Keras losses, tf.GradientTape, Keras optimizers) from
+the same initial weights on the same batches.
+
+The relative difference of a variable is max|tflite - reference| / max|reference| (a
+norm-wise measure: element-wise ratios explode on weights that cross zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tflite_transfer.compiler.training_graph import TrainingHead, weight_names
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    steps: int
+    batch_size: int
+    max_relative_difference: float            # over every kernel and bias
+    per_variable: dict[str, float]
+    max_loss_difference: float                 # |loss_tflite - loss_reference| over steps
+    interpreter: str
+
+    def passed(self, tolerance: float) -> bool:
+        return self.max_relative_difference <= tolerance
+
+
+def make_interpreter(model_bytes: bytes, num_threads: int = 1):
+    """LiteRT when installed (the runtime's interpreter), else tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+        name = "ai_edge_litert"
+    except ImportError:  # pragma: no cover - depends on the machine
+        import tensorflow as tf  # noqa: PLC0415
+        Interpreter, name = tf.lite.Interpreter, "tf.lite"
+    return Interpreter(model_content=model_bytes, num_threads=num_threads), name
+
+
+def random_batches(head: TrainingHead, steps: int, batch_size: int, seed: int):
+    """Bottlenecks like post-ReLU features, and labels for the head's loss."""
+    rng = np.random.default_rng(seed)
+    size, outputs = head.head.bottleneck_size, head.head.num_outputs
+    for _ in range(steps):
+        bottleneck = (rng.random((batch_size, size)) * 2.0).astype(np.float32)
+        if head.loss.labels_are_class_ids:
+            label = rng.integers(0, outputs, batch_size).astype(np.int32)
+        else:
+            label = rng.normal(size=(batch_size, outputs)).astype(np.float32)
+        yield bottleneck, label
+
+
+def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batches):
+    """TF eager / Keras: the same head, loss and optimizer, differentiated by GradientTape."""
+    import keras  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    layers = []
+    for layer, (kernel_name, bias_name) in zip(head.head.layers, weight_names(head.head)):
+        dense = keras.layers.Dense(layer.units, activation=layer.activation)
+        dense.build((None, layer.kernel.shape[0]))
+        dense.set_weights([initial[kernel_name], initial[bias_name]])
+        layers.append(dense)
+    if head.loss.labels_are_class_ids:
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                       label_smoothing=head.loss.label_smoothing)
+    else:
+        loss_fn = keras.losses.MeanSquaredError()
+    optimizer = head.optimizer.keras_optimizer()
+    optimizer.learning_rate = float(initial["learning_rate"])
+    variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
+    losses = []
+    for bottleneck, label in batches:
+        target = (tf.one_hot(label, head.head.num_outputs) if head.loss.labels_are_class_ids
+                  else tf.constant(label))
+        with tf.GradientTape() as tape:
+            output = tf.constant(bottleneck)
+            for dense in layers:
+                output = dense(output)
+            loss = loss_fn(target, output)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        losses.append(float(loss))
+    names = [n for pair in weight_names(head.head) for n in pair]
+    return {n: v.numpy() for n, v in zip(names, variables)}, losses
+
+
+def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = 8,
+                    seed: int = 0) -> ParityReport:
+    interpreter, interpreter_name = make_interpreter(model_bytes)
+    initial = interpreter.get_signature_runner("save")()
+    batches = list(random_batches(head, steps, batch_size, seed))
+    train = interpreter.get_signature_runner("train")
+    tflite_losses = [float(train(bottleneck=b, label=l)["loss"][0]) for b, l in batches]
+    trained = interpreter.get_signature_runner("save")()
+    interpreter.get_signature_runner("initialize")()  # leave no trace of the check
+    reference, reference_losses = reference_training(head, initial, batches)
+    per_variable = {}
+    for name, expected in reference.items():
+        scale = max(float(np.max(np.abs(expected))), np.finfo(np.float32).tiny)
+        per_variable[name] = float(np.max(np.abs(trained[name] - expected))) / scale
+    return ParityReport(steps, batch_size, max(per_variable.values()), per_variable,
+                        max(abs(a - b) for a, b in zip(tflite_losses, reference_losses)),
+                        interpreter_name)
