@@ -31,7 +31,7 @@ class HeadOptions:
     loss: str = "softmax_cross_entropy"
     label_smoothing: float = 0.0
     optimizer: str = "sgd"
-    learning_rate: float = 0.01
+    learning_rate: float = 0.001
     momentum: float = 0.9
     nesterov: bool = False
     beta_1: float = 0.9

@@ -1,0 +1,132 @@
+"""The head's train step against TensorFlow eager + Keras optimizers (verify.py), over every
+optimizer, loss and head kind. Tolerance: max relative weight difference <= 1e-5."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import compile_model
+from tflite_transfer.compiler import heads, losses, optimizers, training_graph, verify
+from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+
+TOLERANCE = 1e-5
+
+CASES = [
+    dict(optimizer="sgd", learning_rate=0.1),
+    dict(optimizer="momentum", learning_rate=0.05, momentum=0.8),
+    dict(optimizer="momentum", learning_rate=0.05, momentum=0.9, nesterov=True),
+    dict(optimizer="adam", learning_rate=0.01),
+    dict(optimizer="adamw", learning_rate=0.01, weight_decay=0.05),
+    dict(optimizer="adam", learning_rate=0.01, label_smoothing=0.2),
+    dict(optimizer="sgd", learning_rate=0.05, head="mlp:6,4"),
+    dict(optimizer="adam", learning_rate=0.01, head="mlp:9", loss="mse"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_train_steps_match_tensorflow_eager(tiny_classifier_path, tiny_pool_name, case):
+    result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, **case)
+    report = verify.verify_training(result.model_bytes, result.head, steps=15, batch_size=6, seed=3)
+    assert report.max_relative_difference <= TOLERANCE, report.per_variable
+    assert report.max_loss_difference <= 1e-5
+    # The check is able to fail: the same steps against a reference with another optimizer.
+    other = {"sgd": "momentum", "momentum": "sgd", "adam": "sgd", "adamw": "adam"}[case["optimizer"]]
+    wrong = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, **dict(case, optimizer=other))
+    mismatch = verify.verify_training(result.model_bytes, wrong.head, steps=15, batch_size=6, seed=3)
+    assert mismatch.max_relative_difference > 100 * TOLERANCE
+
+
+def test_compile_refuses_a_model_that_fails_verification(tiny_classifier_path, tiny_pool_name):
+    from tflite_transfer.compiler.errors import VerificationError
+
+    with pytest.raises(VerificationError, match="differ from the TensorFlow reference"):
+        from tflite_transfer.compiler import bases, pipeline
+
+        base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path), lambda m: None)
+        pipeline.compile_from_base(base, tiny_pool_name, pipeline.HeadOptions(num_classes=3),
+                                   verify_steps=5, verify_tolerance=1e-12, progress=lambda m: None)
+
+
+def keras_head_file(tmp_path, layers, name="head.keras") -> str:
+    model = keras.Sequential([keras.Input((7,)), *layers])
+    path = tmp_path / name
+    model.save(path)
+    return str(path)
+
+
+def test_keras_head_keeps_its_weights_and_trains_like_keras(tmp_path, tiny_classifier_path, tiny_pool_name):
+    keras.utils.set_random_seed(4)
+    path = keras_head_file(tmp_path, [keras.layers.Dense(6, activation="tanh", name="hidden"),
+                                      keras.layers.Dropout(0.1),
+                                      keras.layers.Dense(3, activation="softmax", name="scores")])
+    result = compile_model(tiny_classifier_path, tiny_pool_name, head=f"keras:{path}",
+                           num_classes=3, optimizer="adam")
+    original = keras.models.load_model(path)
+    np.testing.assert_array_equal(result.head.initial_state["hidden_kernel"], original.layers[0].get_weights()[0])
+    np.testing.assert_array_equal(result.head.initial_state["scores_bias"], original.layers[2].get_weights()[1])
+    report = verify.verify_training(result.model_bytes, result.head, steps=10)
+    assert report.max_relative_difference <= TOLERANCE
+
+
+def test_keras_head_with_unsupported_layer(tmp_path):
+    path = keras_head_file(tmp_path, [keras.layers.Dense(6), keras.layers.BatchNormalization(name="bn"),
+                                      keras.layers.Dense(3)])
+    with pytest.raises(UnsupportedModelError, match=r"layer 'bn' \(BatchNormalization\) is not supported"):
+        heads.build_head(f"keras:{path}", 7, 3)
+
+
+def test_keras_head_with_wrong_sizes(tmp_path):
+    path = keras_head_file(tmp_path, [keras.layers.Dense(3)])
+    with pytest.raises(InvalidInputError, match="the head takes 7 features but the base's bottleneck has 9"):
+        heads.build_head(f"keras:{path}", 9, 3)
+    with pytest.raises(InvalidInputError, match="3 outputs but --num_classes is 5"):
+        heads.build_head(f"keras:{path}", 7, 5)
+
+
+def test_conflicting_variable_names(tmp_path):
+    path = keras_head_file(tmp_path, [keras.layers.Dense(4, activation="relu", name="a-b"),
+                                      keras.layers.Dense(3, name="a_b")])
+    head = heads.build_head(f"keras:{path}", 7, 3)
+    with pytest.raises(InvalidInputError, match="conflicting variable names: 'a_b_kernel'"):
+        training_graph.build_training_head(head, losses.build_loss("softmax_cross_entropy"),
+                                           optimizers.build_optimizer("sgd", 0.1))
+
+
+def test_base_variables_clashing_with_the_head_are_refused(tiny_fused):
+    from tflite_transfer.compiler import cut, fuse, model_io
+
+    head_model = model_io.read_model_bytes(tiny_fused.head.tflite)
+    clashing_base = cut.PreparedBase(head_model, 0, 7, 1, "base.tflite")
+    with pytest.raises(InvalidInputError, match="conflicting variable names: .*step"):
+        fuse.fuse_base_and_head(clashing_base, head_model, "{}")
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("softmax:3", "takes no argument"), ("mlp:", "expected hidden layer sizes"),
+    ("mlp:0", "expected hidden layer sizes"), ("conv", "unknown --head"),
+    ("keras:/nonexistent/head.keras", "not found"),
+])
+def test_bad_head_flags(flag, message):
+    with pytest.raises(InvalidInputError, match=message):
+        heads.build_head(flag, 7, 3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(name="rmsprop", learning_rate=0.1), "unknown --optimizer 'rmsprop'"),
+    (dict(name="sgd", learning_rate=-0.1), "--learning_rate must be > 0"),
+    (dict(name="sgd", learning_rate=0.0), "--learning_rate must be > 0"),
+    (dict(name="momentum", learning_rate=0.1, momentum=1.0), "--momentum"),
+    (dict(name="adam", learning_rate=0.1, beta_2=1.5), "--beta_2"),
+])
+def test_bad_optimizer_flags(kwargs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        optimizers.build_optimizer(**kwargs)
+
+
+def test_bad_loss_flags():
+    with pytest.raises(InvalidInputError, match="unknown --loss"):
+        losses.build_loss("hinge")
+    with pytest.raises(InvalidInputError, match="label_smoothing"):
+        losses.build_loss("softmax_cross_entropy", label_smoothing=1.0)

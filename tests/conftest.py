@@ -1,0 +1,113 @@
+"""Session-wide fixtures: real bases converted by TensorFlow, fused models, interpreters.
+
+Expensive artefacts are built once per session; tests never depend on each other's order
+(every test that trains first calls `initialize`, or builds its own interpreter).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+TINY_POOL = "functional_1/global_average_pooling2d_1/Mean"
+
+
+def _tiny_classifier_bytes() -> bytes:
+    """A classic-style quantized classifier in miniature, like mobilenet_v2_1.0_224_quant:
+    uint8 image -> int8 conv -> average pool -> 1x1 conv to classes -> reshape -> softmax.
+    Its dimensions all differ (16x12 image, 7 features, 5 classes) so no axis mix-up passes."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    image = keras.Input((16, 12, 3))
+    x = keras.layers.Conv2D(7, 3, activation="relu")(image)
+    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = keras.layers.Conv2D(5, 1)(x)
+    x = keras.layers.Reshape((5,))(x)
+    model = keras.Model(image, keras.layers.Softmax()(x))
+    rng = np.random.default_rng(0)
+
+    def calibration():
+        for _ in range(16):
+            yield [rng.random((1, 16, 12, 3), dtype=np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("bases") / "tiny_classifier_quant.tflite"
+    path.write_bytes(_tiny_classifier_bytes())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_pool_name() -> str:
+    return TINY_POOL
+
+
+@pytest.fixture(scope="session")
+def small_mobilenet_path(tmp_path_factory) -> str:
+    """The embedded MobileNetV2 at test size: alpha 0.35, 96x96, int8, synthetic weights."""
+    from tflite_transfer.compiler import keras_base
+
+    converted = keras_base.build_default_mobilenet_v2(alpha=0.35, image_size=96,
+                                                      num_calibration_images=8, progress=lambda m: None)
+    path = tmp_path_factory.mktemp("bases") / "mobilenet_v2_0.35_96_int8.tflite"
+    path.write_bytes(converted.tflite)
+    return str(path)
+
+
+def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0, **head):
+    from tflite_transfer.compiler import bases, pipeline
+
+    base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
+    return pipeline.compile_from_base(base, base_output, pipeline.HeadOptions(**head),
+                                      verify_steps=verify_steps, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_fused(tiny_classifier_path):
+    """A softmax head (SGD) on the tiny classifier cut at its pool."""
+    return compile_model(tiny_classifier_path, TINY_POOL, num_classes=3, learning_rate=0.1)
+
+
+@pytest.fixture(scope="session")
+def small_fused(small_mobilenet_path):
+    """An MLP head (Adam) on the small MobileNetV2."""
+    return compile_model(small_mobilenet_path, head="mlp:16", num_classes=4, optimizer="adam",
+                         learning_rate=0.01)
+
+
+def interpreter(model_bytes: bytes, kind: str = "litert", xnnpack: bool = True):
+    """A fresh interpreter of either Python API, with or without the default XNNPACK delegate."""
+    if kind == "litert":
+        from ai_edge_litert import interpreter as litert
+
+        resolver = (litert.OpResolverType.AUTO if xnnpack
+                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return litert.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+    import tensorflow as tf
+
+    resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack
+                else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return tf.lite.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+
+
+def random_images(shape, dtype, batch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype) == np.uint8:
+        return rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+    if np.dtype(dtype) == np.int8:
+        return rng.integers(-128, 128, (batch, *shape), dtype=np.int8)
+    return (rng.random((batch, *shape)) * 255.0).astype(np.float32)

@@ -1,0 +1,561 @@
+"""Tests for runtime/checkpoint.py.
+
+The real `safetensors` package (test extra) is the independent reference: our files must load
+with it to the same arrays, and its files (carrying our metadata) must read back with ours.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+import pytest
+import safetensors
+import safetensors.numpy
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from tflite_transfer.runtime import checkpoint
+from tflite_transfer.runtime.checkpoint import (
+    FORMAT_NAME, FORMAT_VERSION, Checkpoint, check_compatible, fingerprint, read_checkpoint,
+    write_checkpoint)
+from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError
+
+MODEL_FINGERPRINT = fingerprint([b"base model bytes", "head=softmax classes=5"])
+OTHER_FINGERPRINT = fingerprint([b"another model"])
+OUR_METADATA = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
+                "model_fingerprint": MODEL_FINGERPRINT}
+SUPPORTED_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8,
+                    np.uint64, np.uint32, np.uint16, np.uint8, np.bool_]
+# Files are property-tested with real fsyncs: hypothesis deadlines would be wall-time asserts.
+FILE_SETTINGS = settings(deadline=None, max_examples=60)
+
+tensor_names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
+    lambda name: name != "__metadata__")
+tensor_arrays = st.sampled_from(SUPPORTED_DTYPES).flatmap(
+    lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0,
+                                                     max_side=4)))
+tensor_dicts = st.dictionaries(tensor_names, tensor_arrays, max_size=5)
+
+
+def small_tensors():
+    """Three tensors whose sizes and dtypes all differ (a swapped offset cannot pass)."""
+    return {
+        "head/dense/kernel": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+        "head/dense/bias": np.array([-0.0, 1.5, np.inf], dtype=np.float32),
+        "optimizer/step": np.array(17, dtype=np.int64),
+    }
+
+
+def assert_same_bits(actual, expected):
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert actual.flags.c_contiguous
+    assert actual.tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
+def assert_same_tensors(actual, expected):
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        assert_same_bits(actual[name], expected[name])
+
+
+def split_file(file_bytes):
+    """(header dict, data section bytes) of a checkpoint file."""
+    (header_length,) = struct.unpack("<Q", file_bytes[:8])
+    return json.loads(file_bytes[8:8 + header_length]), file_bytes[8 + header_length:]
+
+
+def join_file(header, data):
+    header_bytes = json.dumps(header).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    return struct.pack("<Q", len(header_bytes)) + header_bytes + data
+
+
+@pytest.fixture
+def valid_file(tmp_path):
+    path = tmp_path / "valid.ckpt"
+    write_checkpoint(path, small_tensors(), MODEL_FINGERPRINT)
+    return path
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+@FILE_SETTINGS
+@given(tensors=tensor_dicts, extra=st.dictionaries(
+    st.text(max_size=5).filter(lambda key: key not in OUR_METADATA), st.text(max_size=5),
+    max_size=2))
+def test_round_trip_matches_input_and_safetensors_reference(tensors, extra):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.ckpt")
+        write_checkpoint(path, tensors, MODEL_FINGERPRINT, extra)
+        restored = read_checkpoint(path)
+        reference = safetensors.numpy.load_file(path)
+        with safetensors.safe_open(path, framework="np") as reference_file:
+            reference_metadata = reference_file.metadata()
+    assert_same_tensors(restored.tensors, tensors)
+    assert_same_tensors(reference, tensors)
+    assert restored.metadata == reference_metadata == {**OUR_METADATA, **extra}
+    assert restored.model_fingerprint == MODEL_FINGERPRINT
+    assert restored.format_version == FORMAT_VERSION
+
+
+@FILE_SETTINGS
+@given(tensors=tensor_dicts)
+def test_files_written_by_safetensors_read_back(tensors):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "reference.safetensors")
+        safetensors.numpy.save_file(tensors, path, metadata=OUR_METADATA)
+        restored = read_checkpoint(path)
+    assert_same_tensors(restored.tensors, tensors)
+    assert restored.metadata == OUR_METADATA
+
+
+@FILE_SETTINGS
+@given(bits32=hnp.arrays(np.uint32, st.integers(0, 8)),
+       bits16=hnp.arrays(np.uint16, st.integers(0, 8)),
+       bits64=hnp.arrays(np.uint64, st.integers(0, 8)))
+def test_every_float_bit_pattern_survives(bits32, bits16, bits64):
+    # Viewing random integers as floats covers NaN payloads, signalling NaNs, -0.0, denormals.
+    tensors = {"f32": bits32.view(np.float32), "f16": bits16.view(np.float16),
+               "f64": bits64.view(np.float64)}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "bits.ckpt")
+        write_checkpoint(path, tensors, MODEL_FINGERPRINT)
+        restored = read_checkpoint(path).tensors
+    assert_same_tensors(restored, tensors)
+
+
+def test_special_float32_values_are_bit_exact(tmp_path):
+    bits = np.array([0x7FC00001, 0x7F800001, 0xFFC12345,  # quiet, signalling, negative NaN
+                     0x80000000, 0x00000001, 0x807FFFFF,  # -0.0, smallest and largest denormal
+                     0x7F800000, 0xFF800000], dtype=np.uint32)  # +inf, -inf
+    values = bits.view(np.float32)
+    write_checkpoint(tmp_path / "special.ckpt", {"values": values}, MODEL_FINGERPRINT)
+    restored = read_checkpoint(tmp_path / "special.ckpt").tensors["values"]
+    np.testing.assert_array_equal(restored.view(np.uint32), bits)
+
+
+def test_big_endian_and_strided_inputs_are_stored_little_endian_and_contiguous(tmp_path):
+    kernel = np.arange(20, dtype=np.float32).reshape(4, 5)
+    write_checkpoint(tmp_path / "native.ckpt", {"kernel": kernel[:, ::2]}, MODEL_FINGERPRINT)
+    write_checkpoint(tmp_path / "swapped.ckpt", {"kernel": kernel.astype(">f4")[:, ::2]},
+                     MODEL_FINGERPRINT)
+    assert (tmp_path / "native.ckpt").read_bytes() == (tmp_path / "swapped.ckpt").read_bytes()
+    restored = read_checkpoint(tmp_path / "swapped.ckpt").tensors["kernel"]
+    assert restored.dtype == np.dtype(np.float32) and restored.dtype.isnative
+    assert_same_bits(restored, kernel[:, ::2])
+
+
+def test_output_is_deterministic_and_independent_of_insertion_order(tmp_path):
+    tensors = small_tensors()
+    write_checkpoint(tmp_path / "a.ckpt", tensors, MODEL_FINGERPRINT, {"b": "2", "a": "1"})
+    write_checkpoint(tmp_path / "b.ckpt", dict(reversed(list(tensors.items()))),
+                     MODEL_FINGERPRINT, {"a": "1", "b": "2"})
+    assert (tmp_path / "a.ckpt").read_bytes() == (tmp_path / "b.ckpt").read_bytes()
+
+
+def test_layout_is_padded_and_every_tensor_naturally_aligned(tmp_path):
+    tensors = {"a_half": np.ones(3, np.float16), "b_step": np.array(5, np.int64),
+               "c_flag": np.array([True]), "d_kernel": np.ones((3,), np.float32)}
+    write_checkpoint(tmp_path / "aligned.ckpt", tensors, MODEL_FINGERPRINT)
+    file_bytes = (tmp_path / "aligned.ckpt").read_bytes()
+    (header_length,) = struct.unpack("<Q", file_bytes[:8])
+    header, data = split_file(file_bytes)
+    assert header_length % 8 == 0
+    assert file_bytes[8:8 + header_length].rstrip(b" ").endswith(b"}")
+    offsets = sorted((entry["data_offsets"], name) for name, entry in header.items()
+                     if name != "__metadata__")
+    assert [name for _, name in offsets] == ["b_step", "d_kernel", "a_half", "c_flag"]
+    for (begin, _), name in offsets:
+        assert begin % tensors[name].itemsize == 0
+    assert offsets[-1][0][1] == len(data)
+
+
+def test_returned_arrays_own_their_memory(valid_file):
+    restored = read_checkpoint(valid_file).tensors["head/dense/kernel"]
+    restored[0, 0] = 123.0  # writable, and writing it must not touch the file
+    assert read_checkpoint(valid_file).tensors["head/dense/kernel"][0, 0] == 0.0
+
+
+# --- writer input validation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("tensors, message", [
+    ({"": np.ones(2, np.float32)}, "non-empty strings"),
+    ({7: np.ones(2, np.float32)}, "non-empty strings"),
+    ({"__metadata__": np.ones(2, np.float32)}, "reserved"),
+    ({"bad\ud800name": np.ones(2, np.float32)}, "not valid Unicode"),
+    ({"head/kernel": [1.0, 2.0]}, "'head/kernel' is a list"),
+    ({"head/kernel": np.ones(2, np.complex64)}, "'head/kernel' has dtype complex64"),
+    ({"head/kernel": np.array(["a"])}, "'head/kernel' has dtype <U1"),
+    ({"head/kernel": np.array([None])}, "'head/kernel' has dtype object"),
+    ({"head/kernel": np.ones(2, np.longdouble)}, "'head/kernel' has dtype"),
+    ([("head/kernel", np.ones(2))], "mapping"),
+])
+def test_write_rejects_bad_tensors_before_touching_disk(tmp_path, tensors, message):
+    if message == "'head/kernel' has dtype" and np.dtype(np.longdouble).itemsize == 8:
+        tensors = {"head/kernel": np.ones(2, np.complex128)}  # longdouble is float64 here
+    with pytest.raises(InvalidInputError, match=message):
+        write_checkpoint(tmp_path / "model.ckpt", tensors, MODEL_FINGERPRINT)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("model_fingerprint, extra, message", [
+    ("", None, "non-empty hex"),
+    ("not hex!", None, "non-empty hex"),
+    (b"abcd", None, "non-empty hex"),
+    (MODEL_FINGERPRINT, {"format": "mine"}, "reserved"),
+    (MODEL_FINGERPRINT, {"model_fingerprint": "00"}, "reserved"),
+    (MODEL_FINGERPRINT, {"epochs": 3}, "str to str"),
+])
+def test_write_rejects_bad_metadata(tmp_path, model_fingerprint, extra, message):
+    with pytest.raises(InvalidInputError, match=message):
+        write_checkpoint(tmp_path / "model.ckpt", small_tensors(), model_fingerprint, extra)
+    assert os.listdir(tmp_path) == []
+
+
+# --- corrupt files -------------------------------------------------------------------------------
+
+def edit_header(edit):
+    """A corruption that rewrites the parsed header (and keeps the data section)."""
+    def corrupt(file_bytes):
+        header, data = split_file(file_bytes)
+        edit(header)
+        return join_file(header, data)
+    return corrupt
+
+
+def set_entry(name, key, value):
+    return edit_header(lambda header: header[name].__setitem__(key, value))
+
+
+def set_metadata(key, value):
+    return edit_header(lambda header: header["__metadata__"].__setitem__(key, value))
+
+
+def drop_metadata(key):
+    return edit_header(lambda header: header["__metadata__"].pop(key))
+
+
+def replace_header_text(header_text):
+    return lambda file_bytes: join_file_raw(header_text.encode("utf-8"), split_file(file_bytes)[1])
+
+
+def join_file_raw(header_bytes, data):
+    return struct.pack("<Q", len(header_bytes)) + header_bytes + data
+
+
+def shift_offsets(name, delta_begin, delta_end):
+    def edit(header):
+        begin, end = header[name]["data_offsets"]
+        header[name]["data_offsets"] = [begin + delta_begin, end + delta_end]
+    return edit_header(edit)
+
+
+STEP = "optimizer/step"  # int64 scalar, stored first (widest item size)
+BIAS = "head/dense/bias"  # float32[3], stored second
+KERNEL = "head/dense/kernel"  # float32[3, 4], stored last
+
+CORRUPTIONS = {
+    "empty file": (lambda file_bytes: b"", "too short for the 8-byte header length"),
+    "shorter than 8 bytes": (lambda file_bytes: file_bytes[:5], "too short"),
+    "header length beyond file": (
+        lambda file_bytes: struct.pack("<Q", len(file_bytes)) + file_bytes[8:], "only"),
+    "absurd header length": (
+        lambda file_bytes: struct.pack("<Q", 2**40) + file_bytes[8:], "limit"),
+    "largest header length": (
+        lambda file_bytes: b"\xff" * 8 + file_bytes[8:], "limit"),
+    "header not UTF-8": (lambda file_bytes: join_file_raw(b"{\xff\xfe}   ", b""), "not UTF-8"),
+    "header not JSON": (replace_header_text('{"a": [1, 2'), "not valid JSON"),
+    "header empty": (replace_header_text(""), "not valid JSON"),
+    "header deeply nested": (replace_header_text("[" * 100_000), "not valid JSON"),
+    "header is an array": (replace_header_text("[1, 2, 3]"), "JSON list, not an object"),
+    "duplicate tensor name": (replace_header_text(
+        '{"__metadata__": {}, "w": {}, "w": {}}'), "duplicate keys"),
+    "no metadata": (edit_header(lambda header: header.pop("__metadata__")), "no __metadata__"),
+    "metadata not an object": (
+        edit_header(lambda header: header.__setitem__("__metadata__", ["x"])), "string values"),
+    "metadata value not a string": (set_metadata("epochs", 3), "string values"),
+    "wrong format": (set_metadata("format", "pytorch"), "is not a tflite-transfer-checkpoint"),
+    "no format": (drop_metadata("format"), "is not a tflite-transfer-checkpoint"),
+    "no format_version": (drop_metadata("format_version"),
+                          "format_version missing; this reader supports version 1"),
+    "newer format_version": (set_metadata("format_version", "2"),
+                             "'2'; this reader supports version 1 only .written by a newer"),
+    "garbage format_version": (set_metadata("format_version", "one"), "supports version 1"),
+    "no model_fingerprint": (drop_metadata("model_fingerprint"), "no model_fingerprint"),
+    "unknown dtype": (set_entry(BIAS, "dtype", "BF16"), f"'{BIAS}' has unsupported dtype 'BF16'"),
+    "dtype not a string": (set_entry(BIAS, "dtype", 4), "unsupported dtype 4"),
+    "shape not a list": (set_entry(BIAS, "shape", 3), f"'{BIAS}' has shape 3"),
+    "negative shape": (set_entry(BIAS, "shape", [-3]), "non-negative integers"),
+    "float shape": (set_entry(BIAS, "shape", [3.0]), "non-negative integers"),
+    "boolean shape": (set_entry(STEP, "shape", [True]), "non-negative integers"),
+    "too many dimensions": (set_entry(BIAS, "shape", [3] + [1] * 40), "at most 32"),
+    "impossible shape": (edit_header(lambda header: header.__setitem__("empty", {
+        "dtype": "F32", "shape": [0, 2**63], "data_offsets": [0, 0]})), "impossible shape"),
+    "shape disagrees with offsets": (set_entry(BIAS, "shape", [2]),
+                                     "= 8 bytes but its data_offsets .* span 12 bytes"),
+    "dtype disagrees with offsets": (set_entry(BIAS, "dtype", "F64"), "= 24 bytes"),
+    "offsets not a pair": (set_entry(BIAS, "data_offsets", [0]), "expected .begin, end."),
+    "offsets negative": (set_entry(STEP, "data_offsets", [-8, 0]), "non-negative"),
+    "offsets past the end": (shift_offsets(KERNEL, 4, 4), "outside the"),
+    "offsets reversed": (set_entry(STEP, "data_offsets", [8, 0]), "outside the"),
+    "offsets overlap": (shift_offsets(BIAS, -4, -4), "overlap"),
+    "offsets leave a gap": (shift_offsets(STEP, 4, 4), "belong to no tensor"),
+    "extra key in entry": (set_entry(BIAS, "quantization", None), "exactly the keys"),
+    "entry not an object": (edit_header(lambda header: header.__setitem__(BIAS, [1])),
+                            "exactly the keys"),
+    "empty tensor name": (edit_header(lambda header: header.__setitem__("", header.pop(BIAS))),
+                          "empty name"),
+    "lone surrogate name": (
+        lambda file_bytes: join_file_raw(
+            *_renamed(file_bytes, BIAS, "bad\\ud800")), "not valid Unicode"),
+    "trailing garbage": (lambda file_bytes: file_bytes + b"\0" * 8, "8 bytes of trailing data"),
+    "truncated data": (lambda file_bytes: file_bytes[:-4], "outside the"),
+}
+
+
+def _renamed(file_bytes, old_name, escaped_new_name):
+    header, data = split_file(file_bytes)
+    entry = header.pop(old_name)
+    header_text = json.dumps(header)[:-1] + f', "{escaped_new_name}": {json.dumps(entry)}}}'
+    return header_text.encode("ascii"), data
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_corrupt_file_raises_checkpoint_error_naming_file_and_problem(valid_file, corruption):
+    corrupt, message = CORRUPTIONS[corruption]
+    valid_file.write_bytes(corrupt(valid_file.read_bytes()))
+    with pytest.raises(CheckpointError, match=message) as raised:
+        read_checkpoint(valid_file)
+    assert str(valid_file) in str(raised.value)
+
+
+def test_missing_file_and_directory_raise_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "absent.ckpt")
+    with pytest.raises(CheckpointError, match="could not read checkpoint"):
+        read_checkpoint(tmp_path)
+
+
+def test_truncation_at_every_byte_raises_checkpoint_error(valid_file):
+    file_bytes = valid_file.read_bytes()
+    for length in range(len(file_bytes)):
+        valid_file.write_bytes(file_bytes[:length])
+        with pytest.raises(CheckpointError):  # any other exception type fails the test
+            read_checkpoint(valid_file)
+
+
+@settings(deadline=None, max_examples=300)
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1,
+                      max_size=4),
+       insert=st.booleans())
+def test_random_byte_edits_never_raise_anything_but_checkpoint_error(edits, insert):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "fuzzed.ckpt")
+        write_checkpoint(path, small_tensors(), MODEL_FINGERPRINT)
+        with open(path, "rb") as checkpoint_file:
+            file_bytes = bytearray(checkpoint_file.read())
+        for position, value in edits:
+            position %= len(file_bytes)
+            if insert:
+                file_bytes.insert(position, value)
+            else:
+                file_bytes[position] = value
+        with open(path, "wb") as checkpoint_file:
+            checkpoint_file.write(file_bytes)
+        try:
+            restored = read_checkpoint(path)
+        except CheckpointError:
+            return
+    # An edit that keeps the file valid (a digit in the data, a space in the padding) is fine.
+    assert isinstance(restored, Checkpoint)
+
+
+# --- atomic write --------------------------------------------------------------------------------
+
+@pytest.fixture
+def previous_checkpoint(tmp_path):
+    path = tmp_path / "model.ckpt"
+    write_checkpoint(path, small_tensors(), MODEL_FINGERPRINT)
+    return path, path.read_bytes()
+
+
+def new_tensors():
+    return {name: np.full_like(array, 3) for name, array in small_tensors().items()}
+
+
+def assert_previous_intact(previous_checkpoint):
+    path, previous_bytes = previous_checkpoint
+    assert path.read_bytes() == previous_bytes
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
+    assert_same_tensors(read_checkpoint(path).tensors, small_tensors())
+
+
+def test_crash_at_replace_keeps_previous_checkpoint(previous_checkpoint, monkeypatch):
+    def failing_replace(source, target):
+        raise OSError(errno.EIO, "simulated I/O error")
+    monkeypatch.setattr(checkpoint.os, "replace", failing_replace)
+    with pytest.raises(CheckpointError, match="simulated I/O error.*previous file"):
+        write_checkpoint(previous_checkpoint[0], new_tensors(), MODEL_FINGERPRINT)
+    assert_previous_intact(previous_checkpoint)
+
+
+def test_interrupt_before_replace_keeps_previous_checkpoint(previous_checkpoint, monkeypatch):
+    def interrupted_fsync(file_descriptor):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(checkpoint.os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(previous_checkpoint[0], new_tensors(), MODEL_FINGERPRINT)
+    assert_previous_intact(previous_checkpoint)
+
+
+def test_disk_full_mid_write_keeps_previous_checkpoint(previous_checkpoint, monkeypatch):
+    real_fdopen = os.fdopen
+
+    class FileThatFillsUp:
+        def __init__(self, real_file):
+            self.real_file, self.writes = real_file, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.real_file.close()
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:  # after the header, inside the tensor data
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.real_file.write(data)
+
+    monkeypatch.setattr(checkpoint.os, "fdopen",
+                        lambda *args, **kwargs: FileThatFillsUp(real_fdopen(*args, **kwargs)))
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        write_checkpoint(previous_checkpoint[0], new_tensors(), MODEL_FINGERPRINT)
+    assert_previous_intact(previous_checkpoint)
+
+
+def test_temporary_file_is_in_target_directory(previous_checkpoint, monkeypatch):
+    real_replace, sources = os.replace, []
+
+    def recording_replace(source, target):
+        sources.append(source)
+        real_replace(source, target)
+    monkeypatch.setattr(checkpoint.os, "replace", recording_replace)
+    path = previous_checkpoint[0]
+    write_checkpoint(path, new_tensors(), MODEL_FINGERPRINT)
+    assert [os.path.dirname(source) for source in sources] == [str(path.parent)]
+    assert_same_tensors(read_checkpoint(path).tensors, new_tensors())
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_overwrite_keeps_file_permissions(previous_checkpoint):
+    path = previous_checkpoint[0]
+    os.chmod(path, 0o640)
+    write_checkpoint(path, new_tensors(), MODEL_FINGERPRINT)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_write_into_missing_directory_raises_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="could not write checkpoint"):
+        write_checkpoint(tmp_path / "absent" / "model.ckpt", small_tensors(), MODEL_FINGERPRINT)
+    assert os.listdir(tmp_path) == []
+
+
+# --- compatibility -------------------------------------------------------------------------------
+
+def model_variables():
+    return {name: (array.shape, array.dtype) for name, array in small_tensors().items()}
+
+
+def test_compatible_checkpoint_passes_and_is_unchanged(valid_file):
+    restored = read_checkpoint(valid_file)
+    check_compatible(restored, model_variables(), MODEL_FINGERPRINT, valid_file)
+    assert_same_tensors(restored.tensors, small_tensors())
+
+
+def test_checkpoint_of_another_model_is_refused(valid_file):
+    with pytest.raises(CheckpointError) as raised:
+        check_compatible(read_checkpoint(valid_file), model_variables(), OTHER_FINGERPRINT,
+                         valid_file)
+    assert str(raised.value).startswith(
+        f"checkpoint {valid_file} was written by another model (fingerprint "
+        f"{MODEL_FINGERPRINT[:12]}… vs {OTHER_FINGERPRINT[:12]}…)")
+
+
+def test_missing_and_unexpected_variables_are_listed(valid_file):
+    expected = model_variables()
+    del expected[STEP]
+    expected["optimizer/adam/m"] = ((3, 4), np.dtype(np.float32))
+    with pytest.raises(CheckpointError, match=(
+            r"missing 1 tensor: 'optimizer/adam/m'; unexpected 1 tensor: 'optimizer/step'")):
+        check_compatible(read_checkpoint(valid_file), expected, MODEL_FINGERPRINT)
+
+
+@pytest.mark.parametrize("name, variable, message", [
+    (KERNEL, ((4, 3), np.float32),
+     r"'head/dense/kernel' is \[3, 4\] float32 in the checkpoint but \[4, 3\] float32"),
+    (STEP, ((), np.int32), r"'optimizer/step' is \[\] int64 in the checkpoint but \[\] int32"),
+    (BIAS, ((3,), np.dtype(">f4")), None),  # byte order is not a mismatch
+])
+def test_shape_and_dtype_mismatches_name_the_tensor(valid_file, name, variable, message):
+    expected = {**model_variables(), name: variable}
+    if message is None:
+        check_compatible(read_checkpoint(valid_file), expected, MODEL_FINGERPRINT)
+        return
+    with pytest.raises(CheckpointError, match=message):
+        check_compatible(read_checkpoint(valid_file), expected, MODEL_FINGERPRINT)
+
+
+# --- fingerprint ---------------------------------------------------------------------------------
+
+def test_fingerprint_is_length_prefixed_sha256():
+    reference = hashlib.sha256()
+    for part in [b"model", "h\u00e9ad".encode("utf-8")]:
+        reference.update(len(part).to_bytes(8, "little") + part)
+    assert fingerprint([b"model", "h\u00e9ad"]) == reference.hexdigest()
+    assert fingerprint([bytearray(b"model"), memoryview(b"h\xc3\xa9ad")]) == reference.hexdigest()
+    assert fingerprint(["ab", "c"]) != fingerprint(["a", "bc"])
+    assert fingerprint([]) == hashlib.sha256().hexdigest()
+
+
+@pytest.mark.parametrize("parts", ["model", b"model", [b"model", 3]])
+def test_fingerprint_rejects_non_part_inputs(parts):
+    with pytest.raises(InvalidInputError):
+        fingerprint(parts)
+
+
+# --- runtime import contract ---------------------------------------------------------------------
+
+def test_imports_and_round_trips_without_tensorflow(tmp_path):
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class BlockHeavyPackages(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "safetensors"):
+                    raise ImportError(f"{{name}} is blocked: the runtime must not need it")
+                return None
+
+        sys.meta_path.insert(0, BlockHeavyPackages())
+        import numpy as np
+        from tflite_transfer.runtime import checkpoint
+        path = {str(tmp_path / "no_tf.ckpt")!r}
+        fingerprint = checkpoint.fingerprint([b"model"])
+        checkpoint.write_checkpoint(path, {{"w": np.ones((2, 3), np.float32)}}, fingerprint)
+        restored = checkpoint.read_checkpoint(path)
+        checkpoint.check_compatible(restored, {{"w": ((2, 3), np.float32)}}, fingerprint)
+        assert not any(name.split(".")[0] == "tensorflow" for name in sys.modules)
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

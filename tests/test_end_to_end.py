@@ -1,0 +1,61 @@
+"""The one full-size test: the README's main job (compile-transfer with no flags) on the
+embedded 224x224 alpha 1.0 int8 MobileNetV2, then every signature in the interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import interpreter, random_images
+from tflite_transfer.compiler import bases, fuse, model_io, pipeline
+from test_cli_helpers import run_cli  # noqa: F401  (see tests/test_cli_helpers.py)
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("readme_main_job")
+    process = run_cli(cwd=workdir)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "SYNTHETIC weights" in process.stdout
+    return (workdir / "transfer_model.tflite").read_bytes(), process.stdout
+
+
+def test_default_compile_runs_every_signature(default_model):
+    model_bytes, summary = default_model
+    assert "image [batch, 224, 224, 3] float32" in summary
+    assert "max relative weight difference" in summary
+    model = interpreter(model_bytes)
+    assert sorted(model.get_signature_list()) == sorted(fuse.SIGNATURES)
+    images = random_images((224, 224, 3), np.float32, 2, seed=0)
+    labels = np.array([1, 3], np.int32)
+    bottleneck = model.get_signature_runner("load")(image=images)["bottleneck"]
+    assert bottleneck.shape == (2, 1280) and np.std(bottleneck) > 0
+    probabilities = model.get_signature_runner("infer")(image=images)["probabilities"]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    losses = [model.get_signature_runner("train_images")(image=images, label=labels)["loss"][0]
+              for _ in range(5)]
+    losses += [model.get_signature_runner("train")(bottleneck=bottleneck, label=labels)["loss"][0]
+               for _ in range(20)]
+    assert losses[-1] < losses[0]
+    saved = model.get_signature_runner("save")()
+    assert saved["step"] == 25
+    model.get_signature_runner("initialize")()
+    model.get_signature_runner("restore")(**saved)
+    assert model.get_signature_runner("save")()["step"] == 25
+
+
+def test_full_base_is_preserved_and_load_matches_it_bit_for_bit():
+    base = bases.load_base(bases.BaseOptions(), lambda m: None)
+    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(), verify_steps=0,
+                                        progress=lambda m: None)
+    assert result.base_tensors_checked > 150
+    images = random_images((224, 224, 3), np.float32, 3, seed=1)
+    loaded = interpreter(result.model_bytes).get_signature_runner("load")(image=images)["bottleneck"]
+    alone = interpreter(base.tflite)
+    alone.resize_tensor_input(alone.get_input_details()[0]["index"], images.shape)
+    alone.allocate_tensors()
+    alone.set_tensor(alone.get_input_details()[0]["index"], images)
+    alone.invoke()
+    np.testing.assert_array_equal(loaded, alone.get_tensor(alone.get_output_details()[0]["index"]))
+    # The base is stored once: a second copy would add 100 %; alignment padding adds < 1 %.
+    assert len(result.model_bytes) < 1.01 * len(base.tflite) + len(result.head.tflite)
