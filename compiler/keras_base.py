@@ -19,16 +19,16 @@ from typing import Callable, Iterator
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 KERAS_EXTENSIONS = (".keras", ".h5")
 SYNTHETIC_SEED = 20190601
 # Ops that would mean weights survived as variables (the Keras 3 pitfall) or need Flex.
-FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "CUSTOM")
+FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")  # and any non-builtin
 
 Progress = Callable[[str], None]
 
@@ -403,13 +403,9 @@ def _calibration_batches(images: np.ndarray, progress: Progress) -> Iterator[lis
 
 def _check_structure(tflite: bytes, description: str) -> None:
     """One subgraph, builtin ops only, no variable ops: what the fusion step relies on."""
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
-    # Ops >= 127 keep 127 in deprecated_builtin_code; the larger of the two is the real one.
-    used = {names[max(code.builtinCode, code.deprecatedBuiltinCode)]
-            for code in model.operatorCodes}
-    forbidden = sorted(used.intersection(FORBIDDEN_OPS))
+    model = model_io.read_model_bytes(tflite, description)
+    forbidden = sorted({model_io.operator_name(code) for code in model.operatorCodes
+                        if model_io.operator_name(code) in FORBIDDEN_OPS or not model_io.is_builtin(code)})
     if len(model.subgraphs) != 1 or forbidden:
         raise VerificationError(f"converted base ({description}) has {len(model.subgraphs)} "
                                 f"subgraphs and forbidden ops {forbidden}; expected one "

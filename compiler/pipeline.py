@@ -57,9 +57,13 @@ class CompileResult:
         return len(self.head.tflite)
 
 
-def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> training_graph.TrainingHead:
+def _check_num_classes(head_options: HeadOptions) -> None:
     if head_options.num_classes < 1 or (head_options.loss != "mse" and head_options.num_classes < 2):
         raise InvalidInputError(f"--num_classes must be >= 2, got {head_options.num_classes}")
+
+
+def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> training_graph.TrainingHead:
+    _check_num_classes(head_options)
     if head_options.labels and len(head_options.labels) != head_options.num_classes:
         raise InvalidInputError(f"{len(head_options.labels)} labels given for --num_classes={head_options.num_classes}")
     loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
@@ -121,8 +125,7 @@ def expected_contract(head: training_graph.TrainingHead) -> dict[str, tuple[list
 
 def validate_options(base_options: BaseOptions, head_options: HeadOptions, output: str) -> None:
     """Cheap checks of flag values, before minutes of conversion are spent."""
-    if head_options.num_classes < 1 or (head_options.loss != "mse" and head_options.num_classes < 2):
-        raise InvalidInputError(f"--num_classes must be >= 2, got {head_options.num_classes}")
+    _check_num_classes(head_options)
     losses.build_loss(head_options.loss, head_options.label_smoothing)
     optimizers.build_optimizer(
         head_options.optimizer, head_options.learning_rate, head_options.momentum,

@@ -13,8 +13,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-TINY_POOL = "functional_1/global_average_pooling2d_1/Mean"
-
 
 def _tiny_classifier_bytes() -> bytes:
     """A classic-style quantized classifier in miniature, like mobilenet_v2_1.0_224_quant:
@@ -51,9 +49,29 @@ def tiny_classifier_path(tmp_path_factory) -> str:
     return str(path)
 
 
+def tensor_produced_by(path: str, op_name: str) -> str:
+    """The name of the first tensor an op of that type writes (names depend on Keras' global
+    layer counter, so tests look them up instead of hard-coding them)."""
+    from tflite_transfer.compiler import model_io
+
+    model = model_io.read_model(path)
+    subgraph = model.subgraphs[0]
+    for op in subgraph.operators:
+        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
+            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
+    raise LookupError(op_name)
+
+
 @pytest.fixture(scope="session")
-def tiny_pool_name() -> str:
-    return TINY_POOL
+def tiny_pool_name(tiny_classifier_path) -> str:
+    """The int8 average-pool output [1, 1, 1, 7]: the tiny classifier's bottleneck."""
+    return tensor_produced_by(tiny_classifier_path, "MEAN")
+
+
+@pytest.fixture(scope="session")
+def tiny_conv_name(tiny_classifier_path) -> str:
+    """The first convolution's output [1, 14, 10, 7]: not a bottleneck."""
+    return tensor_produced_by(tiny_classifier_path, "CONV_2D")
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +95,9 @@ def compile_model(base_path: str, base_output: str | None = None, verify_steps: 
 
 
 @pytest.fixture(scope="session")
-def tiny_fused(tiny_classifier_path):
+def tiny_fused(tiny_classifier_path, tiny_pool_name):
     """A softmax head (SGD) on the tiny classifier cut at its pool."""
-    return compile_model(tiny_classifier_path, TINY_POOL, num_classes=3, learning_rate=0.1)
+    return compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1)
 
 
 @pytest.fixture(scope="session")

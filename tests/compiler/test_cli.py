@@ -60,9 +60,9 @@ def test_missing_base_output_tensor(tiny_classifier_path, output):
     assert_one_line_error(process, output, "no tensor named 'global_pool'", "did you mean")
 
 
-def test_bottleneck_not_rank_2(tiny_classifier_path, output):
-    conv = "functional_1/conv2d_1/Relu;functional_1/conv2d_1/convolution"
-    process = run_cli(f"--base={tiny_classifier_path}", f"--base_output={conv}", f"--output={output}")
+def test_bottleneck_not_rank_2(tiny_classifier_path, tiny_conv_name, output):
+    process = run_cli(f"--base={tiny_classifier_path}", f"--base_output={tiny_conv_name}",
+                      f"--output={output}")
     assert_one_line_error(process, output, "[-1, 14, 10, 7] int8 is not rank 2")
 
 
