@@ -28,10 +28,7 @@ def reachable_subgraphs(model: model_io.ModelT, start: int) -> list[int]:
             continue
         seen.append(index)
         for op in model.subgraphs[index].operators or []:
-            for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
-                for field, value in (vars(options) if options is not None else {}).items():
-                    if "subgraph" in field.lower() and value is not None:
-                        stack.extend([int(value)] if np.ndim(value) == 0 else [int(v) for v in value])
+            stack.extend(model_io.called_subgraphs(op))
     return seen
 
 

@@ -38,12 +38,10 @@ class BaseOptions:
 def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> BaseSource:
     path = options.base
     if path in (None, DEFAULT_BASE):
-        from tflite_transfer.compiler import keras_base  # noqa: PLC0415 (imports Keras)
-
         if options.base_output:
             raise InvalidInputError("--base_output applies to --base files; the embedded "
                                     "MobileNetV2 already ends at its pooled bottleneck")
-        converted = keras_base.build_default_mobilenet_v2(
+        converted = _keras_base().build_default_mobilenet_v2(
             alpha=options.alpha, image_size=options.image_size, weights_file=options.base_weights,
             calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
@@ -52,17 +50,15 @@ def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> 
         raise InvalidInputError("--base_weights applies to the embedded default base only")
     if not os.path.exists(path):
         raise InvalidInputError(f"base model '{path}' not found")
-    if os.path.isdir(path) or path.endswith((".keras", ".h5", ".hdf5")):
-        from tflite_transfer.compiler import keras_base  # noqa: PLC0415 (imports Keras)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise InvalidInputError(f"{path}: a directory base must be a SavedModel (no saved_model.pb)")
-        converted = keras_base.convert_saved_model_base(
+        converted = _keras_base().convert_saved_model_base(
             path, quantize=options.quantize, calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
         return _from_converted(converted, cut_applied=False, source=path)
     if path.endswith((".keras", ".h5", ".hdf5")):
-        converted = keras_base.convert_keras_base(
+        converted = _keras_base().convert_keras_base(
             path, output_layer=options.base_output, quantize=options.quantize,
             calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
@@ -72,6 +68,13 @@ def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> 
     model = model_io.read_model_bytes(data, path)
     return BaseSource(data, model, f"{os.path.basename(path)} ({len(data) / 1e6:.2f} MB)",
                       synthetic_weights=False, cut_applied=False, source=path)
+
+
+def _keras_base():
+    """Imported on demand: Keras costs seconds, and a .tflite base does not need it."""
+    from tflite_transfer.compiler import keras_base  # noqa: PLC0415
+
+    return keras_base
 
 
 def _from_converted(converted, cut_applied: bool, source: str) -> BaseSource:

@@ -119,14 +119,14 @@ def _append_adapter(model: model_io.ModelT, subgraph: schema.SubGraphT, source: 
         raise UnsupportedModelError(f"{source}: bottleneck tensor {described}: expected float32, int8 or uint8")
     features = shape[-1]
     if tensor.type in _QUANTIZED_TYPES:
-        dequantized = _new_tensor(subgraph, f"{name}/dequantized", schema.TensorType.FLOAT32, shape)
+        dequantized = _new_tensor(model, subgraph, f"{name}/dequantized", schema.TensorType.FLOAT32, shape)
         _append_op(model, subgraph, schema.BuiltinOperator.DEQUANTIZE,
                    _QUANTIZED_TYPES[tensor.type], [output], [dequantized])
         output = dequantized
     if len(shape) == 4:
-        new_shape = _new_tensor(subgraph, "bottleneck/shape", schema.TensorType.INT32, [2],
-                                data=np.array([-1, features], np.int32).tobytes(), model=model)
-        flat = _new_tensor(subgraph, "bottleneck", schema.TensorType.FLOAT32, [-1, features])
+        new_shape = _new_tensor(model, subgraph, "bottleneck/shape", schema.TensorType.INT32, [2],
+                                data=np.array([-1, features], np.int32).tobytes())
+        flat = _new_tensor(model, subgraph, "bottleneck", schema.TensorType.FLOAT32, [-1, features])
         options = schema.ReshapeOptionsT()
         options.newShape = [-1, features]
         _append_op(model, subgraph, schema.BuiltinOperator.RESHAPE, 1, [output, new_shape], [flat],
@@ -136,7 +136,7 @@ def _append_adapter(model: model_io.ModelT, subgraph: schema.SubGraphT, source: 
     return features
 
 
-def _new_tensor(subgraph, name, tensor_type, shape, data: bytes | None = None, model=None) -> int:
+def _new_tensor(model, subgraph, name, tensor_type, shape, data: bytes | None = None) -> int:
     tensor = schema.TensorT()
     tensor.name = name.encode()
     tensor.type = tensor_type

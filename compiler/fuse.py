@@ -27,7 +27,7 @@ from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelE
 
 SIGNATURES = ("infer", "load", "train", "train_images", "save", "restore", "initialize",
               "set_learning_rate")
-_HEAD_ONLY = ("train", "save", "restore", "initialize", "set_learning_rate")
+_STATE_SIGNATURES = ("save", "restore", "initialize", "set_learning_rate")  # head-only, after train_images
 METADATA_KEY = "tflite_transfer"
 _MIN_RUNTIME = "min_runtime_version"
 
@@ -91,11 +91,11 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     _check_variable_names(base.model, head)
     fusion = _Fusion()
     head_signatures = {s.signatureKey.decode(): s for s in head.signatureDefs}
-    head_order = [head_signatures[k].subgraphIndex for k in ("infer", "train", *_HEAD_ONLY[1:])]
+    head_order = [head_signatures[k].subgraphIndex for k in ("infer", "train", *_STATE_SIGNATURES)]
     head_extra = [i for i in range(len(head.subgraphs)) if i not in head_order]  # variable init
     # Final positions: infer, load, train, train_images, save..set_learning_rate, head extras, base.
     head_map = {head_signatures["infer"].subgraphIndex: 0, head_signatures["train"].subgraphIndex: 2}
-    for position, key in enumerate(_HEAD_ONLY[1:], start=4):
+    for position, key in enumerate(_STATE_SIGNATURES, start=4):
         head_map[head_signatures[key].subgraphIndex] = position
     for position, index in enumerate(head_extra, start=len(SIGNATURES)):
         head_map[index] = position
@@ -119,7 +119,7 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     train = copy_head(head_signatures["train"].subgraphIndex)
     train_images = _call_base_first(fusion, copy_head(head_signatures["train"].subgraphIndex),
                                     head_signatures["train"], image_template, true_buffer, base_start)
-    others = [copy_head(head_signatures[k].subgraphIndex) for k in _HEAD_ONLY[1:]]
+    others = [copy_head(head_signatures[k].subgraphIndex) for k in _STATE_SIGNATURES]
     extras = [copy_head(i) for i in head_extra]
     fusion.model.subgraphs = [infer[0], load[0], train, train_images[0], *others, *extras, *base_subgraphs]
     for position, name in enumerate(SIGNATURES):
@@ -128,7 +128,7 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     signatures = [_renamed(infer[1], "infer", 0), load[1],
                   _renamed(head_signatures["train"], "train", 2),
                   _renamed(train_images[1], "train_images", 3)]
-    signatures += [_renamed(head_signatures[k], k, 4 + n) for n, k in enumerate(_HEAD_ONLY[1:])]
+    signatures += [_renamed(head_signatures[k], k, 4 + n) for n, k in enumerate(_STATE_SIGNATURES)]
     fusion.model.signatureDefs = signatures
     _merge_metadata(fusion, base.model, head, metadata_json)
     return FusedModel(fusion.model, base_start, len(base_order), base_buffers)

@@ -124,19 +124,33 @@ def tensor_shape(tensor: schema.TensorT) -> list[int]:
     return [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
 
 
-def remap_subgraph_indices(op: schema.OperatorT, mapping: dict[int, int]) -> None:
-    """Rewrites every subgraph index hidden in an op's options (IF, WHILE, CALL_ONCE, CALL,
-    StableHLO ops). Missing one gives e.g. `call_once.cc ... init_subgraph_index` errors."""
+def _subgraph_fields(op: schema.OperatorT):
+    """(options, field, value) for every subgraph index hidden in an op's options (IF, WHILE,
+    CALL_ONCE, CALL, StableHLO ops): every such field has 'subgraph' in its name."""
     for options in (op.builtinOptions, getattr(op, "builtinOptions2", None)):
         if options is None:
             continue
         for field, value in vars(options).items():
-            if "subgraph" not in field.lower() or value is None:
-                continue
-            if isinstance(value, (int, np.integer)):
-                setattr(options, field, mapping[int(value)])
-            else:
-                setattr(options, field, [mapping[int(v)] for v in value])
+            if "subgraph" in field.lower() and value is not None:
+                yield options, field, value
+
+
+def called_subgraphs(op: schema.OperatorT) -> list[int]:
+    """The subgraphs an op can run."""
+    called = []
+    for _, _, value in _subgraph_fields(op):
+        called.extend([int(value)] if np.ndim(value) == 0 else [int(v) for v in value])
+    return called
+
+
+def remap_subgraph_indices(op: schema.OperatorT, mapping: dict[int, int]) -> None:
+    """Rewrites every subgraph index in an op's options. Missing one gives e.g.
+    `call_once.cc ... init_subgraph_index` errors when subgraphs move."""
+    for options, field, value in list(_subgraph_fields(op)):
+        if np.ndim(value) == 0:
+            setattr(options, field, mapping[int(value)])
+        else:
+            setattr(options, field, [mapping[int(v)] for v in value])
 
 
 class _AlignedBufferT(schema.BufferT):
