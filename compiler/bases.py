@@ -21,6 +21,7 @@ class BaseSource:
     synthetic_weights: bool
     cut_applied: bool             # True when --base_output was already applied (Keras layer cut)
     source: str                   # file name for messages
+    image_range: tuple[float, float] | None = None   # pixel range the base expects, when known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,5 +80,6 @@ def _keras_base():
 
 def _from_converted(converted, cut_applied: bool, source: str) -> BaseSource:
     model = model_io.read_model_bytes(converted.tflite, source)
+    # Our Keras/SavedModel conversions calibrate (and the embedded base rescales) 0-255 pixels.
     return BaseSource(converted.tflite, model, converted.description,
-                      converted.synthetic_weights, cut_applied, source)
+                      converted.synthetic_weights, cut_applied, source, image_range=(0.0, 255.0))

@@ -4,6 +4,9 @@ With no flags it builds the embedded default base (Keras MobileNetV2, alpha 1.0,
 int8-quantized here; synthetic weights unless --base_weights is given), adds a softmax head
 for 4 classes trained by SGD, checks the result and writes transfer_model.tflite.
 
+`compile-transfer export --model=M --checkpoint=C --output=P` writes a personalized
+inference-only model: the checkpoint's weights baked in as constants, signatures infer and load.
+
 The output has the signatures load, infer, train, train_images, save, restore, initialize
 and set_learning_rate, uses TFLite builtin ops only, and runs on the stock interpreter.
 """
@@ -64,6 +67,9 @@ flags.DEFINE_string("output", "transfer_model.tflite", "Where to write the fused
 flags.DEFINE_bool("verify", True, "Run --verify_steps train steps in the TFLite interpreter "
                   "against a TensorFlow eager reference before writing the model.")
 flags.DEFINE_integer("verify_steps", 10, "Train steps compared by --verify.")
+# export.
+flags.DEFINE_string("model", None, "export: the trainable model compile-transfer wrote.")
+flags.DEFINE_string("checkpoint", None, "export: a checkpoint of that model (from save_checkpoint).")
 flags.DEFINE_float("verify_tolerance", 1e-5, "Largest max-relative weight difference --verify accepts.")
 
 
@@ -85,8 +91,27 @@ def _read_labels(path: str | None) -> tuple[str, ...]:
     return labels
 
 
+def _export() -> int:
+    from tflite_transfer.compiler import export  # noqa: PLC0415
+
+    if not FLAGS.model or not FLAGS.checkpoint:
+        print("compile-transfer: error: export needs --model and --checkpoint", file=sys.stderr)
+        return 2
+    output = FLAGS.output if FLAGS["output"].present else "personalized_model.tflite"
+    try:
+        exported = export.export_files(FLAGS.model, FLAGS.checkpoint, output)
+    except TransferError as error:
+        print(f"compile-transfer: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output} ({len(exported) / 1e6:.3f} MB): signatures infer, load; "
+          f"weights from {FLAGS.checkpoint}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
+    if argv[1:] == ["export"]:
+        return _export()
     if len(argv) > 1:
         print(f"compile-transfer: error: unexpected arguments {argv[1:]}; flags take --name=value",
               file=sys.stderr)

@@ -106,6 +106,7 @@ def _metadata(base: BaseSource, prepared: cut.PreparedBase, head: training_graph
         "head": {"kind": head.head.kind, "description": head.head.description},
         "optimizer": dataclasses.asdict(head.optimizer),
         "base": {"description": base.description, "synthetic_weights": base.synthetic_weights},
+        "image_range": list(base.image_range) if base.image_range else None,
     }
 
 

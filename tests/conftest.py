@@ -129,3 +129,38 @@ def random_images(shape, dtype, batch: int, seed: int) -> np.ndarray:
     if np.dtype(dtype) == np.int8:
         return rng.integers(-128, 128, (batch, *shape), dtype=np.int8)
     return (rng.random((batch, *shape)) * 255.0).astype(np.float32)
+
+
+# Compiled models as files, for the runtime.
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_fused, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("models") / "tiny_transfer.tflite"
+    path.write_bytes(tiny_fused.model_bytes)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_model_path(small_fused, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("models") / "small_transfer.tflite"
+    path.write_bytes(small_fused.model_bytes)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def other_model_path(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> str:
+    """Same base and head shape as tiny_model_path, other initial weights: another model."""
+    result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1, seed=7)
+    path = tmp_path_factory.mktemp("models") / "other_transfer.tflite"
+    path.write_bytes(result.model_bytes)
+    return str(path)
+
+
+def colour_images(count_per_class: int, seed: int, shape=(16, 12, 3), classes: int = 3):
+    """uint8 images whose dominant colour channel is the class: a separable task."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), count_per_class).astype(np.int32)
+    images = rng.integers(0, 90, (len(labels), *shape)).astype(np.int32)
+    for index, label in enumerate(labels):
+        images[index, ..., label % shape[-1]] += 150
+    order = rng.permutation(len(labels))
+    return images[order].astype(np.uint8), labels[order]
