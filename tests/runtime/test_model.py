@@ -235,3 +235,20 @@ def test_imprint_needs_a_softmax_head(small_model_path):
     model.add_bottlenecks(np.ones((2, 1280), np.float32), [0, 1])
     with pytest.raises(UnsupportedModelError, match="single-layer softmax head"):
         model.imprint()
+
+
+def test_class_labels_and_a_regression_head(tiny_classifier_path, tiny_pool_name):
+    from conftest import compile_model
+
+    named = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, labels=("cat", "dog", "fox"))
+    assert TransferModel.open(named.model_bytes).labels == ["cat", "dog", "fox"]
+    regression = TransferModel.open(compile_model(tiny_classifier_path, tiny_pool_name, num_classes=2,
+                                                  loss="mse", learning_rate=0.5).model_bytes)
+    images, colour = colour_images(6, seed=10)
+    targets = np.stack([colour == 0, colour == 1], axis=1).astype(np.float32)
+    regression.add_samples(images, targets)
+    losses = regression.fit(epochs=40, batch_size=6, progress=False)
+    assert losses[-1] < 0.5 * losses[0]
+    assert regression.predict(images).shape == (18, 2)
+    with pytest.raises(InvalidInputError, match=r"float targets \[1, 2\]"):
+        regression.add_sample(images[0], 1)
