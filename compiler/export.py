@@ -50,7 +50,8 @@ def export_inference_model(model_bytes: bytes, state: dict[str, np.ndarray], sou
     _update_metadata(model)
     _compact_buffers(model)
     _check_inference_only(model)
-    return model_io.write_model_bytes(model)
+    return model_io.append_associated_files(model_io.write_model_bytes(model),
+                                            model_io.associated_files(model_bytes))
 
 
 def _bake_variables(model, subgraph, state: dict[str, np.ndarray], source: str) -> None:

@@ -7,7 +7,9 @@ two op-code fields, subgraph indices hidden in op options, and 16-byte aligned b
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 
 import flatbuffers
 import numpy as np
@@ -213,3 +215,25 @@ def signature_subgraph(model: ModelT, key: str) -> int | None:
         if signature.signatureKey.decode() == key:
             return signature.subgraphIndex
     return None
+
+
+def associated_files(data: bytes) -> dict[str, bytes]:
+    """Files that tflite-support metadata appends to a model as a zip after the FlatBuffer
+    (e.g. labels.txt). A FlatBuffer rewrite drops them unless they are appended again."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return {}
+
+
+def append_associated_files(data: bytes, files: dict[str, bytes]) -> bytes:
+    """`data` with `files` appended as a zip, the way tflite-support packs them."""
+    if not files:
+        return data
+    buffer = io.BytesIO()
+    buffer.write(data)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

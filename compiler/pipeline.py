@@ -162,7 +162,8 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
     checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
                                          fused.base_subgraph, prepared.kept_tensor_count, base.source)
     audit.check_contract(fused.model, expected_contract(head))
-    model_bytes = model_io.write_model_bytes(fused.model)
+    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(fused.model),
+                                                   model_io.associated_files(base.tflite))
     parity = None
     if verify_steps:
         progress(f"verifying {verify_steps} train steps against TensorFlow eager")

@@ -81,3 +81,22 @@ def test_remap_subgraph_indices_covers_every_control_flow_option():
     call_once.builtinOptions.initSubgraphIndex = 3
     model_io.remap_subgraph_indices(call_once, {3: 0})
     assert call_once.builtinOptions.initSubgraphIndex == 0
+
+
+def test_associated_files_survive_fusion_and_export(tiny_classifier_path, tiny_pool_name, tmp_path):
+    """tflite-support packs label files as a zip after the FlatBuffer; a rewrite must keep it."""
+    import zipfile
+
+    from tflite_transfer.compiler import export
+
+    data = open(tiny_classifier_path, "rb").read()
+    with_labels = model_io.append_associated_files(data, {"labels.txt": b"cat\ndog\nfox\n"})
+    assert model_io.associated_files(data) == {}
+    path = tmp_path / "with_labels.tflite"
+    path.write_bytes(with_labels)
+    fused = compile_model(str(path), tiny_pool_name, num_classes=3)
+    assert zipfile.ZipFile(__import__("io").BytesIO(fused.model_bytes)).read("labels.txt") == b"cat\ndog\nfox\n"
+    runner = interpreter(fused.model_bytes)  # the appended zip does not disturb the interpreter
+    assert "train" in runner.get_signature_list()
+    exported = export.export_inference_model(fused.model_bytes, fused.head.initial_state)
+    assert model_io.associated_files(exported) == {"labels.txt": b"cat\ndog\nfox\n"}
