@@ -25,7 +25,8 @@ ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid")
 @dataclasses.dataclass(frozen=True)
 class DenseLayer:
     name: str                # used in variable names: "<name>_kernel", "<name>_bias"
-    kernel: np.ndarray       # float32 [inputs, units], initial value
+    kernel: np.ndarray       # float32 [inputs, units] (Keras layout), initial value; the
+                             # model stores its transpose (see training_graph)
     bias: np.ndarray         # float32 [units], initial value
     activation: str          # one of ACTIVATIONS; the last layer is "linear" (logits)
 

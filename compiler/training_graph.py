@@ -9,6 +9,9 @@ Signatures of the converted head (fuse.py adds the base in front of `infer`/`tra
   initialize() -> {step: [1]}                       back to the compiled initial values
   set_learning_rate(learning_rate: [1]) -> {learning_rate: [1]}
 Scalars in the contract are shape [1]: such tensors travel through every TFLite API.
+Kernels are stored [units, inputs], TFLite's FULLY_CONNECTED layout (the transpose of Keras'
+Dense kernel): the forward pass is then one FULLY_CONNECTED and the weight gradient one small
+BATCH_MATMUL, which halved the train step at batch 1 against x @ W with BATCH_MATMUL.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndar
     state: dict[str, np.ndarray] = {}
     weight_names = []
     for layer in head.layers:
-        for suffix, value in (("kernel", layer.kernel), ("bias", layer.bias)):
+        for suffix, value in (("kernel", layer.kernel.T), ("bias", layer.bias)):
             _add_unique(state, f"{layer.name}_{suffix}", np.asarray(value, np.float32))
             weight_names.append(f"{layer.name}_{suffix}")
     for name in weight_names:
@@ -85,7 +88,7 @@ class _HeadModule(tf.Module):
         """Returns the logits and every layer's (input, pre-activation, output) for backprop."""
         trace, activation = [], bottleneck
         for (kernel, bias), layer in zip(weight_names(self._head), self._head.layers):
-            pre_activation = tf.matmul(activation, self.state[kernel]) + self.state[bias]
+            pre_activation = tf.matmul(activation, self.state[kernel], transpose_b=True) + self.state[bias]
             output = _activate(layer.activation, pre_activation)
             trace.append((activation, pre_activation, output))
             activation = output
@@ -100,10 +103,10 @@ class _HeadModule(tf.Module):
             layer_input, pre_activation, output = trace[index]
             pre_grad = _activation_grad(self._head.layers[index].activation,
                                         output_grad, pre_activation, output)
-            grads[kernel] = tf.matmul(layer_input, pre_grad, transpose_a=True)
+            grads[kernel] = tf.matmul(pre_grad, layer_input, transpose_a=True)
             grads[bias] = tf.reduce_sum(pre_grad, axis=0)
             if index:
-                output_grad = tf.matmul(pre_grad, self.state[kernel], transpose_b=True)
+                output_grad = tf.matmul(pre_grad, self.state[kernel])
         return grads
 
     def infer(self, bottleneck):

@@ -67,7 +67,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
     for layer, (kernel_name, bias_name) in zip(head.head.layers, weight_names(head.head)):
         dense = keras.layers.Dense(layer.units, activation=layer.activation)
         dense.build((None, layer.kernel.shape[0]))
-        dense.set_weights([initial[kernel_name], initial[bias_name]])
+        dense.set_weights([initial[kernel_name].T, initial[bias_name]])  # ours: [units, inputs]
         layers.append(dense)
     if head.loss.labels_are_class_ids:
         loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
@@ -89,7 +89,8 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         losses.append(float(loss))
     names = [n for pair in weight_names(head.head) for n in pair]
-    return {n: v.numpy() for n, v in zip(names, variables)}, losses
+    return {n: (v.numpy().T if n.endswith("_kernel") else v.numpy())
+            for n, v in zip(names, variables)}, losses
 
 
 def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = 8,

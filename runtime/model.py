@@ -235,7 +235,8 @@ class TransferModel:
         model predicts the nearest class mean, before any SGD step.
 
         For bottleneck x and class means mu_c, nearest-mean is argmax_c (x.mu_c - |mu_c|^2 / 2):
-        a linear layer, kernel[:, c] = s * mu_c, bias[c] = -s * |mu_c|^2 / 2. (Unit-normalised
+        a linear layer, kernel[c, :] = s * mu_c (kernels are [units, inputs]),
+        bias[c] = -s * |mu_c|^2 / 2. (Unit-normalised
         means, as in Qi et al. 2018, assume normalised features; pooled MobileNet features are
         not, so the Euclidean form is used.) s scales the logits so that a sample sits ~4
         logits closer to its own class than to the average other one. Classes without a sample
@@ -255,7 +256,7 @@ class TransferModel:
         state = self.get_state()
         kernel = np.zeros_like(state[kernel_name], dtype=np.float64)
         bias = np.zeros(self.num_classes, np.float64)
-        kernel[:, present] = scale * means.T
+        kernel[present, :] = scale * means
         bias[present] = -scale * (means ** 2).sum(-1) / 2
         absent = np.setdiff1d(np.arange(self.num_classes), present)
         bias[absent] = bias[present].min() - 10.0 - scale * distances.max()

@@ -35,8 +35,15 @@ def test_export_equals_the_trainable_infer(tiny_model_path, trained, tmp_path, x
     trainable.get_signature_runner("restore")(**model.get_state())
     images, _ = colour_images(6, seed=2)
     for key, name in (("infer", "probabilities"), ("load", "bottleneck")):
-        np.testing.assert_array_equal(exported.get_signature_runner(key)(image=images)[name],
-                                      trainable.get_signature_runner(key)(image=images)[name])
+        ours = exported.get_signature_runner(key)(image=images)[name]
+        theirs = trainable.get_signature_runner(key)(image=images)[name]
+        if xnnpack and key == "infer":
+            # XNNPACK takes over the head's FULLY_CONNECTED once its weights are constants,
+            # so the sums round differently (1 ULP); the builtin kernels are bit-exact.
+            np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(ours.argmax(1), theirs.argmax(1))
+        else:
+            np.testing.assert_array_equal(ours, theirs)
     # Plain invoke() still runs infer.
     assert model_io.signature_subgraph(model_io.read_model_bytes(output.read_bytes()), "infer") == 0
 

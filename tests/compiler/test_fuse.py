@@ -112,7 +112,7 @@ def test_infer_equals_load_then_head(request, fixture):
     state = model.get_signature_runner("save")()
     activation = bottleneck.astype(np.float64)
     for index, layer in enumerate(result.head.head.layers):
-        activation = activation @ state[f"{layer.name}_kernel"] + state[f"{layer.name}_bias"]
+        activation = activation @ state[f"{layer.name}_kernel"].T + state[f"{layer.name}_bias"]
         if index < len(result.head.head.layers) - 1:
             activation = np.maximum(activation, 0.0)
     expected = np.exp(activation - activation.max(axis=1, keepdims=True))

@@ -64,7 +64,7 @@ def test_keras_head_keeps_its_weights_and_trains_like_keras(tmp_path, tiny_class
     result = compile_model(tiny_classifier_path, tiny_pool_name, head=f"keras:{path}",
                            num_classes=3, optimizer="adam")
     original = keras.models.load_model(path)
-    np.testing.assert_array_equal(result.head.initial_state["hidden_kernel"], original.layers[0].get_weights()[0])
+    np.testing.assert_array_equal(result.head.initial_state["hidden_kernel"], original.layers[0].get_weights()[0].T)
     np.testing.assert_array_equal(result.head.initial_state["scores_bias"], original.layers[2].get_weights()[1])
     report = verify.verify_training(result.model_bytes, result.head, steps=10)
     assert report.max_relative_difference <= TOLERANCE

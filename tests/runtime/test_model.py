@@ -170,7 +170,7 @@ def test_bad_checkpoints_change_nothing(tiny_model_path, tmp_path, damage):
         data[10:14] = b"\xff\xfe{{"
         path.write_bytes(bytes(data))
     elif damage == "shape":
-        write_checkpoint(path, dict(state, dense_0_kernel=np.zeros((3, 7), np.float32)), fingerprint)
+        write_checkpoint(path, dict(state, dense_0_kernel=np.zeros((7, 3), np.float32)), fingerprint)
     elif damage == "dtype":
         write_checkpoint(path, dict(state, step=np.array(0, np.int64)), fingerprint)
     elif damage == "missing":
