@@ -55,6 +55,8 @@ class Report:
     machine: dict[str, str]
     notes: list[str]
     measurements: list[Measurement]
+    # Derived figures (ratios, file sizes, versions) of reports that have them; {} otherwise.
+    summary: dict = dataclasses.field(default_factory=dict)
 
 
 def write_report(
@@ -63,10 +65,14 @@ def write_report(
     measurements: list[Measurement],
     machine: dict[str, str],
     notes: list[str],
+    summary: dict | None = None,
+    sections: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write `<results_dir>/<stem>.json` and `<stem>.md`; return both paths.
 
     The stem is the title in lower-case-dashes plus a UTC timestamp, so reruns never overwrite.
+    `summary` (derived figures) goes into the JSON; `sections` (Markdown blocks) go between the
+    machine facts and the table of every measurement.
     """
     created = datetime.datetime.now(datetime.timezone.utc)
     stem = f"{_slug(title)}-{created.strftime('%Y%m%dT%H%M%SZ')}"
@@ -83,10 +89,12 @@ def write_report(
         "notes": list(notes),
         "measurements": [_finite_or_none(dataclasses.asdict(m)) for m in measurements],
     }
+    if summary:
+        document["summary"] = _finite_or_none(summary)
     # allow_nan=False: a NaN would make the file unreadable to strict JSON parsers (jq, JS).
     json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     markdown_path.write_text(
-        _render_markdown(title, document["created_utc"], measurements, machine, notes),
+        _render_markdown(title, document["created_utc"], measurements, machine, notes, sections or []),
         encoding="utf-8",
     )
     return json_path, markdown_path
@@ -123,6 +131,7 @@ def read_report(json_path: str | Path) -> Report:
         machine=document["machine"],
         notes=document["notes"],
         measurements=measurements,
+        summary=document.get("summary", {}),
     )
 
 
@@ -148,12 +157,17 @@ def _render_markdown(
     measurements: list[Measurement],
     machine: dict[str, str],
     notes: list[str],
+    sections: list[str] = (),
 ) -> str:
     lines = [f"# {title}", "", f"Created {created_utc}.", ""]
     if machine:
         lines += ["| fact | value |", "|---|---|"]
         lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in machine.items()]
         lines.append("")
+    for section in sections:
+        lines += [section.rstrip("\n"), ""]
+    if sections:
+        lines += ["## Every measurement", ""]
     lines += [
         "| scenario | signature | runtime | device | threads | delegate | batch "
         "| median (min–max) | runs | peak memory |",
