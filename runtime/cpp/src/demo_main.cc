@@ -1,0 +1,266 @@
+// tflite_transfer_demo: trains a compiled tflite-transfer model from .npy files with the C++
+// runtime, prints the loss of each epoch and the accuracy, and saves a checkpoint that the
+// Python runtime restores (and the other way round).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "errors.h"
+#include "npy.h"
+#include "tensor.h"
+#include "transfer_model.h"
+#include "tensorflow/lite/c/c_api.h"
+
+namespace {
+
+using tflite_transfer::DType;
+using tflite_transfer::InvalidInputError;
+using tflite_transfer::Tensor;
+using tflite_transfer::TransferModel;
+
+constexpr char kUsage[] = R"(usage: tflite_transfer_demo --model MODEL.tflite [options]
+
+Trains the head of a compiled tflite-transfer model with the stock TFLite C API and saves a
+checkpoint in the format the Python runtime reads (BUILD.md, "Checkpoint file format").
+
+  --model PATH          compiled model (compile-transfer output)                 [required]
+  --bottlenecks PATH    training bottlenecks, float32 [n, D] .npy
+  --images PATH         training images .npy in the model's image dtype/shape; their
+                        bottlenecks come from `load` (or train on them with --train_on=images)
+  --labels PATH         training labels .npy: class ids [n] (any integer dtype), or float
+                        targets [n, k] for --loss=mse models
+  --epochs N            passes over the training data, batches in file order      [10]
+  --batch_size N        samples per `train` step                                  [8]
+  --learning_rate LR    call `set_learning_rate` first                            [model's]
+  --train_on WHAT       bottlenecks (`train`) or images (`train_images`)          [bottlenecks]
+  --restore PATH        restore this checkpoint first (validated; a bad one changes nothing)
+  --initialize          call `initialize` first (after --restore): the compiled initial weights
+  --checkpoint PATH     save the state here at the end (atomic write)
+  --test_images PATH    images for the accuracy (`infer`); default: the --images
+  --test_labels PATH    their class ids; default: the --labels
+  --save_bottlenecks P  write the bottlenecks `load` computed for --images to P (.npy)
+  --num_threads N       interpreter threads                                       [1]
+
+Exit status 0 on success, 1 with one "error: ..." line on stderr for a bad model, input or
+checkpoint, 2 for a bad command line.
+)";
+
+[[noreturn]] void UsageError(const std::string& problem) {
+  std::fprintf(stderr, "error: %s (see --help)\n", problem.c_str());
+  std::exit(2);
+}
+
+std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
+  static const char* kValued[] = {"model", "bottlenecks", "images", "labels", "epochs", "batch_size",
+                                  "learning_rate", "train_on", "restore", "checkpoint", "test_images",
+                                  "test_labels", "num_threads", "save_bottlenecks"};
+  std::map<std::string, std::string> flags;
+  for (int index = 1; index < argc; ++index) {
+    std::string argument = argv[index];
+    if (argument == "--help" || argument == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (argument.rfind("--", 0) != 0) UsageError("unexpected argument '" + argument + "'");
+    std::string name = argument.substr(2), value;
+    size_t equals = name.find('=');
+    if (equals != std::string::npos) {
+      value = name.substr(equals + 1);
+      name = name.substr(0, equals);
+    }
+    if (name == "initialize") {
+      flags[name] = "1";
+      continue;
+    }
+    bool known = false;
+    for (const char* valued : kValued) known = known || name == valued;
+    if (!known) UsageError("unknown flag --" + name);
+    if (equals == std::string::npos) {
+      if (index + 1 >= argc) UsageError("--" + name + " needs a value");
+      value = argv[++index];
+    }
+    flags[name] = value;
+  }
+  return flags;
+}
+
+long ParseInt(const std::map<std::string, std::string>& flags, const std::string& name, long fallback, long minimum) {
+  auto found = flags.find(name);
+  if (found == flags.end()) return fallback;
+  char* end = nullptr;
+  long value = std::strtol(found->second.c_str(), &end, 10);
+  if (found->second.empty() || *end != '\0' || value < minimum) {
+    UsageError("--" + name + " must be an integer >= " + std::to_string(minimum) + ", got '" + found->second + "'");
+  }
+  return value;
+}
+
+std::optional<std::string> Flag(const std::map<std::string, std::string>& flags, const std::string& name) {
+  auto found = flags.find(name);
+  return found == flags.end() ? std::nullopt : std::optional<std::string>(found->second);
+}
+
+// Labels as the model takes them: int32 class ids (from any integer .npy) or float32 targets.
+Tensor LabelsFor(const TransferModel& model, const Tensor& labels, const std::string& path) {
+  if (model.label_dtype() == DType::kFloat32) {
+    if (labels.dtype == DType::kFloat32) return labels;
+    if (labels.dtype != DType::kFloat64) throw InvalidInputError(path + ": float targets expected");
+    Tensor converted = Tensor::Zeros(DType::kFloat32, labels.shape);
+    for (int64_t i = 0; i < labels.num_elements(); ++i) {
+      converted.data<float>()[i] = static_cast<float>(labels.data<double>()[i]);
+    }
+    return converted;
+  }
+  Tensor converted = Tensor::Zeros(DType::kInt32, labels.shape);
+  for (int64_t i = 0; i < labels.num_elements(); ++i) {
+    int64_t value;
+    switch (labels.dtype) {
+      case DType::kInt64: value = labels.data<int64_t>()[i]; break;
+      case DType::kInt32: value = labels.data<int32_t>()[i]; break;
+      case DType::kInt16: value = labels.data<int16_t>()[i]; break;
+      case DType::kInt8: value = labels.data<int8_t>()[i]; break;
+      case DType::kUInt8: value = labels.data<uint8_t>()[i]; break;
+      case DType::kUInt16: value = labels.data<uint16_t>()[i]; break;
+      case DType::kUInt32: value = labels.data<uint32_t>()[i]; break;
+      default:
+        throw InvalidInputError(path + ": labels must be integer class ids, got " + labels.Describe());
+    }
+    if (value < 0 || value >= model.num_classes()) {
+      throw InvalidInputError(path + ": label " + std::to_string(value) + " is outside [0, " +
+                              std::to_string(model.num_classes()) + ")");
+    }
+    converted.data<int32_t>()[i] = static_cast<int32_t>(value);
+  }
+  return converted;
+}
+
+Tensor AsFloat32(const Tensor& tensor, const std::string& path) {
+  if (tensor.dtype == DType::kFloat32) return tensor;
+  if (tensor.dtype != DType::kFloat64) throw InvalidInputError(path + ": bottlenecks must be float32, got " + tensor.Describe());
+  Tensor converted = Tensor::Zeros(DType::kFloat32, tensor.shape);
+  for (int64_t i = 0; i < tensor.num_elements(); ++i) {
+    converted.data<float>()[i] = static_cast<float>(tensor.data<double>()[i]);
+  }
+  return converted;
+}
+
+// Rows [begin, end) of a batch-first tensor.
+Tensor Rows(const Tensor& tensor, int64_t begin, int64_t end) {
+  Tensor rows = tensor;
+  rows.shape[0] = end - begin;
+  size_t row_bytes = tensor.bytes.size() / static_cast<size_t>(tensor.shape[0]);
+  rows.bytes.assign(tensor.bytes.begin() + begin * row_bytes, tensor.bytes.begin() + end * row_bytes);
+  return rows;
+}
+
+int32_t Step(TransferModel& model) { return model.GetState().at("step").data<int32_t>()[0]; }
+
+int Run(const std::map<std::string, std::string>& flags) {
+  std::optional<std::string> model_path = Flag(flags, "model");
+  if (!model_path) UsageError("--model is required");
+  long epochs = ParseInt(flags, "epochs", 10, 0);
+  long batch_size = ParseInt(flags, "batch_size", 8, 1);
+  long num_threads = ParseInt(flags, "num_threads", 1, 1);
+  std::string train_on = Flag(flags, "train_on").value_or("bottlenecks");
+  if (train_on != "bottlenecks" && train_on != "images") UsageError("--train_on must be bottlenecks or images");
+  if (Flag(flags, "bottlenecks") && Flag(flags, "images")) UsageError("pass --bottlenecks or --images, not both");
+  bool has_data = Flag(flags, "bottlenecks") || Flag(flags, "images");
+  if (epochs > 0 && (!has_data || !Flag(flags, "labels"))) {
+    UsageError("training (--epochs > 0) needs --labels and --bottlenecks or --images");
+  }
+  if (train_on == "images" && epochs > 0 && !Flag(flags, "images")) UsageError("--train_on=images needs --images");
+
+  auto model = TransferModel::Open(*model_path, static_cast<int>(num_threads));
+  std::printf("model %s: TFLite %s, image %s %s, bottleneck %lld, %lld outputs, %zu state tensors\n",
+              model_path->c_str(), TfLiteVersion(), tflite_transfer::NumpyName(model->image_dtype()),
+              tflite_transfer::ShapeString(model->image_shape()).c_str(),
+              static_cast<long long>(model->bottleneck_size()), static_cast<long long>(model->num_classes()),
+              model->metadata().state.size());
+
+  if (auto restore = Flag(flags, "restore")) {
+    model->RestoreCheckpoint(*restore);
+    std::printf("restored %s (step %d)\n", restore->c_str(), Step(*model));
+  }
+  if (flags.count("initialize")) std::printf("initialized (step %d)\n", model->Initialize());
+  if (auto learning_rate = Flag(flags, "learning_rate")) {
+    char* end = nullptr;
+    float value = std::strtof(learning_rate->c_str(), &end);
+    if (learning_rate->empty() || *end != '\0') UsageError("--learning_rate must be a number");
+    model->SetLearningRate(value);
+  }
+
+  std::optional<Tensor> images, bottlenecks, labels;
+  if (auto path = Flag(flags, "images")) images = tflite_transfer::ReadNpy(*path);
+  if (auto path = Flag(flags, "bottlenecks")) bottlenecks = AsFloat32(tflite_transfer::ReadNpy(*path), *path);
+  if (auto path = Flag(flags, "labels")) labels = LabelsFor(*model, tflite_transfer::ReadNpy(*path), *path);
+  if (images && (train_on == "bottlenecks" || Flag(flags, "save_bottlenecks"))) {
+    bottlenecks = model->Load(*images);  // one base pass per image, cached for every epoch
+  }
+  if (auto path = Flag(flags, "save_bottlenecks")) {
+    if (!images) UsageError("--save_bottlenecks needs --images");
+    tflite_transfer::WriteNpy(*path, *bottlenecks);
+  }
+  const Tensor* samples = train_on == "images" ? &*images : bottlenecks ? &*bottlenecks : nullptr;
+  int64_t num_samples = samples ? samples->shape.at(0) : 0;
+  if (samples && labels && (labels->shape.empty() || labels->shape[0] != num_samples)) {
+    throw InvalidInputError("--labels has " + tflite_transfer::ShapeString(labels->shape) + " for " +
+                            std::to_string(num_samples) + " samples");
+  }
+
+  for (long epoch = 1; epoch <= epochs && num_samples > 0; ++epoch) {
+    double total = 0;
+    for (int64_t begin = 0; begin < num_samples; begin += batch_size) {
+      int64_t end = std::min<int64_t>(begin + batch_size, num_samples);
+      Tensor batch = Rows(*samples, begin, end), batch_labels = Rows(*labels, begin, end);
+      float loss = train_on == "images" ? model->TrainImages(batch, batch_labels)
+                                        : model->Train(batch, batch_labels);
+      total += static_cast<double>(loss) * static_cast<double>(end - begin);
+    }
+    std::printf("epoch %ld/%ld loss %.6f\n", epoch, epochs, total / static_cast<double>(num_samples));
+    std::fflush(stdout);
+  }
+
+  std::optional<Tensor> test_images = images, test_labels = labels;
+  if (auto path = Flag(flags, "test_images")) test_images = tflite_transfer::ReadNpy(*path);
+  if (auto path = Flag(flags, "test_labels")) test_labels = LabelsFor(*model, tflite_transfer::ReadNpy(*path), *path);
+  if (test_images && test_labels && model->metadata().classifies()) {
+    Tensor probabilities = model->Infer(*test_images);
+    int64_t classes = model->num_classes(), correct = 0, count = test_labels->shape.at(0);
+    if (probabilities.shape.at(0) != count) throw InvalidInputError("test images and labels differ in count");
+    for (int64_t row = 0; row < count; ++row) {
+      const float* scores = probabilities.data<float>() + row * classes;
+      int64_t best = 0;
+      for (int64_t c = 1; c < classes; ++c) best = scores[c] > scores[best] ? c : best;
+      correct += best == test_labels->data<int32_t>()[row];
+    }
+    std::printf("accuracy %.4f (%lld/%lld)\n", static_cast<double>(correct) / static_cast<double>(count),
+                static_cast<long long>(correct), static_cast<long long>(count));
+  } else {
+    std::printf("accuracy n/a (`infer` takes images: pass --images or --test_images with labels)\n");
+  }
+
+  if (auto checkpoint = Flag(flags, "checkpoint")) {
+    // The same extra metadata as the Python runtime's save_checkpoint, so files match byte for byte.
+    model->SaveCheckpoint(*checkpoint, {{"num_samples_cached", std::to_string(num_samples)}});
+    std::printf("saved %s (step %d)\n", checkpoint->c_str(), Step(*model));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> flags = ParseFlags(argc, argv);
+  try {
+    return Run(flags);
+  } catch (const tflite_transfer::TransferError& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+    return 1;
+  }
+}

@@ -1,0 +1,94 @@
+// TransferModel: one compiled tflite-transfer model in the stock TFLite interpreter, through
+// the C API's signature runners (what an NDK or embedded app links against), with the same
+// lifecycle and checks as the Python runtime (runtime/model.py):
+//
+//   auto model = tflite_transfer::TransferModel::Open("transfer_model.tflite");
+//   Tensor bottlenecks = model->Load(images);                 // `load`
+//   float loss = model->Train(bottlenecks, labels);           // `train`: one optimizer step
+//   Tensor probabilities = model->Infer(images);              // `infer`
+//   model->SaveCheckpoint("me.ckpt");                         // `save` -> file, atomically
+#ifndef TFLITE_TRANSFER_TRANSFER_MODEL_H_
+#define TFLITE_TRANSFER_TRANSFER_MODEL_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint.h"
+#include "model_metadata.h"
+#include "tensor.h"
+
+struct TfLiteModel;
+struct TfLiteInterpreter;
+struct TfLiteSignatureRunner;
+
+namespace tflite_transfer {
+
+// signature -> (inputs it must have, outputs it must have); `restore` must also take, and
+// `save` return, every state variable named in the metadata.
+const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
+SignatureContract();
+
+class TransferModel {
+ public:
+  // Reads the file, its metadata and checks the signature contract; throws InvalidInputError
+  // (missing/corrupt file) or UnsupportedModelError (not our model, missing signature, or an
+  // op/op version this TFLite library lacks: the library's own message is quoted).
+  static std::unique_ptr<TransferModel> Open(const std::string& path, int num_threads = 1);
+  ~TransferModel();
+  TransferModel(const TransferModel&) = delete;
+  TransferModel& operator=(const TransferModel&) = delete;
+
+  const ModelMetadata& metadata() const { return metadata_; }
+  const std::string& source() const { return source_; }
+  const Shape& image_shape() const { return image_shape_; }  // without the batch dimension
+  DType image_dtype() const { return image_dtype_; }
+  int64_t num_classes() const { return metadata_.num_outputs; }
+  int64_t bottleneck_size() const { return metadata_.bottleneck_size; }
+  DType label_dtype() const { return metadata_.classifies() ? DType::kInt32 : DType::kFloat32; }
+
+  // The signatures. Batch-first inputs; every input is validated before the interpreter sees it.
+  Tensor Load(const Tensor& images);                               // -> float32 [b, D]
+  Tensor Infer(const Tensor& images);                              // -> [b, num_classes]
+  float Train(const Tensor& bottlenecks, const Tensor& labels);    // one step, returns the loss
+  float TrainImages(const Tensor& images, const Tensor& labels);   // base + head + step
+  void SetLearningRate(float learning_rate);
+  int32_t Initialize();                                            // -> step (0)
+  TensorMap GetState();                                            // `save`
+  // `restore`, after checking every name, shape, dtype and finiteness: a bad state changes nothing.
+  int32_t SetState(const TensorMap& state);
+
+  // Checkpoint files in the Python runtime's format (BUILD.md, "Checkpoint file format").
+  void SaveCheckpoint(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {});
+  // Reads and validates the whole file against this model first; on any problem throws
+  // CheckpointError and the model's state is unchanged.
+  void RestoreCheckpoint(const std::string& path);
+
+ private:
+  TransferModel() = default;
+  TfLiteSignatureRunner* Runner(const std::string& signature) const;
+  TensorMap Run(const std::string& signature,
+                const std::vector<std::pair<std::string, const Tensor*>>& inputs);
+  float RunTrain(const std::string& signature, const std::string& input_name,
+                 const Tensor& input, const Tensor& labels);
+  Tensor CheckImages(const Tensor& images) const;
+  void CheckLabels(const Tensor& labels, int64_t batch) const;
+
+  std::string source_;
+  std::vector<uint8_t> model_bytes_;  // must outlive the TfLiteModel built on it
+  ModelMetadata metadata_;
+  Shape image_shape_;
+  DType image_dtype_ = DType::kFloat32;
+  std::string errors_;  // what the TFLite error reporter said since the last call
+  TfLiteModel* model_ = nullptr;
+  TfLiteInterpreter* interpreter_ = nullptr;
+  std::map<std::string, TfLiteSignatureRunner*> runners_;
+  std::set<std::string> allocated_;  // signatures whose tensors are allocated
+};
+
+}  // namespace tflite_transfer
+
+#endif  // TFLITE_TRANSFER_TRANSFER_MODEL_H_
