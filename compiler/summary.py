@@ -53,6 +53,6 @@ def format_summary(result, output_path: str) -> str:
     if result.parity is not None:
         lines.append(f"verify: {result.parity.steps} train steps (batch {result.parity.batch_size}) in "
                      f"{result.parity.interpreter} vs TensorFlow eager + Keras {result.head.optimizer.name}: "
-                     f"max relative weight difference {result.parity.max_relative_difference:.2e}, "
+                     f"relative weight difference {result.parity.max_relative_difference:.2e}, "
                      f"max loss difference {result.parity.max_loss_difference:.2e}")
     return "\n".join(lines)
