@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, optimizers
+from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, op_versions, optimizers
 from tflite_transfer.compiler import summary, training_graph, verify
 from tflite_transfer.compiler.bases import BaseOptions, BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
@@ -51,6 +51,7 @@ class CompileResult:
     parity: verify.ParityReport | None
     metadata: dict
     signatures: dict          # key -> (inputs, outputs) as summary.TensorInfo lists
+    versions: op_versions.VersionReport
 
     @property
     def head_bytes(self) -> int:
@@ -162,6 +163,11 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
     checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
                                          fused.base_subgraph, prepared.kept_tensor_count, base.source)
     audit.check_contract(fused.model, expected_contract(head))
+    # After the base check (which compares op versions with the user's file): every op at the
+    # lowest version its kernel semantics need, so older runtimes load the model, and a
+    # min_runtime_version metadata that says what the model really needs.
+    versions = op_versions.lower_op_versions(fused.model)
+    op_versions.set_min_runtime_version(fused.model, versions.min_runtime_version)
     model_bytes = model_io.append_associated_files(model_io.write_model_bytes(fused.model),
                                                    model_io.associated_files(base.tflite))
     parity = None
@@ -174,7 +180,7 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
                 f"{parity.max_relative_difference:.2e} > {verify_tolerance:.0e} "
                 f"(worst variable: {max(parity.per_variable, key=parity.per_variable.get)})")
     return CompileResult(model_bytes, base, head, op_audit, checked, parity, metadata,
-                         summary.describe_signatures(fused.model))
+                         summary.describe_signatures(fused.model), versions)
 
 
 def write_atomically(path: str, data: bytes) -> None:

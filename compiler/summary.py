@@ -50,6 +50,8 @@ def format_summary(result, output_path: str) -> str:
     lines.append(f"op types ({sum(result.op_audit.op_types.values())} ops, all TFLite builtins): {op_types}")
     lines.append(f"checks: builtin ops only; {result.base_tensors_checked} base tensors identical to the "
                  "original; signature contract complete")
+    lines.append(f"runtime: min_runtime_version {result.versions.min_runtime_version}; "
+                 f"{len(result.versions.changes)} op codes lowered to the version their kernels need")
     if result.parity is not None:
         lines.append(f"verify: {result.parity.steps} train steps (batch {result.parity.batch_size}) in "
                      f"{result.parity.interpreter} vs TensorFlow eager + Keras {result.head.optimizer.name}: "

@@ -58,8 +58,10 @@ def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndar
     for name in weight_names:
         for suffix in optimizer.slot_suffixes:
             _add_unique(state, f"{name}_{suffix}", np.zeros_like(state[name]))
-    _add_unique(state, STEP, np.array(0, np.int32))
-    _add_unique(state, LEARNING_RATE, np.array(optimizer.learning_rate, np.float32))
+    # Shape [1], not scalars: rank-0 signature inputs crash some runtimes (LiteRT 1.0.1
+    # segfaults resizing them in restore) and tfjs-tflite turns scalars into shape [0].
+    _add_unique(state, STEP, np.array([0], np.int32))
+    _add_unique(state, LEARNING_RATE, np.array([optimizer.learning_rate], np.float32))
     return state
 
 
@@ -117,12 +119,12 @@ class _HeadModule(tf.Module):
         logits, trace = self._forward(bottleneck)
         loss, logits_grad = self._loss.loss_and_logits_grad(logits, label)
         grads = self._backward(logits_grad, trace)
-        learning_rate = self.state[LEARNING_RATE].read_value()
-        step = tf.cast(self.state[STEP], tf.float32)
+        learning_rate = tf.reshape(self.state[LEARNING_RATE].read_value(), [])
+        step = tf.cast(tf.reshape(self.state[STEP].read_value(), []), tf.float32)
         for name, grad in grads.items():
             slots = {s: self.state[f"{name}_{s}"] for s in self._optimizer.slot_suffixes}
             self._optimizer.apply(self.state[name], grad, slots, learning_rate, step)
-        self.state[STEP].assign_add(1)
+        self.state[STEP].assign_add(tf.constant([1], tf.int32))
         return {"loss": tf.reshape(loss, [1])}
 
     def save(self):
@@ -131,16 +133,16 @@ class _HeadModule(tf.Module):
     def restore(self, values):
         for name, variable in self.state.items():
             variable.assign(values[name])
-        return {STEP: tf.reshape(self.state[STEP].read_value(), [1])}
+        return {STEP: self.state[STEP].read_value()}
 
     def initialize(self):
         for name, variable in self.state.items():
             variable.assign(tf.constant(self._initial[name]))
-        return {STEP: tf.reshape(self.state[STEP].read_value(), [1])}
+        return {STEP: self.state[STEP].read_value()}
 
     def set_learning_rate(self, learning_rate):
-        self.state[LEARNING_RATE].assign(tf.reshape(learning_rate, []))
-        return {LEARNING_RATE: tf.reshape(self.state[LEARNING_RATE].read_value(), [1])}
+        self.state[LEARNING_RATE].assign(learning_rate)
+        return {LEARNING_RATE: self.state[LEARNING_RATE].read_value()}
 
     def concrete_functions(self) -> dict:
         bottleneck = tf.TensorSpec([None, self._head.bottleneck_size], tf.float32, name="bottleneck")

@@ -77,7 +77,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
     else:
         loss_fn = keras.losses.MeanSquaredError()
     optimizer = head.optimizer.keras_optimizer()
-    optimizer.learning_rate = float(initial["learning_rate"])
+    optimizer.learning_rate = float(initial["learning_rate"][0])
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
     losses = []
     for bottleneck, label in batches:

@@ -181,7 +181,7 @@ class TransferModel:
 
     @property
     def steps(self) -> int:
-        return int(self.get_state()["step"])
+        return int(self.get_state()["step"][0])
 
     # The sample cache and training over it.
     @property

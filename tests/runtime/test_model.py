@@ -212,7 +212,7 @@ def test_imprinting_gives_a_useful_model_before_any_step(tiny_model_path):
     model.add_samples(train_images, train_labels)
     model.imprint()
     assert model.steps == 0
-    assert model.get_state()["step"].shape == ()
+    assert model.get_state()["step"].shape == (1,)
     assert np.mean(model.predict(test_images).argmax(1) == test_labels) >= 0.9
     # Training goes on from the imprinted weights.
     losses = model.fit(epochs=5, batch_size=5, progress=False)
