@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.subjects import tiny_uint8_classifier
+
 INSTALL_TIMEOUT_S = 1800
 PROBE_TIMEOUT_S = 900
 PROBE = Path(__file__).with_name("compat_probe.py")
@@ -180,7 +182,7 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
     sources.append(("mobilenet_mlp_adam", str(workdir / "mobilenet_base.tflite"), None,
                     pipeline.HeadOptions(head="mlp:16", num_classes=4, optimizer="adam", learning_rate=0.01)))
     progress("building the tiny uint8 classifier base")
-    (workdir / "tiny_base.tflite").write_bytes(_tiny_uint8_classifier())
+    (workdir / "tiny_base.tflite").write_bytes(tiny_uint8_classifier())
     sources.append(("tiny_uint8_sgd", str(workdir / "tiny_base.tflite"), _first_output_of(
         str(workdir / "tiny_base.tflite"), "MEAN"),
         pipeline.HeadOptions(num_classes=3, learning_rate=0.1)))
@@ -212,34 +214,6 @@ def _write(workdir: Path, name: str, model, lowered_ops: int) -> ModelVariant:
         highest[name_] = max(highest.get(name_, 0), op_code.version or 1)
     return ModelVariant(name, str(path), dict(sorted(highest.items())),
                         op_versions.read_min_runtime_version(model) or "", lowered_ops)
-
-
-def _tiny_uint8_classifier() -> bytes:
-    """uint8 image 16x12x3 -> int8 conv -> global average pool -> 1x1 conv -> softmax, full int8
-    with uint8 input/output: the classic quantized classifier in miniature (as tests/conftest.py)."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(1)
-    image = keras.Input((16, 12, 3))
-    x = keras.layers.Conv2D(7, 3, activation="relu")(image)
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
-    x = keras.layers.Conv2D(5, 1)(x)
-    x = keras.layers.Reshape((5,))(x)
-    model = keras.Model(image, keras.layers.Softmax()(x))
-    rng = np.random.default_rng(0)
-
-    def calibration():
-        for _ in range(16):
-            yield [rng.random((1, 16, 12, 3), dtype=np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
-    return converter.convert()
 
 
 def _first_output_of(path: str, op_name: str) -> str:

@@ -13,39 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-
-def _tiny_classifier_bytes() -> bytes:
-    """A classic-style quantized classifier in miniature, like mobilenet_v2_1.0_224_quant:
-    uint8 image -> int8 conv -> average pool -> 1x1 conv to classes -> reshape -> softmax.
-    Its dimensions all differ (16x12 image, 7 features, 5 classes) so no axis mix-up passes."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(1)
-    image = keras.Input((16, 12, 3))
-    x = keras.layers.Conv2D(7, 3, activation="relu")(image)
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
-    x = keras.layers.Conv2D(5, 1)(x)
-    x = keras.layers.Reshape((5,))(x)
-    model = keras.Model(image, keras.layers.Softmax()(x))
-    rng = np.random.default_rng(0)
-
-    def calibration():
-        for _ in range(16):
-            yield [rng.random((1, 16, 12, 3), dtype=np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
-    return converter.convert()
+from benchmarks.subjects import tiny_uint8_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_classifier_path(tmp_path_factory) -> str:
+    """A classic-style quantized classifier in miniature (benchmarks/subjects.py), like
+    mobilenet_v2_1.0_224_quant: uint8 image -> int8 conv -> pool -> 1x1 conv -> softmax."""
     path = tmp_path_factory.mktemp("bases") / "tiny_classifier_quant.tflite"
-    path.write_bytes(_tiny_classifier_bytes())
+    path.write_bytes(tiny_uint8_classifier())
     return str(path)
 
 
