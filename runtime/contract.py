@@ -1,0 +1,306 @@
+"""The model contract, defined once: signature and tensor names, state naming, the label
+spec, and the typed, versioned metadata record every compiled model carries.
+
+numpy-only. The compiler writes what this module describes; the Python runtime, the C++
+runtime (through golden files generated from here), the web runtime and the benchmarks read
+it. Nothing else spells a signature or tensor name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from tflite_transfer.runtime.errors import UnsupportedModelError
+
+METADATA_KEY = "tflite_transfer"      # name of the model's metadata entry
+FORMAT = "tflite-transfer"
+CONTRACT_VERSION = 2                   # 2: label spec, state roles, fixed batches, model digest
+SUPPORTED_CONTRACT_VERSIONS = (1, 2)   # 1: models compiled before 2026-12 (no digest)
+
+# Signatures, in subgraph order (`infer` is subgraph 0 so a plain invoke() runs it).
+INFER, LOAD, TRAIN, TRAIN_IMAGES = "infer", "load", "train", "train_images"
+SAVE, RESTORE, INITIALIZE, SET_LEARNING_RATE = "save", "restore", "initialize", "set_learning_rate"
+SIGNATURES = (INFER, LOAD, TRAIN, TRAIN_IMAGES, SAVE, RESTORE, INITIALIZE, SET_LEARNING_RATE)
+IMAGE_SIGNATURES = (INFER, LOAD, TRAIN_IMAGES)       # take `image`; their batch is `image_batch`
+# Tensor names.
+IMAGE, BOTTLENECK, LABEL, LOSS = "image", "bottleneck", "label", "loss"
+PROBABILITIES, PREDICTIONS = "probabilities", "predictions"
+STEP, LEARNING_RATE = "step", "learning_rate"
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureSpec:
+    """The exact input and output tensor names of one signature."""
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def signature_specs(output_name: str, state_names: tuple[str, ...]) -> dict[str, SignatureSpec]:
+    """Every signature of a compiled model: exact names, checked by the compiler and runtimes."""
+    state = tuple(state_names)
+    specs = (
+        SignatureSpec(INFER, (IMAGE,), (output_name,)),
+        SignatureSpec(LOAD, (IMAGE,), (BOTTLENECK,)),
+        SignatureSpec(TRAIN, (BOTTLENECK, LABEL), (LOSS,)),
+        SignatureSpec(TRAIN_IMAGES, (IMAGE, LABEL), (LOSS,)),
+        SignatureSpec(SAVE, (), state),
+        SignatureSpec(RESTORE, state, (STEP,)),
+        SignatureSpec(INITIALIZE, (), (STEP,)),
+        SignatureSpec(SET_LEARNING_RATE, (LEARNING_RATE,), (LEARNING_RATE,)),
+    )
+    return {spec.name: spec for spec in specs}
+
+
+# State naming. Every variable `save` returns has a role; names are built here and never
+# taken apart by suffix elsewhere (read the role from the metadata instead).
+KERNEL, BIAS, SLOT = "kernel", "bias", "slot"
+ROLES = (KERNEL, BIAS, SLOT, STEP, LEARNING_RATE)
+
+
+def weight_name(layer: str, kind: str) -> str:
+    """'dense_0', 'kernel' -> 'dense_0_kernel' (kernels are [units, inputs])."""
+    return f"{layer}_{kind}"
+
+
+def slot_name(weight: str, slot: str) -> str:
+    """'dense_0_kernel', 'm' -> 'dense_0_kernel_m'."""
+    return f"{weight}_{slot}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StateEntry:
+    """One variable of the training state: what `save` returns and `restore` takes."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: str                         # numpy name: 'float32', 'int32'
+    role: str                          # one of ROLES
+    layer: str | None = None           # kernel, bias, slot: the head layer it belongs to
+    slot: str | None = None            # slot: the optimizer slot ('m', 'v', 'momentum')
+    of: str | None = None              # slot: the weight it belongs to
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSpec:
+    """What `train`/`train_images` take as `label`, per sample."""
+    kind: str                          # 'class_ids' (int32 []) or 'targets' (float32 [k])
+    dtype: str
+    shape: tuple[int, ...]             # per sample, without the batch dimension
+
+    @property
+    def class_ids(self) -> bool:
+        return self.kind == "class_ids"
+
+    @classmethod
+    def for_loss(cls, labels_are_class_ids: bool, num_outputs: int) -> "LabelSpec":
+        if labels_are_class_ids:
+            return cls("class_ids", "int32", ())
+        return cls("targets", "float32", (num_outputs,))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata:
+    """The typed record stored as JSON in the model's `tflite_transfer` metadata entry."""
+    bottleneck_size: int
+    num_outputs: int
+    loss: str
+    output: str                        # `infer`'s output: 'probabilities' or 'predictions'
+    label: LabelSpec
+    state: tuple[StateEntry, ...]
+    fingerprint: str                   # identifies the model for checkpoints (contract + initial weights)
+    optimizer: Mapping[str, Any]
+    labels: tuple[str, ...] = ()
+    label_smoothing: float = 0.0
+    head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    image_range: tuple[float, float] | None = None
+    image_batch: int | None = None     # fixed batch of load/infer/train_images; None: any
+    train_batch: int | None = None     # fixed batch of train; None: any
+    model_digest: str | None = None    # sha256 of the file, see model_digest()
+    contract_version: int = CONTRACT_VERSION
+    format: str = FORMAT
+
+    # Derived views.
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(entry.name for entry in self.state)
+
+    def state_entry(self, name: str) -> StateEntry:
+        for entry in self.state:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def entries_with_role(self, role: str) -> tuple[StateEntry, ...]:
+        return tuple(entry for entry in self.state if entry.role == role)
+
+    @property
+    def signatures(self) -> dict[str, SignatureSpec]:
+        return signature_specs(self.output, self.state_names)
+
+    def fixed_batch(self, signature: str) -> int | None:
+        """The batch size a signature's shapes fix, or None when any batch works."""
+        if signature in IMAGE_SIGNATURES:
+            return self.image_batch
+        if signature == TRAIN:
+            return self.train_batch
+        return None
+
+    # JSON.
+    def to_json(self) -> str:
+        record = dataclasses.asdict(self)
+        record["state"] = [{k: v for k, v in dataclasses.asdict(e).items() if v is not None}
+                           for e in self.state]
+        record["label"] = dataclasses.asdict(self.label)
+        # Compact separators: the digest marker is found by a byte search (model_digest()).
+        return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "<model>") -> "ModelMetadata":
+        try:
+            record = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UnsupportedModelError(f"{source}: '{METADATA_KEY}' metadata is not valid JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise UnsupportedModelError(f"{source}: '{METADATA_KEY}' metadata is not a JSON object")
+        return _metadata_from_record(record, source)
+
+
+def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
+    version = record.get("contract_version")
+    if record.get("format") != FORMAT or version not in SUPPORTED_CONTRACT_VERSIONS:
+        raise UnsupportedModelError(
+            f"{source}: metadata format {record.get('format')!r} contract version {version!r}; this "
+            f"runtime reads {FORMAT!r} versions {', '.join(map(str, SUPPORTED_CONTRACT_VERSIONS))}: "
+            "recompile the model or update tflite-transfer")
+    try:
+        if version == 1:
+            record = _upgrade_version_1(record)
+        label = LabelSpec(str(record["label"]["kind"]), str(record["label"]["dtype"]),
+                          tuple(int(d) for d in record["label"]["shape"]))
+        state = tuple(StateEntry(name=str(e["name"]), shape=tuple(int(d) for d in e["shape"]),
+                                 dtype=str(np.dtype(e["dtype"])), role=str(e["role"]),
+                                 layer=e.get("layer"), slot=e.get("slot"), of=e.get("of"))
+                      for e in record["state"])
+        image_range = record.get("image_range")
+        metadata = ModelMetadata(
+            bottleneck_size=int(record["bottleneck_size"]), num_outputs=int(record["num_outputs"]),
+            loss=str(record["loss"]), output=str(record["output"]), label=label, state=state,
+            fingerprint=str(record["fingerprint"]), optimizer=dict(record["optimizer"]),
+            labels=tuple(str(n) for n in record.get("labels") or ()),
+            label_smoothing=float(record.get("label_smoothing") or 0.0),
+            head=dict(record.get("head") or {}), base=dict(record.get("base") or {}),
+            image_range=tuple(float(v) for v in image_range) if image_range else None,
+            image_batch=_optional_int(record.get("image_batch")),
+            train_batch=_optional_int(record.get("train_batch")),
+            model_digest=record.get("model_digest"), contract_version=int(version))
+    except (KeyError, TypeError, ValueError) as error:
+        raise UnsupportedModelError(
+            f"{source}: '{METADATA_KEY}' metadata is incomplete or malformed "
+            f"({type(error).__name__}: {error}); recompile the model") from None
+    _check_metadata(metadata, source)
+    return metadata
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)
+
+
+def _check_metadata(metadata: ModelMetadata, source: str) -> None:
+    problems = []
+    if metadata.bottleneck_size < 1 or metadata.num_outputs < 1:
+        problems.append(f"bottleneck_size {metadata.bottleneck_size}, num_outputs {metadata.num_outputs}")
+    if metadata.label.kind not in ("class_ids", "targets"):
+        problems.append(f"label kind {metadata.label.kind!r}")
+    if len(set(metadata.state_names)) != len(metadata.state):
+        problems.append("duplicate state names")
+    for entry in metadata.state:
+        if entry.role not in ROLES or any(d < 0 for d in entry.shape):
+            problems.append(f"state '{entry.name}' role {entry.role!r} shape {list(entry.shape)}")
+    for batch in (metadata.image_batch, metadata.train_batch):
+        if batch is not None and batch < 1:
+            problems.append(f"fixed batch {batch}")
+    if metadata.labels and len(metadata.labels) != metadata.num_outputs:
+        problems.append(f"{len(metadata.labels)} labels for {metadata.num_outputs} outputs")
+    if metadata.contract_version >= 2 and not _is_digest(metadata.model_digest):
+        problems.append("no model_digest")
+    if problems:
+        raise UnsupportedModelError(f"{source}: inconsistent '{METADATA_KEY}' metadata: {'; '.join(problems)}")
+
+
+def _upgrade_version_1(record: dict) -> dict:
+    """Version 1 stored state as {name: {shape, dtype}} and implied roles and labels."""
+    names = list(record["state"])
+    weights = [n for n in names if n.endswith(("_kernel", "_bias"))
+               and not any(n != w and n.startswith(w + "_") for w in names)]
+    entries = []
+    for name, spec in record["state"].items():
+        entry = {"name": name, "shape": spec["shape"], "dtype": spec["dtype"]}
+        owner = next((w for w in weights if name.startswith(w + "_")), None)
+        if name in (STEP, LEARNING_RATE):
+            entry["role"] = name
+        elif owner:
+            entry.update(role=SLOT, of=owner, slot=name[len(owner) + 1:],
+                         layer=owner.rsplit("_", 1)[0])
+        else:
+            kind = name.rsplit("_", 1)[1]
+            entry.update(role=kind, layer=name.rsplit("_", 1)[0])
+        entries.append(entry)
+    classes = record["loss"] != "mse"
+    label = dataclasses.asdict(LabelSpec.for_loss(classes, int(record["num_outputs"])))
+    return {**record, "state": entries, "label": label}
+
+
+# The model digest: sha256 over the whole file (FlatBuffer and any appended zip) with the 64
+# hex digits of the digest itself replaced by '0'. It is found by a byte search, so a reader
+# checks it before any parser or interpreter sees the bytes (a flipped bit in a weight or an
+# offset is caught, not run: LiteRT aborts the process on some corrupt files).
+DIGEST_PLACEHOLDER = "0" * 64
+_DIGEST_PATTERN = re.compile(rb'"model_digest":"([0-9a-f]{64})"')
+
+
+def _is_digest(value) -> bool:
+    return isinstance(value, str) and re.fullmatch("[0-9a-f]{64}", value) is not None
+
+
+def find_digest(model_bytes: bytes) -> tuple[int, str] | None:
+    """(offset of the hex digits, the digest) or None when the file has no digest field."""
+    matches = list(_DIGEST_PATTERN.finditer(model_bytes))
+    if len(matches) != 1:
+        return None
+    return matches[0].start(1), matches[0].group(1).decode()
+
+
+def model_digest(model_bytes: bytes) -> str:
+    """The digest of a file whose digest field holds anything (it is zeroed for hashing)."""
+    found = find_digest(model_bytes)
+    if found is None:
+        raise UnsupportedModelError("model has no (or more than one) model_digest field")
+    offset, _ = found
+    zeroed = model_bytes[:offset] + DIGEST_PLACEHOLDER.encode() + model_bytes[offset + 64:]
+    return hashlib.sha256(zeroed).hexdigest()
+
+
+def stamp_digest(model_bytes: bytes) -> bytes:
+    """Writes the digest into a file whose metadata holds DIGEST_PLACEHOLDER (the compiler's last step)."""
+    offset, _ = find_digest(model_bytes)
+    digest = model_digest(model_bytes).encode()
+    return model_bytes[:offset] + digest + model_bytes[offset + 64:]
+
+
+def digest_matches(model_bytes: bytes) -> bool | None:
+    """True/False when the file has a digest field, None when it has none (contract version 1)."""
+    found = find_digest(model_bytes)
+    if found is None:
+        return None
+    return found[1] == model_digest(model_bytes)
