@@ -58,9 +58,14 @@ class ServerSettings:
         values = {}
         for key, value in run_config.items():
             name = key.replace("-", "_")
-            if name in fields:
-                values[name] = type(fields[name].default)(value) if fields[name].default is not \
-                    dataclasses.MISSING else str(value)
+            if name not in fields:
+                continue
+            default = fields[name].default
+            kind = str if default is dataclasses.MISSING else type(default)
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"run config {key} = {value!r} is not a {kind.__name__}") from None
         missing = [name for name in ("model", "checkpoint_dir") if name not in values]
         if missing:
             raise InvalidInputError(f"run config lacks {', '.join(n.replace('_', '-') for n in missing)}")
