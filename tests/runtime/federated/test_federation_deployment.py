@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -35,7 +36,21 @@ except ImportError:
     pytest.skip("flwr not installed (pip install 'tflite-transfer[federated]')", allow_module_level=True)
 
 APP = Path(__file__).resolve().parents[3] / "runtime" / "federated" / "app"
-BIN = Path(sys.executable).parent
+
+
+def flower_scripts() -> Path:
+    """Where pip put flower-superlink & co. (the SuperLink and SuperNodes start their own
+    children, flower-superexec and flwr-clientapp, by name from PATH)."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        if (folder / "flower-superlink").is_file():
+            return folder
+    found = shutil.which("flower-superlink")
+    if found is None:
+        raise RuntimeError("flower-superlink is not on PATH: pip install -e '.[test]' (flwr==1.42.0)")
+    return Path(found).parent
+
+
+BIN = flower_scripts()
 ROUNDS = 2
 START_TIMEOUT = 90.0      # seconds for a process to open its port (2 busy cores)
 RUN_TIMEOUT = 900.0       # seconds for `flwr run` of the whole federation
