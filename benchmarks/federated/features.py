@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import fashion_mnist
+from benchmarks.accuracy import fashion_mnist
 
 CLASSES = len(fashion_mnist.CLASS_NAMES)
 CALIBRATION_IMAGES = 32

@@ -3,13 +3,11 @@ accuracy vs round, with the local-only and centralized levels)."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import platform
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import report as common_report
 from tflite_transfer.runtime.checkpoint import read_checkpoint
 from tflite_transfer.runtime.federated import head
 
@@ -33,7 +31,7 @@ def federation_summary(federation, model, clients, feats, own_accuracy) -> dict:
     model.reset()
     model.restore_checkpoint(federation.rounds[-1].checkpoint)
     checked = slice(0, min(300, len(feats.test_label)))
-    from benchmarks import fashion_mnist  # noqa: PLC0415
+    from benchmarks.accuracy import fashion_mnist  # noqa: PLC0415
 
     images = fashion_mnist.to_base_images(feats.test_images[checked], _image_size(model))
     infer = model.predict(images).argmax(1)
@@ -56,27 +54,15 @@ def _spread(values) -> dict | None:
 
 
 def write(results_dir, settings: dict, outcome: dict, progress=print) -> dict[str, Path]:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder = Path(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {kind: folder / f"federated-{stamp}.{kind}" for kind in ("json", "md", "png")}
-    machine = {"python": platform.python_version(), "machine": platform.machine(),
-               "flwr": _version("flwr"), "ray": _version("ray"), "ai-edge-litert": _version("ai-edge-litert")}
-    paths["json"].write_text(json.dumps({"settings": settings, "machine": machine, **outcome}, indent=1))
+    """federated-<UTC>.json (every figure), .md and .png, through benchmarks/common/report.py."""
+    paths = common_report.result_paths(results_dir, "federated", ("json", "md", "png"))
+    machine = common_report.machine_facts(("flwr", "ray", "ai-edge-litert", "tensorflow-cpu", "numpy"))
     _plot(paths["png"], settings, outcome)
-    paths["md"].write_text(_markdown(settings, machine, outcome, paths["png"].name))
+    common_report.write_document(paths, {"settings": settings, "machine": machine, **outcome},
+                                 _markdown(settings, machine, outcome, paths["png"].name))
     for path in paths.values():
         progress(f"wrote {path}")
     return paths
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata  # noqa: PLC0415
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _percent(value) -> str:
@@ -91,8 +77,8 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
         f"{s['rounds']} rounds x {s['local_epochs']} local epochs (batch {s['batch_size']}, SGD lr "
         f"{s['learning_rate']}), Fashion-MNIST through {outcome['base']} "
         f"({s['image_size']}x{s['image_size']}). Label-skewed: {s['classes_per_client']} classes per client. "
-        f"Global held-out set: {s['test_per_class']} test images per class. Flower {machine['flwr']} "
-        f"simulation engine (Ray {machine['ray']}), {s['workers']} workers; wall time {outcome['wall_seconds']} s "
+        f"Global held-out set: {s['test_per_class']} test images per class. Flower {machine.get('flwr')} "
+        f"simulation engine (Ray {machine.get('ray')}), {s['workers']} workers; wall time {outcome['wall_seconds']} s "
         f"(features {'from the cache' if outcome['features_cached'] else 'computed'} in {outcome['feature_seconds']} s).", "",
         "## Accuracy on the global held-out set (10 classes)", "",
         "| split | " + " | ".join(f"federated {name} (final / best round)" for name in s["strategies"])
