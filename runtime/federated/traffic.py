@@ -97,12 +97,18 @@ class MeasuringGrid(Grid):
                 kept.append(reply)                 # the strategy logs and skips it
                 continue
             configs = reply.content.config_records
-            fingerprint = configs[CONFIG].get(FINGERPRINT) if CONFIG in configs else None
-            if fingerprint != self._global_model.fingerprint:
-                self.refusals.append(Refusal(
-                    node, reply.metadata.message_type,
-                    f"reply from node {node} is for model fingerprint {str(fingerprint)[:12]}..., the "
-                    f"federation trains {self._global_model.fingerprint[:12]}...: dropped before aggregation"))
+            reason = refusal_reason(configs[CONFIG].get(FINGERPRINT) if CONFIG in configs else None,
+                                    self._global_model.fingerprint, node)
+            if reason:
+                self.refusals.append(Refusal(node, reply.metadata.message_type, reason))
                 continue
             kept.append(reply)
         return kept
+
+
+def refusal_reason(reply_fingerprint, federation_fingerprint: str, node: int) -> str | None:
+    """Why a reply must not be aggregated (another model, or no fingerprint), or None."""
+    if reply_fingerprint == federation_fingerprint:
+        return None
+    return (f"reply from node {node} is for model fingerprint {str(reply_fingerprint)[:12]}..., the "
+            f"federation trains {federation_fingerprint[:12]}...: dropped before aggregation")

@@ -15,6 +15,7 @@ except ImportError:
 
 from tflite_transfer.runtime.errors import InvalidInputError
 from tflite_transfer.runtime.federated.server_app import ServerSettings, build_strategy
+from tflite_transfer.runtime.federated.traffic import refusal_reason
 
 
 def test_run_config_is_typed():
@@ -34,3 +35,9 @@ def test_run_config_is_typed():
 def test_bad_run_config_is_one_clear_error(config, message):
     with pytest.raises(InvalidInputError, match=message):
         ServerSettings.from_run_config(config)
+
+
+def test_replies_from_other_models_are_dropped():
+    assert refusal_reason("a" * 64, "a" * 64, node=7) is None
+    for reply in ("b" * 64, None, ""):
+        assert "node 7" in refusal_reason(reply, "a" * 64, node=7)
