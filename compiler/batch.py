@@ -26,7 +26,7 @@ import json
 
 import numpy as np
 
-from tflite_transfer.compiler import audit, model_io
+from tflite_transfer.compiler import audit, batch_agnostic, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 from tflite_transfer.runtime import contract
 
@@ -91,6 +91,27 @@ class BatchReport:
         show = lambda b: "any" if b is None else f"fixed {b}"  # noqa: E731
         text = f"image signatures batch {show(self.image_batch)}, train batch {show(self.train_batch)}"
         return f"{text}; {self.note}" if self.note else text
+
+
+def static_batches(model: model_io.ModelT, base_subgraph: int, kept_tensor_count: int,
+                   options: BatchOptions, source: str = "base") -> tuple[model_io.ModelT, BatchReport]:
+    """The batch pass of the pipeline: makes the base batch-agnostic where that is exact
+    (compiler/batch_agnostic.py), else fixes the image signatures at batch 1; then fixes the
+    batches the user asked for. A base that runs at batch 1 only never yields a model that
+    advertises any other image batch."""
+    image_batch, note = options.image_batch, ""
+    if image_batch != 1:  # at batch 1 the base runs as given: nothing to rewrite or prove
+        candidate, agnostic = batch_agnostic.make_batch_agnostic(model, base_subgraph, kept_tensor_count)
+        if agnostic.blocker is not None and image_batch is not None:
+            train = "any" if options.train_batch is None else options.train_batch
+            raise InvalidInputError(f"--batch={options.describe()}: {source} runs at batch 1 only "
+                                    f"({agnostic.blocker}); use --batch=1,{train}")
+        if agnostic.blocker is None:
+            model = candidate
+        else:
+            image_batch = 1
+        note = agnostic.describe()
+    return fix_signature_batches(model, image_batch, options.train_batch, note)
 
 
 def signature_batches(image_batch: int | None, train_batch: int | None) -> dict[str, int | None]:
