@@ -87,7 +87,8 @@ def run_batch_against_singles(model: model_io.ModelT, base_subgraph: int, cut: i
                     f"expected {list(expected.shape)}"), 0.0
         if not np.array_equal(together, expected, equal_nan=np.issubdtype(expected.dtype, np.floating)):
             difference = np.abs(together.astype(np.float64) - expected.astype(np.float64))
-            scale = max(float(np.nanmax(np.abs(expected.astype(np.float64)))), np.finfo(np.float32).tiny)
+            scale = max(float(np.nanmax(np.abs(expected.astype(np.float64)))),
+                        float(np.nanmax(np.abs(together.astype(np.float64)))), np.finfo(np.float32).tiny)
             relative = float(np.nanmax(difference)) / scale if difference.size else 0.0
             largest = max(largest, relative if np.isfinite(relative) else np.inf)
     return None, largest
