@@ -16,6 +16,10 @@ compiler writes a -1 only ever stands for the batch (the head is built from
 `TensorSpec([None, ...])`, the base's converter marks only its batch dynamic); an image input
 with any other dynamic dimension is refused. Constants, ops and weights are not touched, so
 the arithmetic is the dynamic model's: `train` at the fixed batch gives bit-identical results.
+
+`static_batches` is the pipeline's entry: it first makes a fixed-batch-of-1 base run at any
+batch where that is exact (compiler/batch_agnostic.py); a base that cannot be gets
+`image_batch = 1`, so no model ever advertises a batch its base cannot run.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class BatchReport:
     train_batch: int | None
     note: str = ""                      # one line for the summary, e.g. why images run one by one
     tensors_fixed: int = 0              # tensors whose dynamic dimensions were set
+    base_rewritten: bool = False        # the base was made batch-agnostic (compiler/batch_agnostic.py)
 
     def describe(self) -> str:
         show = lambda b: "any" if b is None else f"fixed {b}"  # noqa: E731
@@ -99,7 +104,7 @@ def static_batches(model: model_io.ModelT, base_subgraph: int, kept_tensor_count
     (compiler/batch_agnostic.py), else fixes the image signatures at batch 1; then fixes the
     batches the user asked for. A base that runs at batch 1 only never yields a model that
     advertises any other image batch."""
-    image_batch, note = options.image_batch, ""
+    image_batch, note, rewritten = options.image_batch, "", False
     if image_batch != 1:  # at batch 1 the base runs as given: nothing to rewrite or prove
         candidate, agnostic = batch_agnostic.make_batch_agnostic(model, base_subgraph, kept_tensor_count)
         if agnostic.blocker is not None and image_batch is not None:
@@ -107,11 +112,12 @@ def static_batches(model: model_io.ModelT, base_subgraph: int, kept_tensor_count
             raise InvalidInputError(f"--batch={options.describe()}: {source} runs at batch 1 only "
                                     f"({agnostic.blocker}); use --batch=1,{train}")
         if agnostic.blocker is None:
-            model = candidate
+            model, rewritten = candidate, bool(agnostic.rewrites or agnostic.opened_signatures)
         else:
             image_batch = 1
         note = agnostic.describe()
-    return fix_signature_batches(model, image_batch, options.train_batch, note)
+    fixed, report = fix_signature_batches(model, image_batch, options.train_batch, note)
+    return fixed, dataclasses.replace(report, base_rewritten=rewritten)
 
 
 def signature_batches(image_batch: int | None, train_batch: int | None) -> dict[str, int | None]:

@@ -168,6 +168,8 @@ def test_rewrites_are_named(compiled):
     assert "RESHAPE" in compiled("tf1").batch.note
     assert "RESHAPE" not in compiled("squeeze").batch.note            # SQUEEZE [1, 2] needs no rewrite
     assert "viewed as [-1, 1, 1, 8]" in compiled("se").batch.note
+    assert all(compiled(layout).batch.base_rewritten for layout in ("reshape", "se"))
+    assert "identical to the original (before the batch rewrite above)" in summary.format_summary(compiled("tf1"), "m")
     assert "STRIDED_SLICE" in compiled("slice").batch.note and "batch [0:1] -> [:]" in compiled("slice").batch.note
 
 
