@@ -1,4 +1,4 @@
-"""Bases with a fixed batch of 1 (tests/fixed_batch_bases.py): made batch-agnostic where that
+"""Bases with a fixed batch of 1 (tests/fixtures/fixed_batch_bases.py): made batch-agnostic where that
 is exact, else the image signatures are fixed at batch 1; never a model that advertises a
 batch its base cannot run. Every compiled model is run signature by signature at batch 1 and 3
 (or at its fixed batch) from its final bytes."""
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import compile_model, interpreter, random_images
-from fixed_batch_bases import fixed_batch_base
+from tests.fixtures.fixed_batch_bases import fixed_batch_base
 from tflite_transfer.compiler import batch, summary
 from tflite_transfer.compiler.errors import InvalidInputError
 
