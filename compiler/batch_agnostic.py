@@ -130,8 +130,12 @@ def _batched_tensors(model, subgraph) -> set[int]:
     for op in subgraph.operators:
         if _name(model, op) == "SHAPE" or not any(int(i) in batched for i in op.inputs if i >= 0):
             continue
-        batched.update(int(o) for o in op.outputs if len(subgraph.tensors[o].shape if subgraph.tensors[o].shape is not None else []))
+        batched.update(int(o) for o in op.outputs if _rank(subgraph.tensors[o]) > 0)
     return batched
+
+
+def _rank(tensor) -> int:
+    return 0 if tensor.shape is None else len(tensor.shape)
 
 
 def _tensor_label(subgraph, index: int) -> str:
@@ -147,7 +151,7 @@ def _rewrite_or_check(model, subgraph, op, batched: set[int], rewrites: list[str
     name = _name(model, op)
     inputs = [int(i) for i in op.inputs]
     data = inputs[0] if inputs else -1
-    if not any(i in batched for i in inputs if i >= 0):
+    if not any(i in batched for i in inputs if i >= 0) or op.outputs is None or not len(op.outputs):
         return
     out = int(op.outputs[0])
     rank = len(subgraph.tensors[data].shape) if data >= 0 else 0
