@@ -61,18 +61,76 @@ def read_model(path: str) -> ModelT:
 
 
 def _check_references(model: ModelT, source: str) -> None:
-    """Index checks that catch a truncated-but-parsable file before the interpreter does."""
+    """Structure checks that catch a damaged-but-parsable file (a flipped bit, a truncation
+    the FlatBuffer reader did not notice) before a pass or the interpreter trips over it:
+    every index in range, every name UTF-8. Absent vectors become empty ones (the same thing
+    in a FlatBuffer), so passes can iterate them."""
+    corrupt = f"{source}: corrupt TFLite file:"
+    buffers, op_codes = len(model.buffers or []), len(model.operatorCodes or [])
+    subgraphs = len(model.subgraphs)
     for index, subgraph in enumerate(model.subgraphs):
-        count = len(subgraph.tensors or [])
-        for op in subgraph.operators or []:
-            if op.opcodeIndex >= len(model.operatorCodes or []):
-                raise InvalidInputError(f"{source}: subgraph {index} uses a missing op code")
-            for tensor in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
-                if tensor >= count:
-                    raise InvalidInputError(f"{source}: subgraph {index} refers to missing tensor {tensor}")
-        for tensor in subgraph.tensors or []:
-            if tensor.buffer >= len(model.buffers or []):
-                raise InvalidInputError(f"{source}: tensor '{tensor_name(tensor)}' refers to a missing buffer")
+        if subgraph is None:
+            raise InvalidInputError(f"{corrupt} subgraph {index} is missing")
+        subgraph.tensors = list(subgraph.tensors) if subgraph.tensors is not None else []
+        subgraph.operators = list(subgraph.operators) if subgraph.operators is not None else []
+        count = len(subgraph.tensors)
+
+        def check_indices(indices, what: str, optional: bool) -> list[int]:
+            indices = [] if indices is None else [int(t) for t in indices]
+            for tensor in indices:
+                if tensor >= count or tensor < (-1 if optional else 0):
+                    raise InvalidInputError(f"{corrupt} {what} of subgraph {index} refers to "
+                                            f"tensor {tensor}, which does not exist ({count} tensors)")
+            return indices
+
+        subgraph.inputs = check_indices(subgraph.inputs, "an input", False)
+        subgraph.outputs = check_indices(subgraph.outputs, "an output", False)
+        for position, op in enumerate(subgraph.operators):
+            if op is None:
+                raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} is missing")
+            if not 0 <= op.opcodeIndex < op_codes:
+                raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} uses missing op code {op.opcodeIndex}")
+            op.inputs = check_indices(op.inputs, f"op {position}", True)
+            op.outputs = check_indices(op.outputs, f"op {position}", True)
+            if op.intermediates is not None:
+                op.intermediates = check_indices(op.intermediates, f"op {position}", True)
+            for called in called_subgraphs(op):
+                if not 0 <= called < subgraphs:
+                    raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} calls "
+                                            f"missing subgraph {called}")
+        for position, tensor in enumerate(subgraph.tensors):
+            if tensor is None:
+                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} is missing")
+            if not 0 <= tensor.buffer < buffers:
+                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} refers to missing buffer {tensor.buffer}")
+            _check_name(tensor.name, f"{corrupt} tensor {position} of subgraph {index}")
+            if tensor.type not in _TENSOR_TYPE_NAMES:
+                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} has unknown type {tensor.type}")
+    for op_code in model.operatorCodes or []:
+        if op_code is None:
+            raise InvalidInputError(f"{corrupt} an op code is missing")
+    for signature in model.signatureDefs or []:
+        where = f"{corrupt} a signature"
+        _check_name(signature.signatureKey, where)
+        if not 0 <= signature.subgraphIndex < subgraphs:
+            raise InvalidInputError(f"{where} refers to missing subgraph {signature.subgraphIndex}")
+        count = len(model.subgraphs[signature.subgraphIndex].tensors)
+        for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
+            _check_name(tensor_map.name, where)
+            if not 0 <= tensor_map.tensorIndex < count:
+                raise InvalidInputError(f"{where} refers to missing tensor {tensor_map.tensorIndex}")
+    for entry in model.metadata or []:
+        _check_name(entry.name, f"{corrupt} a metadata entry")
+        if not 0 <= entry.buffer < buffers:
+            raise InvalidInputError(f"{corrupt} metadata entry refers to missing buffer {entry.buffer}")
+
+
+def _check_name(name, where: str) -> None:
+    if isinstance(name, (bytes, bytearray)):
+        try:
+            bytes(name).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"{where} has a name that is not UTF-8 text") from None
 
 
 def builtin_code(op_code: schema.OperatorCodeT) -> int:
