@@ -1,6 +1,6 @@
 """The result format every benchmark writes: one JSON file (all figures) and one Markdown table.
 
-The Android runner (`benchmarks/android.py`) and the host benchmark share it, so a phone and a
+The adb runner (`benchmarks/android/`) and the host benchmark share it, so a phone and a
 laptop can be compared row by row. JSON holds every number; Markdown is for reading in a PR.
 """
 
