@@ -103,7 +103,8 @@ def fake_adb(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     adb = bin_dir / "adb"
-    adb.write_text(FAKE_ADB)
+    # The test's own interpreter without site-packages: a pyenv shim on PATH costs ~1 s a call.
+    adb.write_text(FAKE_ADB.replace("#!/usr/bin/env python3", f"#!{sys.executable} -S", 1))
     adb.chmod(0o755)
     log = tmp_path / "adb_calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -451,3 +452,10 @@ def test_importing_the_package_defines_no_global_flags():
 
     assert "emulate" not in flags.FLAGS
     assert callable(cli.run)
+
+
+def test_emulate_refuses_unknown_architectures_before_building_anything(tmp_path):
+    from benchmarks.android.emulate import run_emulated
+
+    with pytest.raises(InvalidInputError, match="--emulate=riscv64: emulated architectures are arm64"):
+        run_emulated("riscv64", tmp_path / "m.tflite", 1, (1,), (1,), tmp_path)
