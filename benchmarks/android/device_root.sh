@@ -9,8 +9,10 @@
 #                                             qemu-user-static (binfmt_misc registered here)
 #   benchmarks/android/device_root.sh arm64 --build
 #                                             also builds runtime/cpp (tflite_transfer_bench)
-#                                             inside it, natively for arm64 (rebuilt only when
-#                                             the sources change; ~10 min under emulation)
+#                                             for arm64 against the root's TFLite (rebuilt only
+#                                             when the sources change): with the host's cross
+#                                             compiler when installed (~1 min), else with the
+#                                             root's own compiler under emulation (~30+ min)
 #
 # Prints the root's path on stdout (with --build, then the program's path inside the root). Needs root (debootstrap, chroot, binfmt_misc). Environment:
 # TFLITE_TRANSFER_ADBD_ROOT_<ARCH> (default ~/.cache/tflite_transfer_adbd_root_<arch>),
@@ -88,14 +90,38 @@ SOURCE_HASH="$(tar -C "$SOURCE_DIR" --exclude=./build --sort=name --mtime=@0 --o
     -cf - . | sha256sum | cut -c1-16)"
 PROGRAM=/build/tflite_transfer_cpp/tflite_transfer_bench
 if [ "$(cat "$ROOT/build/.source_hash" 2>/dev/null)" != "$SOURCE_HASH" ] || [ ! -x "$ROOT$PROGRAM" ]; then
-    rm -rf "$ROOT/src/tflite_transfer_cpp"
+    rm -rf "$ROOT/src/tflite_transfer_cpp" "$ROOT/build/tflite_transfer_cpp"
     mkdir -p "$ROOT/src/tflite_transfer_cpp" "$ROOT/build"
-    tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT/src/tflite_transfer_cpp" -xf -
-    log "building tflite_transfer_bench in $ROOT (arm64 compiler under emulation: minutes)"
-    chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 cmake \
-        -S /src/tflite_transfer_cpp -B /build/tflite_transfer_cpp -DCMAKE_BUILD_TYPE=Release >&2
-    chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 cmake \
-        --build /build/tflite_transfer_cpp --target tflite_transfer_bench --parallel "$(nproc)" >&2
+    tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT/src/tflite_transfer_cpp" -xmf -
+    if command -v aarch64-linux-gnu-g++ >/dev/null; then
+        # The host's cross compiler (apt-get install g++-aarch64-linux-gnu) with the root as
+        # sysroot: the same headers and arm64 libraries, ~50x faster than the root's own
+        # compiler under emulation. The root's libstdc++ and glibc come first on the link line
+        # (the cross toolchain's own are older than the root's libtensorflow-lite needs).
+        LIBDIRS="-L$ROOT/usr/lib/gcc/aarch64-linux-gnu/$(ls "$ROOT/usr/lib/gcc/aarch64-linux-gnu" | sort -V | tail -1)"
+        LIBDIRS="$LIBDIRS -L$ROOT/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$ROOT/usr/lib/aarch64-linux-gnu"
+        cat > "$ROOT/build/aarch64-toolchain.cmake" <<TOOLCHAIN
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_SYSROOT $ROOT)
+set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_EXE_LINKER_FLAGS_INIT "$LIBDIRS")
+TOOLCHAIN
+        log "cross-compiling tflite_transfer_bench for arm64 against $ROOT"
+        cmake -S "$ROOT/src/tflite_transfer_cpp" -B "$ROOT/build/tflite_transfer_cpp" \
+            -DCMAKE_TOOLCHAIN_FILE="$ROOT/build/aarch64-toolchain.cmake" -DCMAKE_BUILD_TYPE=Release >&2
+        cmake --build "$ROOT/build/tflite_transfer_cpp" --target tflite_transfer_bench --parallel "$(nproc)" >&2
+    else
+        log "building tflite_transfer_bench inside $ROOT with its arm64 compiler under emulation (tens \
+of minutes; apt-get install g++-aarch64-linux-gnu to cross-compile instead)"
+        chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 cmake \
+            -S /src/tflite_transfer_cpp -B /build/tflite_transfer_cpp -DCMAKE_BUILD_TYPE=Release >&2
+        chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 cmake \
+            --build /build/tflite_transfer_cpp --target tflite_transfer_bench --parallel "$(nproc)" >&2
+    fi
     echo "$SOURCE_HASH" > "$ROOT/build/.source_hash"
 fi
 echo "$PROGRAM"

@@ -72,7 +72,8 @@ def run_on_devices(plan: RunPlan, progress: Callable[[str], None] | None = None
     notes = list(plan.notes)
     staged_on: dict[str, StagedProgram] = {}
     for device, device_facts in zip(devices, facts):
-        say(f"[{device.serial}] {device_facts.model or 'device'}, {device_facts.os}, {device_facts.abi}")
+        say(f"[{device.serial}] " + ", ".join(part for part in (device_facts.model, device_facts.os,
+                                                                 device_facts.abi) if part))
         try:
             staged = stage(device, plan.bundle, plan.model, plan.remote_dir,
                            ("--version",) if plan.tool == "bench" else None)

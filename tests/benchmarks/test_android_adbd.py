@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO / "runtime" / "cpp" / "setup_testing_root.sh"
 TESTING_ROOT = Path(os.environ.get("TFLITE_TRANSFER_TESTING_ROOT",
                                    Path.home() / ".cache" / "tflite_transfer_testing_root"))
-BENCH_IN_ROOT = "/build/tflite_transfer_cpp/tflite_transfer_bench"
+BUILD_DIR = Path("/tmp/tflite_transfer_adb_test_build")
 SIGNATURE_ROWS = {("load", 1), ("infer", 1), ("train", 1), ("train", 8), ("train", 32),
                   ("train_images", 1), ("save", 1), ("restore", 1)}
 
@@ -45,11 +46,15 @@ def _need_root() -> None:
 def bench_bundle() -> ProgramBundle:
     """tflite_transfer_bench built in the C++ testing root, with every library it uses there."""
     _need_root()
-    result = subprocess.run(["bash", str(SETUP_SCRIPT), "/tmp/tflite_transfer_adb_test_build"],
+    result = subprocess.run(["bash", str(SETUP_SCRIPT), str(BUILD_DIR)],
                             capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         pytest.fail(f"setup_testing_root.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return bundle_from_debian_root(TESTING_ROOT, BENCH_IN_ROOT)
+    # The launcher the script wrote names the binary inside the root (its build folder may be
+    # per-checkout); the bundle takes copies of it and of every library it uses there.
+    launcher = (BUILD_DIR / "tflite_transfer_bench").read_text()
+    program = re.search(r'"(\S+/tflite_transfer_bench)"', launcher).group(1)
+    return bundle_from_debian_root(TESTING_ROOT, "/" + str(Path(program).relative_to(TESTING_ROOT)))
 
 
 @pytest.fixture(scope="session")
