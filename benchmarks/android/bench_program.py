@@ -18,7 +18,7 @@ from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 from benchmarks.android.adb import Device
 from benchmarks.android.device import DeviceFacts
 from benchmarks.android.staging import StagedProgram
-from benchmarks.report import Measurement
+from benchmarks.common.report import Measurement
 
 PROGRAM = "tflite_transfer_bench"
 FORMAT_VERSION = 1  # bench_main.cc's kFormatVersion

@@ -15,7 +15,7 @@ from tflite_transfer.runtime.errors import TransferError
 
 from benchmarks.android.adb import Device
 from benchmarks.android.device import DeviceFacts
-from benchmarks.report import Measurement
+from benchmarks.common.report import Measurement
 
 RUNTIME = "tflite benchmark_model"
 RUN_TIMEOUT_S = 900  # benchmark_model stops itself after --max_secs (150 s) plus init.

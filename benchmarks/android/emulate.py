@@ -19,7 +19,7 @@ from tflite_transfer.runtime.errors import InvalidInputError
 from benchmarks.android.adbd import AdbdDevice, build_device_root
 from benchmarks.android.runner import RunPlan, run_on_devices
 from benchmarks.android.staging import ProgramBundle
-from benchmarks.report import Measurement
+from benchmarks.common.report import Measurement
 
 ARCHITECTURES = ("arm64",)
 EMULATION_NOTE = ("EMULATED DEVICE: an arm64 Debian root run by qemu-user-static on an x86_64 host, "

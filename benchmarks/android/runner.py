@@ -23,7 +23,7 @@ from benchmarks.android import bench_program, benchmark_model
 from benchmarks.android.adb import Device, select_devices
 from benchmarks.android.device import DeviceFacts, check_abi, read_device_facts
 from benchmarks.android.staging import ProgramBundle, StagedProgram, stage
-from benchmarks.report import Measurement, format_duration, write_report
+from benchmarks.common.report import Measurement, format_duration, machine_facts, write_report
 
 REMOTE_DIR = "/data/local/tmp/tflite_transfer"
 TOOLS = ("bench", "benchmark_model")
@@ -155,8 +155,7 @@ def _tool_notes(plan: RunPlan) -> list[str]:
 def _machine_facts(plan: RunPlan, facts: list[DeviceFacts], staged_on: dict[str, StagedProgram]) -> dict[str, str]:
     machine = {
         "host": platform.node(),
-        "host platform": platform.platform(),
-        "python": platform.python_version(),
+        **{f"host {name}": value for name, value in machine_facts(packages=()).items()},
         "model": f"{plan.model.name} (sha256 {_sha256(plan.model)[:12]})",
         "program": f"{plan.bundle.program.name} (sha256 {_sha256(plan.bundle.program)[:12]})",
     }

@@ -23,7 +23,7 @@ from benchmarks.android.benchmark_model import parse_benchmark_output
 from benchmarks.android.device import check_abi, parse_device_facts, program_abi
 from benchmarks.android.runner import REMOTE_DIR, RunPlan, run_on_devices
 from benchmarks.android.staging import ProgramBundle
-from benchmarks.report import Measurement, format_duration, read_report, write_report
+from benchmarks.common.report import Measurement, format_duration, read_report, write_report
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 
 DATA = Path(__file__).parent / "data"

@@ -23,7 +23,7 @@ from benchmarks.android.adb import Device
 from benchmarks.android.adbd import AdbdDevice, build_device_root
 from benchmarks.android.runner import REMOTE_DIR, RunPlan, run_on_devices
 from benchmarks.android.staging import ProgramBundle, bundle_from_debian_root
-from benchmarks.report import read_report
+from benchmarks.common.report import read_report
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 
 REPO = Path(__file__).resolve().parents[2]
