@@ -92,6 +92,13 @@ class AdbdDevice:
                              "/usr/sbin/adbd"])
         self._spawn("adb-server", [*self.adb, "server", "nodaemon"])
         deadline = time.monotonic() + START_TIMEOUT_S
+        # Any adb client call made before our server listens would fork a server of its own (a
+        # process we would not own): wait for port 5037 in the namespace first.
+        while not self._server_listening():
+            if self._processes[-1].poll() is not None or time.monotonic() > deadline:
+                raise TransferError(f"the adb server in namespace {self.namespace} did not start; "
+                                    f"see {self.log_dir}/adb-server.log.")
+            time.sleep(0.1)
         serial = f"127.0.0.1:{self.port}"
         while True:
             for process in self._processes:
@@ -108,6 +115,11 @@ class AdbdDevice:
                                     f"{START_TIMEOUT_S:.0f} s (adb connect said: {said.stdout.strip()}"
                                     f"{said.stderr.strip()}); see {self.log_dir}.")
             time.sleep(0.5)
+
+    def _server_listening(self) -> bool:
+        listening = subprocess.run(["ip", "netns", "exec", self.namespace, "ss", "-Hltn", "sport = :5037"],
+                                   capture_output=True, text=True, timeout=60)
+        return bool(listening.stdout.strip())
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.log_dir / f"{name}.log", "ab") as log:

@@ -1,197 +1,30 @@
 """The adb runner's parsing edge cases that a real adb daemon cannot produce here.
 
 The real protocol is tested end to end in test_android_adbd.py (Debian's adbd). What a Linux
-adbd cannot show is what phones say: getprop answers, unauthorized or offline states, several
-devices at once, and TFLite's benchmark_model (no binary for this machine; its logs are
-replayed from real-format fixtures in tests/benchmarks/data/, see the README there). For those
-a small Python `adb` on PATH logs every call as a JSON line and answers like a phone.
+adbd cannot show is what phones say (getprop answers, unauthorized or offline states, several
+devices at once): for those, tests/benchmarks/fake_adb.py answers like a phone. Also here: the
+pure parsers (device facts, ELF ABI, the bench program's JSON and exit status), the report
+round trip, bad plans and the command line. benchmark_model: test_android_benchmark_model.py.
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from benchmarks.android.adb import parse_devices, select_devices
 from benchmarks.android.bench_program import describe_exit, measurements_from, parse_bench_json
-from benchmarks.android.benchmark_model import parse_benchmark_output
 from benchmarks.android.device import check_abi, parse_device_facts, program_abi
-from benchmarks.android.runner import REMOTE_DIR, RunPlan, run_on_devices
+from benchmarks.android.runner import run_on_devices
 from benchmarks.android.staging import ProgramBundle
 from benchmarks.common.report import Measurement, format_duration, read_report, write_report
+from fake_adb import GALAXY, PIXEL, elf_header, fake_adb, local_files, make_plan  # noqa: F401 (fixtures)
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 
-DATA = Path(__file__).parent / "data"
 REPO_ROOT = Path(__file__).parents[2]
-REMOTE = REMOTE_DIR
-
-FAKE_ADB = textwrap.dedent(
-    """\
-    #!/usr/bin/env python3
-    # Fake adb: logs argv, answers devices/push/shell like the phones configured in the env.
-    import json, os, shlex, sys
-
-    args = sys.argv[1:]
-    with open(os.environ["FAKE_ADB_LOG"], "a") as log:
-        log.write(json.dumps(args) + "\\n")
-    devices = json.loads(os.environ.get("FAKE_ADB_DEVICES", "{}"))
-    replay = json.loads(os.environ.get("FAKE_ADB_REPLAY", "{}"))
-    if args == ["devices"]:
-        print("* daemon not running; starting now at tcp:5037")
-        print("List of devices attached")
-        for serial, device in devices.items():
-            print(f"{serial}\\t{device.get('state', 'device')}")
-        sys.exit(0)
-    serial, command = args[1], args[2:]
-    if command[0] == "push":
-        if not os.path.isfile(command[1]):
-            print(f"adb: error: cannot stat '{command[1]}': No such file or directory", file=sys.stderr)
-            sys.exit(1)
-        print(f"{command[1]}: 1 file pushed, 0 skipped. 41.2 MB/s (2341220 bytes in 0.054s)")
-        sys.exit(0)
-    line = command[1]
-    if "getprop" in line:  # the device-facts script
-        for name, value in devices[serial]["props"].items():
-            print(f"{name}={value}")
-        print("uname.m=aarch64")
-        print("uname.r=5.10.198-android13-4")
-        print("os=")
-        sys.exit(0)
-    words = shlex.split(line)
-    if words[0] in ("mkdir", "chmod"):
-        sys.exit(0)
-    if words[0] == "rm":
-        sys.exit(1 if os.environ.get("FAKE_ADB_RM_FAILS") else 0)
-    if words[0].endswith("benchmark_model"):
-        flags = dict(a[2:].split("=", 1) for a in words[1:])
-        key = flags["signature_to_run_for"] + ("" if flags["use_xnnpack"] == "true" else ":builtin")
-        fixture = replay.get(key, replay.get(flags["signature_to_run_for"], replay.get("*")))
-        text = open(os.path.join(os.environ["FAKE_ADB_DATA"], fixture)).read()
-        for text_line in text.splitlines():
-            stream = sys.stderr if text_line.startswith(("ERROR:", "FATAL:")) else sys.stdout
-            print(text_line, file=stream)
-        failed = "Benchmarking failed." in text
-        sys.exit(1 if failed and not os.environ.get("FAKE_ADB_OLD_EXIT_CODES") else 0)
-    print(f"fake adb: unexpected command {args}", file=sys.stderr)
-    sys.exit(2)
-    """
-)
-
-PIXEL = {"props": {"ro.product.manufacturer": "Google", "ro.product.model": "Pixel 7",
-                   "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-                   "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a"}}
-GALAXY = {"props": {"ro.product.manufacturer": "samsung", "ro.product.model": "SM-A546B",
-                    "ro.build.version.release": "13", "ro.product.cpu.abi": "arm64-v8a"}}
-
-
-def elf_header(machine: int) -> bytes:
-    """The first 64 bytes of a 64-bit little-endian ELF executable for e_machine `machine`."""
-    header = bytearray(64)
-    header[:6] = b"\x7fELF\x02\x01"
-    header[18:20] = machine.to_bytes(2, "little")
-    return bytes(header)
-
-
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch):
-    """Put the fake adb first on PATH; returns a helper to configure it and read its call log."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    adb = bin_dir / "adb"
-    # The test's own interpreter without site-packages: a pyenv shim on PATH costs ~1 s a call.
-    adb.write_text(FAKE_ADB.replace("#!/usr/bin/env python3", f"#!{sys.executable} -S", 1))
-    adb.chmod(0o755)
-    log = tmp_path / "adb_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_ADB_LOG", str(log))
-    monkeypatch.setenv("FAKE_ADB_DATA", str(DATA))
-
-    class FakeAdb:
-        def configure(self, devices, replay=None):
-            monkeypatch.setenv("FAKE_ADB_DEVICES", json.dumps(devices))
-            monkeypatch.setenv("FAKE_ADB_REPLAY", json.dumps(replay or {}))
-
-        def calls(self):
-            if not log.exists():
-                return []
-            return [json.loads(line) for line in log.read_text().splitlines()]
-
-    return FakeAdb()
-
-
-@pytest.fixture
-def local_files(tmp_path):
-    model = tmp_path / "fused.tflite"
-    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
-    binary = tmp_path / "android_aarch64_benchmark_model"
-    binary.write_bytes(elf_header(183))
-    return model, binary
-
-
-def make_plan(local_files, tmp_path, **overrides):
-    model, binary = local_files
-    fields = dict(serials=("S1",), model=model, bundle=ProgramBundle(binary), tool="benchmark_model",
-                  signatures=("infer", "train"), threads=(1, 2), use_xnnpack=(True, False), runs=50,
-                  results_dir=tmp_path / "results")
-    fields.update(overrides)
-    return RunPlan(**fields)
-
-
-# ---- parsing every fixture -----------------------------------------------------------------
-
-def test_parse_modern_xnnpack_log():
-    timings = parse_benchmark_output((DATA / "infer_xnnpack_ok.log").read_text())
-    assert timings.runs == 274  # the timed count= line, not the warm-up's count=135
-    assert (timings.min_us, timings.max_us, timings.std_us) == (3601, 3899, 51)
-    assert timings.inference_avg_us == 3658.21
-    assert timings.median_us is None  # no percentiles in this binary's output
-    assert (timings.init_us, timings.first_inference_us, timings.warmup_avg_us) == (34010, 4456, 3721.3)
-    assert timings.peak_memory_mib == 17.0781
-    assert (timings.init_memory_delta_mib, timings.overall_memory_delta_mib) == (12.0352, 15.2266)
-
-
-def test_parse_log_with_percentiles():
-    timings = parse_benchmark_output((DATA / "train_builtin_ok.log").read_text())
-    assert timings.runs == 50
-    assert (timings.min_us, timings.median_us, timings.max_us) == (40398, 41187, 44872)
-    assert timings.inference_avg_us == 41344.6
-    assert timings.peak_memory_mib == 30.1133
-    assert timings.overall_memory_delta_mib == 27.8867
-
-
-def test_parse_legacy_log_without_prefix():
-    timings = parse_benchmark_output((DATA / "load_legacy_ok.log").read_text())
-    assert timings.runs == 6236
-    assert (timings.min_us, timings.max_us, timings.inference_avg_us) == (148, 1261, 160.3)
-    assert timings.init_us == 21118
-    # The old "Peak memory footprint (MB): init= overall=" line is the memory delta, not the
-    # periodic peak, which this binary does not measure.
-    assert timings.peak_memory_mib is None
-    assert (timings.init_memory_delta_mib, timings.overall_memory_delta_mib) == (9.76953, 10.2109)
-
-
-@pytest.mark.parametrize("fixture", ["train_failed_invoke.log", "infer_missing_op.log"])
-def test_failed_logs_have_no_timings(fixture):
-    assert parse_benchmark_output((DATA / fixture).read_text()) is None
-
-
-def test_parse_scientific_notation_and_all_same():
-    # Lines from a real log (yocto, mobilenet_v1 on qemu): runs over 1 s print as 2.95034e+06.
-    real = ("count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798\n\n"
-            "Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, "
-            "Inference (avg): 2.95034e+06\n")
-    timings = parse_benchmark_output(real)
-    assert timings.inference_avg_us == 2950340.0 and timings.max_us == 3189954
-    same = ("INFO: count=50 curr=812(all same)\n"
-            "INFO: Inference timings in us: Init: 900, First inference: 812, Warmup (avg): 812, "
-            "Inference (avg): 812\n")
-    timings = parse_benchmark_output(same)
-    assert (timings.runs, timings.min_us, timings.median_us, timings.max_us) == (50, 812, 812, 812)
 
 
 # ---- which device: states only a phone (or several) can be in ------------------------------
@@ -293,73 +126,6 @@ def test_a_skipped_signature_is_a_row_with_its_reason():
     assert skipped.failed and skipped.extra["error"] == "skipped: train takes a fixed batch of 16"
     assert (infer.median_us, infer.peak_memory_mib, infer.runtime) == (5.0, 2.0,
                                                                        "tflite_transfer_bench (TFLite 2.14.1)")
-
-
-# ---- TFLite's benchmark_model on a phone (--tool benchmark_model) ----------------------------
-
-def test_benchmark_model_rows_and_report(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_builtin_ok.log"})
-    measurements, json_path, markdown_path = run_on_devices(make_plan(local_files, tmp_path))
-    assert len(measurements) == 2 * 2 * 2
-    report = read_report(json_path)
-    assert report.measurements == measurements
-    assert report.machine["device S1"] == "Google Pixel 7, Android 14 (SDK 34), ABI arm64-v8a, kernel 5.10.198-android13-4"
-    assert json.loads(json_path.read_text())["measurements"][0]["median_us"] == 3658.21
-    markdown = markdown_path.read_text()
-    assert ("| fused.tflite | infer | tflite benchmark_model | Google Pixel 7 (S1) | 1 | xnnpack | — "
-            "| 3.66 ms (3.60–3.90 ms) | 274 | 17.1 MiB |") in markdown
-    assert ["-s", "S1", "shell", f"{REMOTE}/android_aarch64_benchmark_model --graph={REMOTE}/fused.tflite "
-            "--signature_to_run_for=train --num_threads=2 --num_runs=50 --use_xnnpack=false "
-            "--enable_op_profiling=false --report_peak_memory_footprint=true"] in fake_adb.calls()
-    assert fake_adb.calls()[-1] == ["-s", "S1", "shell", f"rm -rf {REMOTE}"]
-
-
-def test_failed_invoke_names_device_signature_and_error_line(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_failed_invoke.log"})
-    with pytest.raises(TransferError) as caught:
-        run_on_devices(make_plan(local_files, tmp_path, threads=(1,), use_xnnpack=(True,)))
-    message = str(caught.value)
-    assert "device S1 (Google Pixel 7)" in message and "signature 'train'" in message
-    assert "Node number 41 (GATHER) failed to invoke." in message and "\n" not in message
-    assert fake_adb.calls()[-1] == ["-s", "S1", "shell", f"rm -rf {REMOTE}"]  # cleaned up anyway
-    assert not (tmp_path / "results").exists()
-
-
-def test_missing_op_error_says_what_to_do(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_missing_op.log"})
-    with pytest.raises(TransferError) as caught:
-        run_on_devices(make_plan(local_files, tmp_path, signatures=("infer",), threads=(1,)))
-    message = str(caught.value)
-    assert "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'" in message
-    assert "last error: Failed to initialize the interpreter" in message
-    assert "benchmark binary is older" in message
-
-
-def test_failure_detected_even_when_old_adb_exits_zero(fake_adb, local_files, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_ADB_OLD_EXIT_CODES", "1")
-    fake_adb.configure({"S1": PIXEL}, {"*": "train_failed_invoke.log"})
-    with pytest.raises(TransferError, match="failed to invoke"):
-        run_on_devices(make_plan(local_files, tmp_path, signatures=("train",), threads=(1,)))
-
-
-def test_failed_cleanup_is_a_note(fake_adb, local_files, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_ADB_RM_FAILS", "1")
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log"})
-    _, json_path, _ = run_on_devices(make_plan(local_files, tmp_path, signatures=("infer",)))
-    assert f"could not remove {REMOTE} on S1; remove it by hand." in read_report(json_path).notes
-
-
-def test_keep_going_records_failed_rows(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_failed_invoke.log",
-                                       "train:builtin": "train_builtin_ok.log"})
-    measurements, json_path, markdown_path = run_on_devices(
-        make_plan(local_files, tmp_path, threads=(1,), keep_going=True))
-    outcome = {(m.signature, m.delegate): m for m in measurements}
-    failed = outcome[("train", "xnnpack")]
-    assert failed.failed and math.isnan(failed.median_us) and failed.runs == 0
-    assert outcome[("train", "none")].median_us == 41187
-    assert math.isnan(read_report(json_path).measurements[2].median_us)
-    assert "gather index out of bounds" in markdown_path.read_text()
 
 
 # ---- the report ------------------------------------------------------------------------------

@@ -182,3 +182,24 @@ def test_no_device_and_unknown_serial_are_clear_errors(adbd_device, bench_bundle
             run_on_devices(plan_for(adbd_device, bench_bundle, tiny_model_path, tmp_path, serials=()))
     finally:
         subprocess.run([*adbd_device.adb, "connect", adbd_device.serial], capture_output=True, check=True)
+
+
+def test_the_device_stops_what_it_started_and_deletes_its_namespace():
+    _need_root()
+    root, _ = build_device_root("amd64")
+    device_server = AdbdDevice(root, namespace=f"tflite-adb-stop-{os.getpid()}")
+    with device_server as device:
+        assert Device(device.adb, device.serial).shell_ok(["echo", "alive"]).strip() == "alive"
+        namespace_inode = os.stat(f"/run/netns/{device.namespace}").st_ino
+    assert device.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                  text=True).stdout
+    # No process is left in that network namespace: not adbd, not the adb server, not a server
+    # an adb client call might have forked on its own.
+    left = []
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and os.stat(process / "ns" / "net").st_ino == namespace_inode:
+                left.append((process / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # exited meanwhile
+    assert left == []
