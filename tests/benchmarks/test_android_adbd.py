@@ -31,6 +31,8 @@ SETUP_SCRIPT = REPO / "runtime" / "cpp" / "setup_testing_root.sh"
 TESTING_ROOT = Path(os.environ.get("TFLITE_TRANSFER_TESTING_ROOT",
                                    Path.home() / ".cache" / "tflite_transfer_testing_root"))
 BUILD_DIR = Path("/tmp/tflite_transfer_adb_test_build")
+# Per test session: parallel sessions serve the same cached root, each through its own adbd.
+REMOTE = f"{REMOTE_DIR}_{os.getpid()}"
 SIGNATURE_ROWS = {("load", 1), ("infer", 1), ("train", 1), ("train", 8), ("train", 32),
                   ("train_images", 1), ("save", 1), ("restore", 1)}
 
@@ -68,7 +70,7 @@ def adbd_device():
 
 def plan_for(device, bundle: ProgramBundle, model: str, results_dir: Path, **overrides) -> RunPlan:
     settings = dict(model=Path(model), bundle=bundle, adb=device.adb, serials=(device.serial,), runs=3,
-                    results_dir=results_dir)
+                    results_dir=results_dir, remote_dir=REMOTE)
     settings.update(overrides)
     return RunPlan(**settings)
 
@@ -97,7 +99,7 @@ def test_whole_run_over_real_adb_writes_the_report(adbd_device, bench_bundle, ti
     assert "| train |" in markdown_path.read_text().replace("`", "")
     # The staging folder is gone from the device.
     listing = Device(adbd_device.adb, adbd_device.serial).shell(["ls", "/data/local/tmp"])
-    assert Path(REMOTE_DIR).name not in listing.stdout
+    assert Path(REMOTE).name not in listing.stdout
 
 
 def test_program_json_is_what_the_device_printed(adbd_device, bench_bundle, tiny_model_path, tmp_path):
@@ -105,10 +107,10 @@ def test_program_json_is_what_the_device_printed(adbd_device, bench_bundle, tiny
     device = Device(adbd_device.adb, adbd_device.serial)
     from benchmarks.android.staging import stage
 
-    staged = stage(device, bench_bundle, Path(tiny_model_path), REMOTE_DIR)
+    staged = stage(device, bench_bundle, Path(tiny_model_path), REMOTE)
     try:
         result = device.shell([*staged.launcher, "--model", staged.remote_model, "--runs", "2",
-                               "--train_batches", "4", "--checkpoint", f"{REMOTE_DIR}/c.ckpt"])
+                               "--train_batches", "4", "--checkpoint", f"{REMOTE}/c.ckpt"])
         assert result.returncode == 0, result.stderr
         document = json.loads(result.stdout)
         assert document["program"] == "tflite_transfer_bench"
@@ -118,7 +120,7 @@ def test_program_json_is_what_the_device_printed(adbd_device, bench_bundle, tiny
             ("load", 1), ("infer", 1), ("train", 4), ("train_images", 1), ("save", 1), ("restore", 1)]
         assert all(len(t["run_us"]) == 2 for t in document["timings"])
     finally:
-        device.shell(["rm", "-rf", REMOTE_DIR])
+        device.shell(["rm", "-rf", REMOTE])
 
 
 def test_program_crash_is_one_line_with_exit_status_and_last_lines(adbd_device, bench_bundle, tmp_path):
@@ -145,7 +147,7 @@ def test_program_for_another_abi_is_refused_before_any_push(adbd_device, bench_b
                                                 r"x86_64; build it for x86_64"):
         run_on_devices(plan_for(adbd_device, bundle, tiny_model_path, tmp_path))
     listing = Device(adbd_device.adb, adbd_device.serial).shell(["ls", "/data/local/tmp"])
-    assert Path(REMOTE_DIR).name not in listing.stdout
+    assert Path(REMOTE).name not in listing.stdout
 
 
 def test_device_lacking_tflite_without_a_bundle_says_what_to_push(adbd_device, bench_bundle,
@@ -158,7 +160,7 @@ def test_device_lacking_tflite_without_a_bundle_says_what_to_push(adbd_device, b
 def test_push_failure_is_one_clear_error(adbd_device, bench_bundle, tiny_model_path, tmp_path):
     # A full device: the staging folder is a 16 KiB tmpfs in adbd's own mount namespace, too
     # small for the model, so adbd itself refuses the write (ENOSPC) and adb push fails.
-    staging = f"{adbd_device.root}{REMOTE_DIR}"
+    staging = f"{adbd_device.root}{REMOTE}"
     Path(staging).mkdir(parents=True, exist_ok=True)
     enter = ["nsenter", "-t", str(adbd_device.adbd_pid), "-m"]
     subprocess.run([*enter, "mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", staging], check=True)
