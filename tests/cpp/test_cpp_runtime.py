@@ -12,56 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import colour_images
+from tests.conftest import colour_images
+from tests.fixtures.cpp_runtime import assert_same_bits, epoch_losses, run_demo
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
-
-REPO = Path(__file__).resolve().parents[2]
-SETUP_SCRIPT = REPO / "runtime" / "cpp" / "setup_testing_root.sh"
-TESTING_ROOT = Path(os.environ.get("TFLITE_TRANSFER_TESTING_ROOT",
-                                   Path.home() / ".cache" / "tflite_transfer_testing_root"))
-
-
-@pytest.fixture(scope="session")
-def cpp_demo(tmp_path_factory) -> str:
-    """Builds the C++ runtime in the Debian testing root (created on first use, then cached)."""
-    if os.geteuid() != 0 and not os.environ.get("CI") and not TESTING_ROOT.is_dir():
-        pytest.skip("building the C++ runtime needs root (debootstrap + chroot); CI runs it as root")
-    build_dir = tmp_path_factory.mktemp("cpp_build")
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(SETUP_SCRIPT), str(build_dir)], capture_output=True,
-                            text=True, timeout=3600)
-    if result.returncode != 0:
-        pytest.fail(f"setup_testing_root.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    print(f"C++ runtime set up and built in {time.monotonic() - started:.1f} s")
-    return result.stdout.strip().splitlines()[-1]
-
-
-def run_demo(demo: str, *arguments, expect_ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([demo, *map(str, arguments)], capture_output=True, text=True, timeout=600)
-    if expect_ok and result.returncode != 0:
-        pytest.fail(f"demo failed ({result.returncode}): {result.stderr}")
-    return result
-
-
-def epoch_losses(stdout: str) -> list[float]:
-    return [float(value) for value in re.findall(r"^epoch \d+/\d+ loss (\S+)$", stdout, re.M)]
-
-
-def assert_same_bits(actual: dict, expected: dict) -> None:
-    assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert actual[name].dtype == expected[name].dtype, name
-        assert actual[name].shape == expected[name].shape, name
-        assert actual[name].tobytes() == expected[name].tobytes(), name
-
 
 @pytest.fixture()
 def training_files(tmp_path):
