@@ -197,3 +197,33 @@ def test_writes_are_atomic_through_symlinks_with_the_umask(cpp_demo, tiny_v2_mod
         assert live.exists() and unrelated.exists()
     assert_one_error_line(run_demo(cpp_demo, "--model", tiny_v2_model_path, "--epochs", 0, "--checkpoint",
                                    tmp_path / "real", expect_ok=False), "could not write checkpoint", "directory")
+
+
+def test_restored_values_are_checked_for_meaning(cpp_demo, tiny_v2_model_path, cpp_checkpoint, tmp_path):
+    data = cpp_checkpoint.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    state = {}
+    for name, entry in header.items():
+        if name != "__metadata__":
+            begin, end = entry["data_offsets"]
+            state[name] = np.frombuffer(data[8 + length + begin:8 + length + end],
+                                        {"F32": np.float32, "I32": np.int32}[entry["dtype"]]).reshape(entry["shape"])
+    fingerprint = header["__metadata__"]["model_fingerprint"]
+    output = tmp_path / "out.ckpt"
+    output.write_bytes(b"previous")
+    for name, value, message in [("learning_rate", np.float32(-1), "must be finite, > 0 and <= 1e+06, got -1"),
+                                 ("learning_rate", np.float32(0), "got 0"),
+                                 ("learning_rate", np.float32(1e38), "got 1e+38"),
+                                 ("step", np.int32(-5), "step -5 is outside [0, 2147483646]"),
+                                 ("step", np.int32(2**31 - 1), "step 2147483647 is outside")]:
+        bad = dict(state, **{name: np.array([value])})
+        path = tmp_path / f"{name}.ckpt"
+        path.write_bytes(craft_checkpoint(bad, fingerprint))
+        result = run_demo(cpp_demo, "--model", tiny_v2_model_path, "--restore", path, "--epochs", 0,
+                          "--checkpoint", output, expect_ok=False)
+        assert_one_error_line(result, f"state '{name}'", message)
+        assert output.read_bytes() == b"previous"
+    result = run_demo(cpp_demo, "--model", tiny_v2_model_path, "--learning_rate", "1e39", "--epochs", 0,
+                      expect_ok=False)
+    assert_one_error_line(result, "learning rate must be finite")

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "errors.h"
+#include "text.h"
 
 namespace tflite_transfer {
 
@@ -83,6 +85,31 @@ void CheckLabels(const Tensor& labels, int64_t batch, const ModelMetadata& metad
                             ShapeString(expected) + ", got " + labels.Describe());
   }
   if (!AllFinite(labels)) throw InvalidInputError("label: contains NaN or Inf");
+}
+
+void CheckLearningRate(double learning_rate, const std::string& what) {
+  if (!(std::isfinite(learning_rate) && learning_rate > 0 && learning_rate <= kMaxLearningRate)) {
+    char shown[64];
+    std::snprintf(shown, sizeof shown, "%g", learning_rate);
+    throw InvalidInputError(what + " must be finite, > 0 and <= 1e+06, got " + shown +
+                            " (0 would not train; larger rates overflow float32 weights)");
+  }
+}
+
+void CheckStateMeaning(const StateSpec& spec, const Tensor& value) {
+  const std::string what = "state " + Quoted(spec.name);
+  if (spec.role == "learning_rate" && value.dtype == DType::kFloat32) {
+    for (int64_t index = 0; index < value.num_elements(); ++index) CheckLearningRate(value.data<float>()[index], what);
+  }
+  if (spec.role == "step" && value.dtype == DType::kInt32) {
+    for (int64_t index = 0; index < value.num_elements(); ++index) {
+      int32_t step = value.data<int32_t>()[index];
+      if (step < 0 || step > kMaxStep) {
+        throw InvalidInputError(what + ": step " + std::to_string(step) + " is outside [0, " +
+                                std::to_string(kMaxStep) + "]");
+      }
+    }
+  }
 }
 
 void CheckFixedBatch(const char* signature, const char* input, int64_t batch, std::optional<int64_t> fixed) {

@@ -261,9 +261,7 @@ float TransferModel::TrainImages(const Tensor& images, const Tensor& labels) {
 }
 
 void TransferModel::SetLearningRate(float learning_rate) {
-  if (!std::isfinite(learning_rate) || learning_rate < 0) {
-    throw InvalidInputError("learning rate must be finite and >= 0, got " + std::to_string(learning_rate));
-  }
+  CheckLearningRate(learning_rate, "learning rate");
   Tensor value = Tensor::Zeros(DType::kFloat32, {1});
   value.data<float>()[0] = learning_rate;
   Run("set_learning_rate", {{"learning_rate", &value}});
@@ -297,6 +295,7 @@ int32_t TransferModel::SetState(const TensorMap& state) {
                               NumpyName(spec.dtype) + " " + ShapeString(spec.shape));
     }
     if (!AllFinite(value)) throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
+    CheckStateMeaning(spec, value);
     inputs.emplace_back(spec.name, &value);
   }
   return Run("restore", inputs).at("step").data<int32_t>()[0];
