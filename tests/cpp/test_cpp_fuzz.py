@@ -75,23 +75,24 @@ def test_damaged_models_give_clean_errors(cpp_demo, tiny_v2_model_path, tmp_path
 
 
 def test_a_sparse_huge_tensor_and_a_fifo_give_clean_errors(cpp_demo, tmp_path):
-    """A sparse 1 GiB file whose header declares one 1 GiB tensor (consistent sizes, wrong
-    checksum): the checksum is streamed in bounded memory (address space capped at 512 MiB, so
-    reading or allocating the tensor first would fail differently). A FIFO: refused unopened."""
+    """A sparse 256 MiB file whose header declares one 256 MiB tensor (consistent sizes, wrong
+    checksum): the checksum is streamed in bounded memory (address space capped at 128 MiB; the
+    demo needs < 64 MiB, so reading or allocating the tensor first would fail differently).
+    A FIFO: refused unopened."""
     import json
     import os
     import resource
 
     header = json.dumps({"__metadata__": {"format": "tflite-transfer-checkpoint", "format_version": "2",
                                           "model_fingerprint": "ab" * 32, "checksum": "0" * 64},
-                         "w": {"dtype": "U8", "shape": [2**30], "data_offsets": [0, 2**30]}},
+                         "w": {"dtype": "U8", "shape": [2**28], "data_offsets": [0, 2**28]}},
                         separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
     sparse = tmp_path / "sparse.ckpt"
     with open(sparse, "wb") as handle:
         handle.write(struct.pack("<Q", len(header)) + header)
-        handle.truncate(8 + len(header) + 2**30)
-    cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (2**29, 2**29))  # noqa: E731
+        handle.truncate(8 + len(header) + 2**28)
+    cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (2**27, 2**27))  # noqa: E731
     result = run_demo(cpp_demo, "--check_checkpoint", sparse, expect_ok=False, timeout=120, preexec_fn=cap)
     assert outcome(result) == "clean error" and "checksum does not match" in result.stderr, result.stderr
     fifo = tmp_path / "fifo.ckpt"

@@ -1,5 +1,6 @@
 // Reading checkpoints: every size is checked against the file before anything is read or
-// allocated from it, and the checksum is verified before the header is parsed.
+// allocated from it, and the checksum is verified before the header is parsed (and again
+// over the tensor bytes as they are read).
 #include <algorithm>
 
 #include "checkpoint.h"
@@ -227,7 +228,16 @@ Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const
     if (name != kMetadataKey) entries.push_back(ValidateEntry(path, name, entry, data_size));
   }
   CheckTiling(path, entries, data_size);
-  for (Entry& entry : entries) {  // sizes are now bounded by the file's: safe to allocate
+  // The tensors are read in a second pass; hashing them again proves they are the bytes the
+  // checksum covered (the file could have been rewritten in place in between).
+  Sha256 again;
+  if (checksum_at) {
+    again.Update(length_field, 8);
+    again.Update(std::string_view(header).substr(0, *checksum_at));
+    again.Update(std::string(64, '0'));
+    again.Update(std::string_view(header).substr(*checksum_at + 64));
+  }
+  for (Entry& entry : entries) {  // sorted, contiguous, bounded by the file: safe to allocate
     Tensor tensor;
     tensor.dtype = entry.dtype;
     tensor.shape = std::move(entry.shape);
@@ -235,7 +245,11 @@ Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const
     if (!file.ReadAt(data_start + entry.begin, tensor.bytes.data(), tensor.bytes.size())) {
       throw Corrupt(path, "the file ended inside tensor " + Quoted(entry.name) + " (was it truncated while being read?)");
     }
+    again.Update(tensor.bytes.data(), tensor.bytes.size());
     checkpoint.tensors.emplace(entry.name, std::move(tensor));
+  }
+  if (checksum_at && again.HexDigest() != header.substr(*checksum_at, 64)) {
+    throw Corrupt(path, "the file changed while being read; read it again once no one writes it");
   }
   return checkpoint;
 }

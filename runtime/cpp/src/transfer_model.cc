@@ -76,6 +76,23 @@ std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata) {
   };
 }
 
+const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
+SignatureContract() {
+  static const auto* contract = [] {
+    ModelMetadata any;  // no state, no output name: only what every model has
+    auto* list = new std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>;
+    for (SignatureSpec& spec : SignatureSpecs(any)) {
+      std::vector<std::string> outputs;
+      for (std::string& name : spec.outputs) {
+        if (!name.empty()) outputs.push_back(std::move(name));
+      }
+      list->emplace_back(spec.name, std::make_pair(std::move(spec.inputs), std::move(outputs)));
+    }
+    return list;
+  }();
+  return *contract;
+}
+
 std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, const OpenOptions& options) {
   std::unique_ptr<TransferModel> model(new TransferModel());
   model->source_ = path;

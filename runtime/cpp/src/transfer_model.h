@@ -37,6 +37,12 @@ struct SignatureSpec {
 // Every signature of a compiled model with this metadata, in the contract's order.
 std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata);
 
+// The metadata-independent part, for callers that list the signatures (kept for code written
+// against the first version of this API): signature -> (inputs, outputs) without the state
+// names and infer's output name. Prefer SignatureSpecs(model.metadata()).
+const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
+SignatureContract();
+
 struct OpenOptions {
   int num_threads = 1;
   bool verify_digest = true;  // false: skip the model digest check (file verified elsewhere)
@@ -49,6 +55,11 @@ class TransferModel {
   // InvalidInputError (missing/damaged file) or UnsupportedModelError (not our model, missing
   // signature, or an op/op version this TFLite library lacks: the library's message is quoted).
   static std::unique_ptr<TransferModel> Open(const std::string& path, const OpenOptions& options = {});
+  static std::unique_ptr<TransferModel> Open(const std::string& path, int num_threads) {
+    OpenOptions options;
+    options.num_threads = num_threads;
+    return Open(path, options);
+  }
   ~TransferModel();
   TransferModel(const TransferModel&) = delete;
   TransferModel& operator=(const TransferModel&) = delete;
