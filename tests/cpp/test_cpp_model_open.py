@@ -25,6 +25,8 @@ def python_view(metadata: contract.ModelMetadata) -> dict:
         "label": {"dtype": metadata.label.dtype, "kind": metadata.label.kind, "shape": list(metadata.label.shape)},
         "labels": list(metadata.labels), "loss": metadata.loss, "model_digest": metadata.model_digest,
         "num_outputs": metadata.num_outputs, "output": metadata.output,
+        "signatures": {name: {"inputs": list(spec.inputs), "outputs": list(spec.outputs)}
+                       for name, spec in metadata.signatures.items()},
         "state": [{key: value for key, value in (("dtype", e.dtype), ("layer", e.layer), ("name", e.name),
                                                    ("of", e.of), ("role", e.role), ("shape", list(e.shape)),
                                                    ("slot", e.slot)) if value is not None}
@@ -98,26 +100,40 @@ def test_a_version_1_model_still_opens_without_a_digest(cpp_demo, tiny_fused, tm
 
 
 def test_golden_metadata_parses_to_the_contract_modules_values(cpp_demo):
-    for name in ("metadata_v2.json", "metadata_v1.json"):
-        text = (GOLDEN / name).read_text(encoding="utf-8")
+    """tests/golden/ (python -m tests.golden.generate): every metadata file parses in C++ to the
+    contract module's record, and to the facts contract.json says a reader must derive."""
+    derived = json.loads((GOLDEN / "contract.json").read_text(encoding="utf-8"))
+    for name in ("metadata.json", "metadata_fixed_batch.json", "metadata_v1.json"):
         described = json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / name).stdout)
-        assert described == python_view(contract.ModelMetadata.from_json(text)), name
-    v2 = json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / "metadata_v2.json").stdout)
-    assert {e["role"] for e in v2["state"]} == set(contract.ROLES)
-    assert (v2["image_batch"], v2["train_batch"], v2["labels"][2]) == (1, 16, "h\u00e9ron")
+        record = contract.ModelMetadata.from_json((GOLDEN / name).read_text(encoding="utf-8"))
+        assert described == python_view(record), name
+        facts = derived[name]
+        assert described["signatures"] == facts["signatures"], name
+        assert described["state"] == [{k: (list(v) if k == "shape" else v) for k, v in e.items()}
+                                      for e in facts["state"]], name
+        assert described["label"] == {**facts["label"], "shape": list(facts["label"]["shape"])}, name
+        assert described["contract_version"] == facts["contract_version"], name
+        assert (described["image_batch"], described["train_batch"]) == (
+            facts["fixed_batch"]["load"], facts["fixed_batch"]["train"]), name
+    roles = {e["role"] for e in json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / "metadata.json").stdout)["state"]}
+    assert roles == set(contract.ROLES)
 
 
-def test_golden_checkpoint_parses_to_the_python_readers_values(cpp_demo):
-    from tflite_transfer.runtime.checkpoint import read_checkpoint
+def test_golden_checkpoint_parses_to_the_generators_values(cpp_demo):
+    from tests.golden import generate
 
-    path = GOLDEN / "checkpoint_v2.safetensors"
-    described = json.loads(run_demo(cpp_demo, "--check_checkpoint", path).stdout)
-    python = read_checkpoint(path)
-    metadata = contract.ModelMetadata.from_json((GOLDEN / "metadata_v2.json").read_text(encoding="utf-8"))
-    assert described["format_version"] == 2 and described["metadata"] == python.metadata
-    assert described["model_fingerprint"] == python.model_fingerprint == metadata.fingerprint
-    assert sorted(described["tensors"]) == sorted(metadata.state_names) == sorted(python.tensors)
-    for entry in metadata.state:
+    path = GOLDEN / "checkpoint.ckpt"
+    # The golden checkpoint is version 2 once runtime/checkpoint.py writes version 2; read a
+    # version 1 file as the format allows it, on request.
+    result = run_demo(cpp_demo, "--check_checkpoint", path, expect_ok=False)
+    if result.returncode != 0:
+        assert "format version 1" in result.stderr
+        result = run_demo(cpp_demo, "--check_checkpoint", path, "--allow_version_1")
+    described = json.loads(result.stdout)
+    assert described["model_fingerprint"] == generate.FINGERPRINT == generate.METADATA.fingerprint
+    assert described["metadata"]["num_samples_cached"] == "24"
+    assert sorted(described["tensors"]) == sorted(generate.STATE) == sorted(generate.METADATA.state_names)
+    for entry in generate.METADATA.state:
         tensor = described["tensors"][entry.name]
         assert (tensor["dtype"], tensor["shape"]) == (entry.dtype, list(entry.shape))
-        assert tensor["sha256"] == hashlib.sha256(python.tensors[entry.name].tobytes()).hexdigest()
+        assert tensor["sha256"] == hashlib.sha256(generate.STATE[entry.name].tobytes()).hexdigest()

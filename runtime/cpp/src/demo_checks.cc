@@ -57,6 +57,17 @@ std::string DescribeMetadata(const ModelMetadata& metadata) {
     state += "}";
   }
   state += "]";
+  auto names = [](const std::vector<std::string>& list) {
+    std::string text = "[";
+    for (size_t index = 0; index < list.size(); ++index) text += (index ? "," : "") + JsonQuoteAscii(list[index]);
+    return text + "]";
+  };
+  std::string signatures = "{";
+  for (const SignatureSpec& spec : SignatureSpecs(metadata)) {
+    signatures += (signatures.size() > 1 ? "," : "") + JsonQuoteAscii(spec.name) + ":{\"inputs\":" +
+                  names(spec.inputs) + ",\"outputs\":" + names(spec.outputs) + "}";
+  }
+  signatures += "}";
   return "{\"bottleneck_size\":" + std::to_string(metadata.bottleneck_size) +
          ",\"contract_version\":" + std::to_string(metadata.contract_version) +
          ",\"fingerprint\":" + JsonQuoteAscii(metadata.fingerprint) +
@@ -66,7 +77,7 @@ std::string DescribeMetadata(const ModelMetadata& metadata) {
          ",\"labels\":" + labels + ",\"loss\":" + JsonQuoteAscii(metadata.loss) +
          ",\"model_digest\":" + (metadata.model_digest.empty() ? "null" : JsonQuoteAscii(metadata.model_digest)) +
          ",\"num_outputs\":" + std::to_string(metadata.num_outputs) + ",\"output\":" + JsonQuoteAscii(metadata.output) +
-         ",\"state\":" + state + ",\"train_batch\":" + OptionalJson(metadata.train_batch) + "}";
+         ",\"signatures\":" + signatures + ",\"state\":" + state + ",\"train_batch\":" + OptionalJson(metadata.train_batch) + "}";
 }
 
 std::string DescribeModel(const TransferModel& model) {

@@ -18,8 +18,9 @@ namespace tflite_transfer {
 std::string DescribeCheckpoint(const Checkpoint& checkpoint);
 
 // {"contract_version", "fingerprint", "num_outputs", "bottleneck_size", "output", "loss",
-// "label": {...}, "labels", "image_batch", "train_batch", "model_digest", "state": [{"name",
-// "role", "dtype", "shape", "layer"?, "slot"?, "of"?}]}, keys sorted.
+// "label": {...}, "labels", "image_batch", "train_batch", "model_digest", "signatures": {name:
+// {"inputs", "outputs"}} (the exact names derived from it), "state": [{"name", "role", "dtype",
+// "shape", "layer"?, "slot"?, "of"?}]}, keys sorted.
 std::string DescribeMetadata(const ModelMetadata& metadata);
 
 // DescribeMetadata plus "image": {"dtype", "shape"} and "digest_checked".
