@@ -87,7 +87,9 @@ LIBS="$ROOT/usr/lib/$MULTIARCH"
 LOADER="$(ls "$LIBS"/ld-linux*.so.* | head -n 1)"
 mkdir -p "$BUILD_DIR/bin"
 for program in tflite_transfer_demo; do
-    cp "$ROOT$ROOT_BUILD/$program" "$BUILD_DIR/bin/$program"
+    # Copy then rename: a running program (mapped by the loader) must never see its file change.
+    cp "$ROOT$ROOT_BUILD/$program" "$BUILD_DIR/bin/.$program.new"
+    mv -f "$BUILD_DIR/bin/.$program.new" "$BUILD_DIR/bin/$program"
     cat > "$BUILD_DIR/$program" <<LAUNCHER
 #!/bin/sh
 # Runs $program (built in $ROOT) with that root's dynamic loader and libraries.
