@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import colour_images
 from tests.fixtures.cpp_runtime import assert_same_bits, epoch_losses, run_demo
-from tflite_transfer.runtime import TransferModel
+from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
 
 @pytest.fixture()
@@ -162,7 +162,9 @@ def test_a_model_missing_a_signature_is_refused(cpp_demo, tiny_fused, tiny_class
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     model.signatureDefs = [s for s in model.signatureDefs if s.signatureKey != b"restore"]
     path = tmp_path / "no_restore.tflite"
-    path.write_bytes(model_io.write_model_bytes(model))
+    edited = model_io.write_model_bytes(model)
+    # An edited model needs a fresh digest (a contract-version-2 model would be refused as damaged).
+    path.write_bytes(contract.stamp_digest(edited) if contract.find_digest(edited) else edited)
     result = run_demo(cpp_demo, "--model", path, "--epochs", 0, expect_ok=False)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {path}: not a tflite-transfer model: missing signature(s) restore"
