@@ -11,6 +11,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.runtime import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,16 +110,19 @@ def _options(op: schema.OperatorT) -> dict:
             for k, v in (vars(op.builtinOptions) if op.builtinOptions is not None else {}).items() if "subgraph" not in k.lower()}
 
 
-def check_contract(model: model_io.ModelT, expected: dict[str, tuple[list[str], list[str]]]) -> None:
-    """Checks the signature keys and their input/output names, and that infer is subgraph 0."""
+def check_contract(model: model_io.ModelT, specs: dict[str, contract.SignatureSpec]) -> None:
+    """Checks the signature keys and their exact input/output names (contract.signature_specs),
+    and that infer is subgraph 0."""
     found = {s.signatureKey.decode(): ([t.name.decode() for t in s.inputs or []],
                                        [t.name.decode() for t in s.outputs or []])
              for s in model.signatureDefs or []}
-    if set(found) != set(expected):
-        raise VerificationError(f"signatures {sorted(found)} differ from the contract {sorted(expected)}")
-    for key, (inputs, outputs) in expected.items():
-        if sorted(found[key][0]) != sorted(inputs) or sorted(found[key][1]) != sorted(outputs):
-            raise VerificationError(f"signature '{key}' has inputs {found[key][0]} / outputs "
-                                    f"{found[key][1]}, expected {inputs} / {outputs}")
-    if model_io.signature_subgraph(model, "infer") != 0:
-        raise VerificationError("'infer' must be subgraph 0 so that a plain invoke() runs inference")
+    if set(found) != set(specs):
+        raise VerificationError(f"signatures {sorted(found)} differ from the contract {sorted(specs)}")
+    for key, spec in specs.items():
+        inputs, outputs = found[key]
+        if sorted(inputs) != sorted(spec.inputs) or sorted(outputs) != sorted(spec.outputs):
+            raise VerificationError(f"signature '{key}' has inputs {inputs} / outputs {outputs}, "
+                                    f"expected {list(spec.inputs)} / {list(spec.outputs)}")
+    if model_io.signature_subgraph(model, contract.SIGNATURES[0]) != 0:
+        raise VerificationError(f"'{contract.SIGNATURES[0]}' must be subgraph 0 so that a plain "
+                                "invoke() runs inference")

@@ -7,7 +7,7 @@ dropped, and only `infer` (subgraph 0) and `load` remain, still sharing the base
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
@@ -15,9 +15,10 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tflite_transfer.compiler import audit, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.runtime import checkpoint as checkpoint_file
-from tflite_transfer.runtime.interpreter import METADATA_KEY, read_metadata
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.interpreter import read_metadata
 
-KEPT_SIGNATURES = ("infer", "load")
+KEPT_SIGNATURES = (contract.INFER, contract.LOAD)
 _VARIABLE_OPS = (schema.BuiltinOperator.VAR_HANDLE, schema.BuiltinOperator.READ_VARIABLE,
                  schema.BuiltinOperator.CALL_ONCE)
 _NUMPY_TYPES = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT32: np.int32}
@@ -47,11 +48,11 @@ def export_inference_model(model_bytes: bytes, state: dict[str, np.ndarray], sou
             if signature.subgraphIndex == index:
                 for tensor_map in [*signature.inputs, *signature.outputs]:
                     tensor_map.tensorIndex = new_index[tensor_map.tensorIndex]
-    _update_metadata(model)
+    _update_metadata(model, read_metadata(model_bytes, source))
     _compact_buffers(model)
     _check_inference_only(model)
-    return model_io.append_associated_files(model_io.write_model_bytes(model),
-                                            model_io.associated_files(model_bytes))
+    return contract.stamp_digest(model_io.append_associated_files(
+        model_io.write_model_bytes(model), model_io.associated_files(model_bytes)))
 
 
 def _bake_variables(model, subgraph, state: dict[str, np.ndarray], source: str) -> None:
@@ -100,12 +101,12 @@ def _drop_unused_tensors(subgraph) -> dict[int, int]:
     return new_index
 
 
-def _update_metadata(model) -> None:
+def _update_metadata(model, metadata: contract.ModelMetadata) -> None:
+    """No training state any more; the digest is stamped again over the new bytes."""
+    exported = dataclasses.replace(metadata, state=(), model_digest=contract.DIGEST_PLACEHOLDER)
     for entry in model.metadata:
-        if entry.name.decode() == METADATA_KEY:
-            metadata = json.loads(model_io.buffer_bytes(model, entry.buffer).decode())
-            metadata.update(signatures=list(KEPT_SIGNATURES), exported=True, state={})
-            model.buffers[entry.buffer] = model_io.make_buffer(json.dumps(metadata, sort_keys=True).encode())
+        if entry.name.decode() == contract.METADATA_KEY:
+            model.buffers[entry.buffer] = model_io.make_buffer(exported.to_json().encode())
 
 
 def _compact_buffers(model) -> None:
@@ -139,8 +140,8 @@ def export_files(model_path: str, checkpoint_path: str, output_path: str) -> byt
         model_bytes = handle.read()
     metadata = read_metadata(model_bytes, model_path)
     saved = checkpoint_file.read_checkpoint(checkpoint_path)
-    expected = {n: (tuple(s["shape"]), np.dtype(s["dtype"])) for n, s in metadata["state"].items()}
-    checkpoint_file.check_compatible(saved, expected, metadata["fingerprint"], checkpoint_path)
+    expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in metadata.state}
+    checkpoint_file.check_compatible(saved, expected, metadata.fingerprint, checkpoint_path)
     exported = export_inference_model(model_bytes, saved.tensors, model_path)
     write_atomically(output_path, exported)
     return exported

@@ -21,15 +21,16 @@ import hashlib
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
-from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler import model_io, op_versions
 from tflite_transfer.compiler.cut import PreparedBase
-from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+from tflite_transfer.compiler.errors import InvalidInputError
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.contract import INFER, LOAD, SIGNATURES, TRAIN, TRAIN_IMAGES
 
-SIGNATURES = ("infer", "load", "train", "train_images", "save", "restore", "initialize",
-              "set_learning_rate")
-_STATE_SIGNATURES = ("save", "restore", "initialize", "set_learning_rate")  # head-only, after train_images
-METADATA_KEY = "tflite_transfer"
-_MIN_RUNTIME = "min_runtime_version"
+# Head-only signatures, after train_images in subgraph order.
+_STATE_SIGNATURES = (contract.SAVE, contract.RESTORE, contract.INITIALIZE, contract.SET_LEARNING_RATE)
+# Set by op_versions from the fused model's ops; the inputs' values would be stale.
+_MIN_RUNTIME = op_versions.MIN_RUNTIME_VERSION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +92,11 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     _check_variable_names(base.model, head)
     fusion = _Fusion()
     head_signatures = {s.signatureKey.decode(): s for s in head.signatureDefs}
-    head_order = [head_signatures[k].subgraphIndex for k in ("infer", "train", *_STATE_SIGNATURES)]
+    head_order = [head_signatures[k].subgraphIndex for k in (INFER, TRAIN, *_STATE_SIGNATURES)]
     head_extra = [i for i in range(len(head.subgraphs)) if i not in head_order]  # variable init
     # Final positions: infer, load, train, train_images, save..set_learning_rate, head extras, base.
-    head_map = {head_signatures["infer"].subgraphIndex: 0, head_signatures["train"].subgraphIndex: 2}
+    head_map = {head_signatures[INFER].subgraphIndex: SIGNATURES.index(INFER),
+                head_signatures[TRAIN].subgraphIndex: SIGNATURES.index(TRAIN)}
     for position, key in enumerate(_STATE_SIGNATURES, start=4):
         head_map[head_signatures[key].subgraphIndex] = position
     for position, index in enumerate(head_extra, start=len(SIGNATURES)):
@@ -113,24 +115,24 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     image_template = entry.tensors[entry.inputs[0]]
     true_buffer = fusion.buffer(b"\x01", deduplicate=True)
 
-    infer = _call_base_first(fusion, copy_head(head_signatures["infer"].subgraphIndex),
-                             head_signatures["infer"], image_template, true_buffer, base_start)
+    infer = _call_base_first(fusion, copy_head(head_signatures[INFER].subgraphIndex),
+                             head_signatures[INFER], image_template, true_buffer, base_start)
     load = _load_subgraph(fusion, image_template, base.bottleneck_size, true_buffer, base_start)
-    train = copy_head(head_signatures["train"].subgraphIndex)
-    train_images = _call_base_first(fusion, copy_head(head_signatures["train"].subgraphIndex),
-                                    head_signatures["train"], image_template, true_buffer, base_start)
+    train = copy_head(head_signatures[TRAIN].subgraphIndex)
+    train_images = _call_base_first(fusion, copy_head(head_signatures[TRAIN].subgraphIndex),
+                                    head_signatures[TRAIN], image_template, true_buffer, base_start)
     others = [copy_head(head_signatures[k].subgraphIndex) for k in _STATE_SIGNATURES]
     extras = [copy_head(i) for i in head_extra]
     fusion.model.subgraphs = [infer[0], load[0], train, train_images[0], *others, *extras, *base_subgraphs]
     for position, name in enumerate(SIGNATURES):
         fusion.model.subgraphs[position].name = name.encode()
 
-    signatures = [_renamed(infer[1], "infer", 0), load[1],
-                  _renamed(head_signatures["train"], "train", 2),
-                  _renamed(train_images[1], "train_images", 3)]
+    signatures = [_renamed(infer[1], INFER, 0), load[1],
+                  _renamed(head_signatures[TRAIN], TRAIN, 2),
+                  _renamed(train_images[1], TRAIN_IMAGES, 3)]
     signatures += [_renamed(head_signatures[k], k, 4 + n) for n, k in enumerate(_STATE_SIGNATURES)]
     fusion.model.signatureDefs = signatures
-    _merge_metadata(fusion, base.model, head, metadata_json)
+    _merge_metadata(fusion, base.model, metadata_json)
     return FusedModel(fusion.model, base_start, len(base_order), base_buffers)
 
 
@@ -143,7 +145,7 @@ def _renamed(signature: schema.SignatureDefT, key: str, subgraph: int) -> schema
 def _image_tensor(template: schema.TensorT) -> schema.TensorT:
     """The signature's image input: the base's input type, quantization and shape, batch dynamic."""
     image = copy.deepcopy(template)
-    image.name, image.buffer = b"image", 0
+    image.name, image.buffer = contract.IMAGE.encode(), 0
     dims = model_io.tensor_shape(template)
     image.shape = np.array([1] + [max(d, 1) for d in dims[1:]], np.int32)
     image.shapeSignature = np.array([-1] + dims[1:], np.int32)
@@ -170,29 +172,29 @@ def _if_op(fusion: _Fusion, condition: int, image: int, bottleneck: int, base: i
 def _call_base_first(fusion, subgraph, signature, image_template, true_buffer, base):
     """Turns a head subgraph taking `bottleneck` into one taking `image`: IF(base) goes first."""
     signature = copy.deepcopy(signature)
-    bottleneck_map = next(t for t in signature.inputs if t.name == b"bottleneck")
+    bottleneck_map = next(t for t in signature.inputs if t.name == contract.BOTTLENECK.encode())
     bottleneck = bottleneck_map.tensorIndex
     subgraph.tensors += [_image_tensor(image_template), _bool_true(true_buffer)]
     image, condition = len(subgraph.tensors) - 2, len(subgraph.tensors) - 1
     subgraph.operators.insert(0, _if_op(fusion, condition, image, bottleneck, base))
     subgraph.inputs = [image if int(t) == bottleneck else int(t) for t in subgraph.inputs]
-    bottleneck_map.name, bottleneck_map.tensorIndex = b"image", image
+    bottleneck_map.name, bottleneck_map.tensorIndex = contract.IMAGE.encode(), image
     return subgraph, signature
 
 
 def _load_subgraph(fusion, image_template, bottleneck_size, true_buffer, base):
     subgraph = schema.SubGraphT()
     bottleneck = schema.TensorT()
-    bottleneck.name, bottleneck.type, bottleneck.buffer = b"bottleneck", schema.TensorType.FLOAT32, 0
+    bottleneck.name, bottleneck.type, bottleneck.buffer = contract.BOTTLENECK.encode(), schema.TensorType.FLOAT32, 0
     bottleneck.shape = np.array([1, bottleneck_size], np.int32)
     bottleneck.shapeSignature = np.array([-1, bottleneck_size], np.int32)
     subgraph.tensors = [_image_tensor(image_template), _bool_true(true_buffer), bottleneck]
     subgraph.inputs, subgraph.outputs = [0], [2]
     subgraph.operators = [_if_op(fusion, 1, 0, 2, base)]
     signature = schema.SignatureDefT()
-    signature.signatureKey, signature.subgraphIndex = b"load", 1
-    signature.inputs = [_tensor_map("image", 0)]
-    signature.outputs = [_tensor_map("bottleneck", 2)]
+    signature.signatureKey, signature.subgraphIndex = LOAD.encode(), SIGNATURES.index(LOAD)
+    signature.inputs = [_tensor_map(contract.IMAGE, 0)]
+    signature.outputs = [_tensor_map(contract.BOTTLENECK, 2)]
     return subgraph, signature
 
 
@@ -220,23 +222,12 @@ def _check_variable_names(base: model_io.ModelT, head: model_io.ModelT) -> None:
         raise InvalidInputError(f"conflicting variable names: the base already has resource variables named {names}")
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
-
-
-def _merge_metadata(fusion: _Fusion, base: model_io.ModelT, head: model_io.ModelT, metadata_json: str) -> None:
-    versions = []
-    for source in (base, head):
-        for entry in source.metadata or []:
-            data = model_io.buffer_bytes(source, entry.buffer)
-            if entry.name == _MIN_RUNTIME.encode():
-                versions.append(data.rstrip(b"\0").decode())
-            elif source is base:  # the base's own metadata (e.g. labels, conversion info) is kept
-                _add_metadata(fusion, entry.name.decode(), data)
-    if versions:
-        newest = max(versions, key=_version_tuple)
-        _add_metadata(fusion, _MIN_RUNTIME, newest.encode().ljust(16, b"\0"))
-    _add_metadata(fusion, METADATA_KEY, metadata_json.encode())
+def _merge_metadata(fusion: _Fusion, base: model_io.ModelT, metadata_json: str) -> None:
+    """The base's own metadata (labels, conversion info) is kept; ours is added."""
+    for entry in base.metadata or []:
+        if entry.name != _MIN_RUNTIME and entry.name != contract.METADATA_KEY.encode():
+            _add_metadata(fusion, entry.name.decode(), model_io.buffer_bytes(base, entry.buffer))
+    _add_metadata(fusion, contract.METADATA_KEY, metadata_json.encode())
 
 
 def _add_metadata(fusion: _Fusion, name: str, data: bytes) -> None:

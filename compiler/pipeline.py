@@ -19,8 +19,8 @@ from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, 
 from tflite_transfer.compiler import summary, training_graph, verify
 from tflite_transfer.compiler.bases import BaseOptions, BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
-
-CONTRACT_VERSION = 1
+from tflite_transfer.compiler.metadata import build_metadata
+from tflite_transfer.runtime import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class CompileResult:
     op_audit: audit.OpAudit
     base_tensors_checked: int
     parity: verify.ParityReport | None
-    metadata: dict
+    metadata: contract.ModelMetadata        # as written, except model_digest (the placeholder)
     signatures: dict          # key -> (inputs, outputs) as summary.TensorInfo lists
     versions: op_versions.VersionReport
 
@@ -74,55 +74,6 @@ def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> trai
         head_options.weight_decay)
     head = heads.build_head(head_options.head, bottleneck_size, head_options.num_classes, head_options.seed)
     return training_graph.build_training_head(head, loss, optimizer)
-
-
-def fingerprint(contract: dict, initial_state: dict[str, np.ndarray]) -> str:
-    """Identifies a compiled model for checkpoints: its contract and initial weights."""
-    digest = hashlib.sha256(json.dumps(contract, sort_keys=True).encode())
-    for name in sorted(initial_state):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(initial_state[name]).tobytes())
-    return digest.hexdigest()
-
-
-def _metadata(base: BaseSource, prepared: cut.PreparedBase, head: training_graph.TrainingHead,
-              head_options: HeadOptions) -> dict:
-    state = {name: {"shape": list(value.shape), "dtype": str(value.dtype)}
-             for name, value in head.initial_state.items()}
-    contract = {
-        "contract_version": CONTRACT_VERSION,
-        "signatures": list(fuse.SIGNATURES),
-        "bottleneck_size": prepared.bottleneck_size,
-        "num_outputs": head.head.num_outputs,
-        "loss": head.loss.name,
-        "output": head.loss.output_name,
-        "state": state,
-    }
-    return {
-        "format": "tflite-transfer",
-        **contract,
-        "fingerprint": fingerprint(contract, head.initial_state),
-        "labels": list(head_options.labels),
-        "label_smoothing": head.loss.label_smoothing,
-        "head": {"kind": head.head.kind, "description": head.head.description},
-        "optimizer": dataclasses.asdict(head.optimizer),
-        "base": {"description": base.description, "synthetic_weights": base.synthetic_weights},
-        "image_range": list(base.image_range) if base.image_range else None,
-    }
-
-
-def expected_contract(head: training_graph.TrainingHead) -> dict[str, tuple[list[str], list[str]]]:
-    state = list(head.initial_state)
-    return {
-        "infer": (["image"], [head.loss.output_name]),
-        "load": (["image"], ["bottleneck"]),
-        "train": (["bottleneck", "label"], ["loss"]),
-        "train_images": (["image", "label"], ["loss"]),
-        "save": ([], state),
-        "restore": (state, [training_graph.STEP]),
-        "initialize": ([], [training_graph.STEP]),
-        "set_learning_rate": ([training_graph.LEARNING_RATE], [training_graph.LEARNING_RATE]),
-    }
 
 
 def validate_options(base_options: BaseOptions, head_options: HeadOptions, output: str) -> None:
@@ -156,20 +107,21 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
     prepared = cut.prepare_base(base.model, None if base.cut_applied else base_output, base.source)
     progress("building and converting the training head")
     head = build_training_head(head_options, prepared.bottleneck_size)
-    metadata = _metadata(base, prepared, head, head_options)
+    metadata = build_metadata(base=base, bottleneck_size=prepared.bottleneck_size,
+                              training_head=head, labels=head_options.labels)
     fused = fuse.fuse_base_and_head(prepared, model_io.read_model_bytes(head.tflite, "head"),
-                                    json.dumps(metadata, sort_keys=True))
+                                    metadata.to_json())
     op_audit = audit.audit_ops(fused.model)
     checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
                                          fused.base_subgraph, prepared.kept_tensor_count, base.source)
-    audit.check_contract(fused.model, expected_contract(head))
+    audit.check_contract(fused.model, metadata.signatures)
     # After the base check (which compares op versions with the user's file): every op at the
     # lowest version its kernel semantics need, so older runtimes load the model, and a
     # min_runtime_version metadata that says what the model really needs.
     versions = op_versions.lower_op_versions(fused.model)
     op_versions.set_min_runtime_version(fused.model, versions.min_runtime_version)
-    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(fused.model),
-                                                   model_io.associated_files(base.tflite))
+    model_bytes = contract.stamp_digest(model_io.append_associated_files(
+        model_io.write_model_bytes(fused.model), model_io.associated_files(base.tflite)))
     parity = None
     if verify_steps:
         progress(f"verifying {verify_steps} train steps against TensorFlow eager")
