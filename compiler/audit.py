@@ -7,7 +7,7 @@ import collections
 import dataclasses
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from tflite_transfer.compiler.model_io import schema
 
 from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import VerificationError
