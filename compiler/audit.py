@@ -74,7 +74,8 @@ def _describe(model: model_io.ModelT, tensor: schema.TensorT) -> tuple:
 def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.ModelT,
                          fused_entry: int, kept_tensor_count: int, source: str = "base") -> int:
     """Checks that every base tensor in the fused model (type, shape, quantization, buffer
-    bytes) and every base op (op code, version, options) equals the user's original model.
+    bytes) and every base op (op code, options; version equal or lowered) equals the user's
+    original model.
     Returns the number of tensors compared."""
     by_name = collections.defaultdict(list)
     original_subgraph = original.subgraphs[entry]
@@ -95,8 +96,10 @@ def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.
         source_op = producers.get(name)
         if source_op is None:
             continue  # an adapter op (DEQUANTIZE / RESHAPE) appended after the cut
-        same_code = (model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
-                     == model_io.op_code_key(fused.operatorCodes[op.opcodeIndex]))
+        # Same op; its version may only have been lowered (op_versions: kernels never read it).
+        (code, custom, version) = model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
+        (fused_code, fused_custom, fused_version) = model_io.op_code_key(fused.operatorCodes[op.opcodeIndex])
+        same_code = (code, custom) == (fused_code, fused_custom) and fused_version <= version
         same_inputs = ([original_subgraph.tensors[i].name if i >= 0 else None for i in source_op.inputs]
                        == [fused_subgraph.tensors[i].name if i >= 0 else None for i in op.inputs])
         if not (same_code and same_inputs and source_op.builtinOptionsType == op.builtinOptionsType

@@ -48,7 +48,7 @@ def test_default_compile_runs_every_signature(default_model):
 
 def test_full_base_is_preserved_and_load_matches_it_bit_for_bit():
     base = bases.load_base(bases.BaseOptions(), lambda m: None)
-    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(), verify_steps=0,
+    result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0,
                                         progress=lambda m: None)
     assert result.base_tensors_checked > 150
     images = random_images((224, 224, 3), np.float32, 3, seed=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflite_transfer.compiler import audit, model_io, pipeline
+from tflite_transfer.compiler import audit, model_io
 from tflite_transfer.compiler.errors import VerificationError
 
 

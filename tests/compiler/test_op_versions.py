@@ -10,7 +10,7 @@ import pytest
 from tensorflow.lite.python import schema_py_generated as schema
 
 from conftest import compile_model, interpreter, random_images
-from tflite_transfer.compiler import audit, model_io, op_version_rules, op_versions, pipeline, runtime_versions
+from tflite_transfer.compiler import audit, model_io, op_version_rules, op_versions, runtime_versions
 from tflite_transfer.compiler.errors import InvalidInputError
 
 Op, T = schema.BuiltinOperator, schema.TensorType
@@ -163,7 +163,7 @@ def test_structural_checks_hold_after_lowering(tiny_classifier_path, tiny_pool_n
 
     base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name),
                            lambda m: None)
-    prepared = cut.prepare_base(base.model, None if base.cut_applied else tiny_pool_name, base.source)
+    prepared = cut.prepare_base(base.model, base.cut_at, base.source)
     result, _ = lowered(inflate(model_io.read_model_bytes(tiny_fused.model_bytes)))
     audit.audit_ops(result)
     audit.check_contract(result, tiny_fused.metadata.signatures)
