@@ -67,23 +67,30 @@ def _quantization(tensor: schema.TensorT) -> tuple:
 
 
 def _describe(model: model_io.ModelT, tensor: schema.TensorT) -> tuple:
-    return (tensor.type, model_io.tensor_shape(tensor), _quantization(tensor),
-            model_io.buffer_bytes(model, tensor.buffer))
+    return (tensor.type, _quantization(tensor), model_io.buffer_bytes(model, tensor.buffer))
+
+
+def _same_shape(original: list[int], fused: list[int], fixed_batch: int | None) -> bool:
+    """Equal, except that a dynamic (-1) dimension may be the fixed batch (--batch)."""
+    return len(original) == len(fused) and all(
+        o == f or (o < 0 and fixed_batch is not None and f == fixed_batch) for o, f in zip(original, fused))
 
 
 def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.ModelT,
-                         fused_entry: int, kept_tensor_count: int, source: str = "base") -> int:
+                         fused_entry: int, kept_tensor_count: int, source: str = "base",
+                         fixed_batch: int | None = None) -> int:
     """Checks that every base tensor in the fused model (type, shape, quantization, buffer
     bytes) and every base op (op code, options; version equal or lowered) equals the user's
-    original model.
+    original model; with `fixed_batch`, dynamic dimensions may have become that batch.
     Returns the number of tensors compared."""
     by_name = collections.defaultdict(list)
     original_subgraph = original.subgraphs[entry]
     for tensor in original_subgraph.tensors:
-        by_name[tensor.name].append(_describe(original, tensor))
+        by_name[tensor.name].append((_describe(original, tensor), model_io.tensor_shape(tensor)))
     fused_subgraph = fused.subgraphs[fused_entry]
     for tensor in fused_subgraph.tensors[:kept_tensor_count]:
-        if _describe(fused, tensor) not in by_name.get(tensor.name, []):
+        described, shape = _describe(fused, tensor), model_io.tensor_shape(tensor)
+        if not any(described == d and _same_shape(s, shape, fixed_batch) for d, s in by_name.get(tensor.name, [])):
             raise VerificationError(
                 f"{source}: base tensor '{model_io.tensor_name(tensor)}' differs from the original "
                 "(type, shape, quantization or weight bytes)")

@@ -73,6 +73,9 @@ flags.DEFINE_string("output", "transfer_model.tflite", "Where to write the fused
 flags.DEFINE_bool("verify", True, "Run --verify_steps train steps in the TFLite interpreter "
                   "against a TensorFlow eager reference before writing the model.")
 flags.DEFINE_integer("verify_steps", DEFAULT_VERIFY_STEPS, "Train steps compared by --verify.")
+flags.DEFINE_string("batch", None, "IMAGES,TRAIN: fixed batch sizes of the image signatures (load, "
+                    "infer, train_images) and of train, e.g. 1,16 ('any' keeps one dynamic). Static "
+                    "shapes are what LiteRT.js (the browser) needs. Default: any batch.")
 # export.
 flags.DEFINE_string("model", None, "export: the trainable model compile-transfer wrote.")
 flags.DEFINE_string("checkpoint", None, "export: a checkpoint of that model (from save_checkpoint).")
@@ -137,7 +140,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        from tflite_transfer.compiler import bases, pipeline, summary  # noqa: PLC0415
+        from tflite_transfer.compiler import bases, batch, pipeline, summary  # noqa: PLC0415
 
         head_options = pipeline.HeadOptions(
             head=FLAGS.head, num_classes=FLAGS.num_classes, labels=_read_labels(FLAGS.labels),
@@ -146,7 +149,8 @@ def main(argv: list[str]) -> int:
             beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, epsilon=FLAGS.epsilon,
             weight_decay=FLAGS.weight_decay, seed=FLAGS.seed)
         plan = pipeline.make_plan(head_options, verify_steps=FLAGS.verify_steps if FLAGS.verify else 0,
-                                  verify_tolerance=FLAGS.verify_tolerance)
+                                  verify_tolerance=FLAGS.verify_tolerance,
+                                  batch_options=batch.parse_batch_flag(FLAGS.batch))
         base_options = pipeline.BaseOptions(
             base=FLAGS.base, base_output=FLAGS.base_output, alpha=FLAGS.alpha,
             image_size=FLAGS.image_size, base_weights=_base_weights(FLAGS.base, FLAGS.base_weights),

@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import Callable
 
-from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, op_versions, optimizers
+from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
 from tflite_transfer.compiler import summary, training_graph, validate, verify
 from tflite_transfer.compiler.bases import BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
@@ -41,10 +41,12 @@ class CompilePlan:
     seed: int
     verify_steps: int                    # 0: no --verify
     verify_tolerance: float
+    batch: batch.BatchOptions            # fixed signature batches (--batch); default any
 
 
 def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
-              verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE) -> CompilePlan:
+              verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+              batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
     """Validates every head, loss, optimizer and check option once (cheap: before minutes of
     conversion are spent)."""
     labels = tuple(head_options.labels)
@@ -66,7 +68,7 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
                                 f"{verify_steps} and {verify_tolerance}")
     return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
                        optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps,
-                       verify_tolerance=verify_tolerance)
+                       verify_tolerance=verify_tolerance, batch=batch_options)
 
 
 def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
@@ -86,6 +88,7 @@ class Build:
     head: training_graph.TrainingHead | None = None
     metadata: contract.ModelMetadata | None = None
     fused: fuse.FusedModel | None = None
+    batch: batch.BatchReport | None = None
     versions: op_versions.VersionReport | None = None
     model_bytes: bytes | None = None
     op_audit: audit.OpAudit | None = None
@@ -103,7 +106,8 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
     head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
     head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
-                              training_head=head, labels=plan.labels)
+                              training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
+                              train_batch=plan.batch.train_batch)
     return dataclasses.replace(build, head=head, metadata=metadata)
 
 
@@ -111,6 +115,13 @@ def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
     return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model,
                                                                     build.metadata.to_json()))
+
+
+def fix_batches(plan: CompilePlan, build: Build) -> Build:
+    """Static signature batches (--batch; LiteRT.js needs them), as the metadata records."""
+    model, report = batch.fix_signature_batches(build.fused.model, plan.batch.image_batch,
+                                                plan.batch.train_batch)
+    return dataclasses.replace(build, fused=dataclasses.replace(build.fused, model=model), batch=report)
 
 
 def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
@@ -133,7 +144,7 @@ def audit_final_model(plan: CompilePlan, build: Build) -> Build:
     op_audit = audit.audit_ops(final)
     checked = audit.check_base_preserved(build.base.model, build.prepared.entry_subgraph, final,
                                          build.fused.base_subgraph, build.prepared.kept_tensor_count,
-                                         build.base.source)
+                                         build.base.source, fixed_batch=plan.batch.image_batch)
     audit.check_contract(final, build.metadata.signatures)
     return dataclasses.replace(build, op_audit=op_audit, base_tensors_checked=checked)
 
@@ -145,7 +156,8 @@ def run_every_signature(plan: CompilePlan, build: Build) -> Build:
 def verify_training(plan: CompilePlan, build: Build) -> Build:
     if not plan.verify_steps:
         return build
-    parity = verify.verify_training(build.model_bytes, build.head, steps=plan.verify_steps)
+    parity = verify.verify_training(build.model_bytes, build.head, steps=plan.verify_steps,
+                                    batch_size=plan.batch.train_batch or verify.DEFAULT_BATCH)
     if not parity.passed(plan.verify_tolerance):
         raise VerificationError(
             f"train steps differ from the TensorFlow reference: relative weight difference "
@@ -164,6 +176,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("cutting the base at its bottleneck", prepare_base),
     Pass("building and converting the training head", build_head),
     Pass("fusing base and head", fuse_model),
+    Pass("fixing signature batches", fix_batches),
     Pass("lowering op versions", lower_op_versions),
     Pass("writing the model bytes", serialize),
     Pass("auditing the final model", audit_final_model),
@@ -184,6 +197,7 @@ class CompileResult:
     signatures: dict                        # key -> (inputs, outputs) as summary.TensorInfo lists
     versions: op_versions.VersionReport
     validation: validate.ValidationReport
+    batch: batch.BatchReport
 
     @property
     def head_bytes(self) -> int:
@@ -199,14 +213,16 @@ def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print) 
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
                          build.parity, build.metadata, summary.describe_signatures(final), build.versions,
-                         build.validation)
+                         build.validation, build.batch)
 
 
 def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions, *,
                            verify_steps: int = DEFAULT_VERIFY_STEPS,
                            verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+                           batch_options: batch.BatchOptions = batch.BatchOptions(),
                            progress: Progress = print) -> CompileResult:
-    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance)
+    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
+                     batch_options=batch_options)
     check_base_options(base_options)
     return run_passes(plan, load_base(base_options, progress), progress)
 
@@ -214,8 +230,10 @@ def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions,
 def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
                       verify_steps: int = DEFAULT_VERIFY_STEPS,
                       verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+                      batch_options: batch.BatchOptions = batch.BatchOptions(),
                       progress: Progress = print) -> CompileResult:
-    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance)
+    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
+                     batch_options=batch_options)
     return run_passes(plan, base, progress)
 
 
