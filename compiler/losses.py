@@ -5,7 +5,7 @@ Gradients are written out (not taken with tf.GradientTape) because the tape's gr
 broadcasting ops needs `tf.BroadcastGradientArgs` with a dynamic batch, which is no TFLite
 builtin. The reference in verify.py uses the tape, so the two are independent.
 
-Adding a loss: one `LossRecord` in `LOSSES` (and its reference in verify.py).
+Adding a loss: one `LossRecord` in `LOSSES` (with its Keras reference) and its test.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class LossRecord:
     takes_label_smoothing: bool
     outputs: Callable              # logits -> what `infer` returns
     loss_and_logits_grad: Callable  # (spec, logits, label) -> (loss, d loss / d logits)
+    keras_reference: Callable      # spec -> the Keras loss on (targets, logits): verify.py's reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,10 @@ class LossSpec:
     def loss_and_logits_grad(self, logits: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return self.record.loss_and_logits_grad(self, logits, label)
 
+    def keras_reference(self):
+        """The independent reference (a Keras loss taking one-hot or float targets and logits)."""
+        return self.record.keras_reference(self)
+
 
 def _softmax_cross_entropy(spec: LossSpec, logits, label):
     num_classes = logits.shape[-1]
@@ -92,11 +97,14 @@ LOSSES: dict[str, LossRecord] = {record.name: record for record in (
                "(--label_smoothing); infer returns probabilities",
                labels_are_class_ids=True, output_name=contract.PROBABILITIES, min_outputs=2,
                takes_label_smoothing=True, outputs=tf.nn.softmax,
-               loss_and_logits_grad=_softmax_cross_entropy),
+               loss_and_logits_grad=_softmax_cross_entropy,
+               keras_reference=lambda spec: tf.keras.losses.CategoricalCrossentropy(
+                   from_logits=True, label_smoothing=spec.label_smoothing)),
     LossRecord("mse", "mean squared error on float32 targets [batch, num_classes]; infer "
                "returns predictions", labels_are_class_ids=False,
                output_name=contract.PREDICTIONS, min_outputs=1, takes_label_smoothing=False,
-               outputs=lambda logits: logits, loss_and_logits_grad=_mean_squared_error),
+               outputs=lambda logits: logits, loss_and_logits_grad=_mean_squared_error,
+               keras_reference=lambda spec: tf.keras.losses.MeanSquaredError()),
 )}
 
 

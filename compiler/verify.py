@@ -72,11 +72,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
         dense.build((None, layer.kernel.shape[0]))
         dense.set_weights([initial[kernel_name].T, initial[bias_name]])  # ours: [units, inputs]
         layers.append(dense)
-    if head.loss.labels_are_class_ids:
-        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                       label_smoothing=head.loss.label_smoothing)
-    else:
-        loss_fn = keras.losses.MeanSquaredError()
+    loss_fn = head.loss.keras_reference()
     optimizer = head.optimizer.keras_optimizer()
     optimizer.learning_rate = float(initial[contract.LEARNING_RATE][0])
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
