@@ -63,9 +63,7 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         "output": loss.output_name,
         "label": dataclasses.asdict(label),
         "state": [dataclasses.asdict(entry) for entry in state],
-        "image_batch": image_batch,
-        "train_batch": train_batch,
-    }
+    }  # not the batches: a checkpoint fits a model whatever batch its signatures take
     return contract.ModelMetadata(
         bottleneck_size=bottleneck_size, num_outputs=head.num_outputs, loss=loss.name,
         output=loss.output_name, label=label, state=state,

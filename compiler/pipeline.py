@@ -118,10 +118,24 @@ def fuse_model(plan: CompilePlan, build: Build) -> Build:
 
 
 def fix_batches(plan: CompilePlan, build: Build) -> Build:
-    """Static signature batches (--batch; LiteRT.js needs them), as the metadata records."""
-    model, report = batch.fix_signature_batches(build.fused.model, plan.batch.image_batch,
-                                                plan.batch.train_batch)
-    return dataclasses.replace(build, fused=dataclasses.replace(build.fused, model=model), batch=report)
+    """A fixed-batch-of-1 base made batch-agnostic where that is exact (else its images run one
+    at a time: image_batch 1), then static signature batches (--batch; LiteRT.js needs them);
+    both recorded in the metadata. When the base is rewritten, the base-preserved check runs
+    here on the fused model, just before the rewrite (batch_check proves the rewrite itself)."""
+    model, report = batch.static_batches(build.fused.model, build.fused.base_subgraph,
+                                         build.prepared.kept_tensor_count, plan.batch, build.base.source)
+    checked = build.base_tensors_checked
+    if report.base_rewritten:
+        checked = _check_base_preserved(plan, build, build.fused.model, fixed_batch=None)
+    metadata = dataclasses.replace(build.metadata, image_batch=report.image_batch, train_batch=report.train_batch)
+    return dataclasses.replace(build, fused=dataclasses.replace(build.fused, model=model), batch=report,
+                               metadata=metadata, base_tensors_checked=checked)
+
+
+def _check_base_preserved(plan: CompilePlan, build: Build, model, fixed_batch: int | None) -> int:
+    return audit.check_base_preserved(build.base.model, build.prepared.entry_subgraph, model,
+                                      build.fused.base_subgraph, build.prepared.kept_tensor_count,
+                                      build.base.source, fixed_batch=fixed_batch)
 
 
 def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
@@ -142,9 +156,9 @@ def audit_final_model(plan: CompilePlan, build: Build) -> Build:
     """Builtin ops only, the base unchanged, the exact signature contract: on the final bytes."""
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     op_audit = audit.audit_ops(final)
-    checked = audit.check_base_preserved(build.base.model, build.prepared.entry_subgraph, final,
-                                         build.fused.base_subgraph, build.prepared.kept_tensor_count,
-                                         build.base.source, fixed_batch=plan.batch.image_batch)
+    checked = build.base_tensors_checked
+    if not build.batch.base_rewritten:
+        checked = _check_base_preserved(plan, build, final, fixed_batch=build.batch.image_batch)
     audit.check_contract(final, build.metadata.signatures)
     return dataclasses.replace(build, op_audit=op_audit, base_tensors_checked=checked)
 
@@ -176,7 +190,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("cutting the base at its bottleneck", prepare_base),
     Pass("building and converting the training head", build_head),
     Pass("fusing base and head", fuse_model),
-    Pass("fixing signature batches", fix_batches),
+    Pass("making the signature batches batch-agnostic or fixed", fix_batches),
     Pass("lowering op versions", lower_op_versions),
     Pass("writing the model bytes", serialize),
     Pass("auditing the final model", audit_final_model),
