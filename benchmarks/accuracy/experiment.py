@@ -73,8 +73,8 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
                                         "base_bytes": len(converted.tflite), "parity": {}}
         for optimizer, learning_rate in LEARNING_RATES.items():
             result = pipeline.compile_from_base(
-                base, None, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
-                                                 optimizer=optimizer, learning_rate=learning_rate),
+                base, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
+                                           optimizer=optimizer, learning_rate=learning_rate),
                 verify_steps=10, progress=lambda m: None)
             path = workdir / f"{name}_{optimizer}.tflite"
             path.write_bytes(result.model_bytes)

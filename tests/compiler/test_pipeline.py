@@ -37,7 +37,7 @@ def test_a_loss_on_targets_takes_one_output():
 
 def test_options_and_plan_are_frozen_and_keyword_only():
     with pytest.raises(TypeError):
-        HeadOptions("softmax")  # noqa: the positional form is what kw_only forbids
+        HeadOptions("softmax")  # the positional form is what kw_only forbids
     plan = pipeline.make_plan(HeadOptions())
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.num_classes = 5  # type: ignore[misc]
