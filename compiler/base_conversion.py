@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler import model_io, user_files
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -79,11 +79,13 @@ def load_calibration_images(directory: str, height: int, width: int, limit: int)
     float32 [n, height, width, 3] pixels in [0, 255]. Unreadable files are skipped."""
     if limit < 1:
         raise InvalidInputError(f"calibration image count must be >= 1, got {limit}")
-    if not os.path.isdir(directory):
-        raise InvalidInputError(f"calibration directory {directory!r} does not exist or is "
-                                "not a directory; pass a folder of .jpg/.png/.bmp images")
-    names = sorted(name for name in os.listdir(directory)
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
+    directory = user_files.check_directory(directory, "--calibration_dir", "a folder of .jpg/.png/.bmp images")
+    try:
+        listed = os.listdir(directory)
+    except OSError as error:
+        raise InvalidInputError(f"--calibration_dir {user_files.shown(directory)} cannot be listed: "
+                                f"{error.strerror}") from None
+    names = sorted(name for name in listed if name.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise InvalidInputError(f"calibration directory {directory!r} holds no "
                                 f"{'/'.join(IMAGE_EXTENSIONS)} files")
@@ -141,9 +143,12 @@ def _check_structure(tflite: bytes, description: str) -> None:
 
 
 def _read_image(path: str, height: int, width: int) -> np.ndarray | None:
+    """The image resized, or None when the file is not a readable image (a FIFO or a
+    folder named like an image, no permission, undecodable bytes)."""
     try:
-        decoded = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        encoded = user_files.read_file_bytes(path, "--calibration_dir image")
+        decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except (InvalidInputError, tf.errors.OpError):
         return None
     resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
     return np.clip(resized.numpy(), 0, 255)

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Callable
 
-from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler import model_io, user_files
 from tflite_transfer.compiler.errors import InvalidInputError
 from tflite_transfer.compiler.options import DEFAULT_BASE, BaseOptions  # noqa: F401 (BaseOptions: API)
 
@@ -38,27 +38,27 @@ def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> 
         return _from_converted(converted, source=DEFAULT_BASE)
     if options.base_weights:
         raise InvalidInputError("--base_weights applies to the embedded default base only")
-    if not os.path.exists(path):
-        raise InvalidInputError(f"base model '{path}' not found")
-    if os.path.isdir(path):
+    path, is_directory = user_files.check_file_or_directory(
+        path, "--base", "a .tflite/.keras/.h5 file or a SavedModel directory")
+    source = user_files.printable(path)
+    if is_directory:
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise InvalidInputError(f"{path}: a directory base must be a SavedModel (no saved_model.pb)")
+            raise InvalidInputError(f"{source}: a directory base must be a SavedModel (no saved_model.pb)")
         converted = _keras_base().convert_saved_model_base(
             path, quantize=options.quantize, calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
-        return _from_converted(converted, source=path, cut_at=options.base_output)
+        return _from_converted(converted, source=source, cut_at=options.base_output)
     if path.endswith((".keras", ".h5", ".hdf5")):
         converted = _keras_base().convert_keras_base(
             path, output_layer=options.base_output, quantize=options.quantize,
             calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
         # The Keras cut is at a layer, before conversion (keras_base.py says why).
-        return _from_converted(converted, source=path)
-    with open(path, "rb") as handle:
-        data = handle.read()
-    model = model_io.read_model_bytes(data, path)
-    return BaseSource(data, model, f"{os.path.basename(path)} ({len(data) / 1e6:.2f} MB)",
-                      synthetic_weights=False, cut_at=options.base_output, source=path)
+        return _from_converted(converted, source=source)
+    data = user_files.read_file_bytes(path, "--base", "a .tflite file")
+    model = model_io.read_model_bytes(data, source)
+    return BaseSource(data, model, f"{user_files.printable(os.path.basename(path))} ({len(data) / 1e6:.2f} MB)",
+                      synthetic_weights=False, cut_at=options.base_output, source=source)
 
 
 def _keras_base():

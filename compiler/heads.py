@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 
 # Activations whose derivative the training graph knows (see training_graph._activation_grad).
@@ -101,15 +102,17 @@ def keras_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> H
     Its weights are the head's initial weights. A final softmax activation is dropped: the
     loss applies it. Dropout is dropped too (random ops would need Flex).
     """
-    path = arg
-    if not path or not os.path.exists(path):
-        raise InvalidInputError(f"--head=keras:FILE: Keras head file '{path}' not found")
+    if not arg:
+        raise InvalidInputError("--head=keras:FILE names no file; e.g. --head=keras:head.keras")
+    path = user_files.check_regular_file(arg, "--head=keras:FILE", "a Keras .keras/.h5 file")
     import keras  # noqa: PLC0415 (TensorFlow is only needed for Keras heads)
 
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for unreadable files.
-        raise InvalidInputError(f"{path}: not a loadable Keras model ({error})") from None
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0][:200]
+        raise InvalidInputError(f"--head=keras:FILE {user_files.shown(path)}: not a loadable Keras "
+                                f"model ({first_line})") from None
     layers: list[DenseLayer] = []
     for layer in model.layers:
         kind = type(layer).__name__

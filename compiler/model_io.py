@@ -8,14 +8,15 @@ two op-code fields, subgraph indices hidden in op options, and 16-byte aligned b
 from __future__ import annotations
 
 import io
-import os
 import zipfile
+import zlib
 
 import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 
 ModelT = schema.ModelT
@@ -54,10 +55,8 @@ def read_model_bytes(data: bytes, source: str = "<bytes>") -> ModelT:
 
 
 def read_model(path: str) -> ModelT:
-    if not os.path.isfile(path):
-        raise InvalidInputError(f"base model file '{path}' not found")
-    with open(path, "rb") as handle:
-        return read_model_bytes(handle.read(), path)
+    return read_model_bytes(user_files.read_file_bytes(path, "model file", "a .tflite file"),
+                            user_files.printable(path))
 
 
 def _check_references(model: ModelT, source: str) -> None:
@@ -75,7 +74,7 @@ def _check_references(model: ModelT, source: str) -> None:
         subgraph.operators = list(subgraph.operators) if subgraph.operators is not None else []
         count = len(subgraph.tensors)
 
-        def check_indices(indices, what: str, optional: bool) -> list[int]:
+        def check_indices(indices, what: str, optional: bool, count=count, index=index) -> list[int]:
             indices = [] if indices is None else [int(t) for t in indices]
             for tensor in indices:
                 if tensor >= count or tensor < (-1 if optional else 0):
@@ -106,6 +105,7 @@ def _check_references(model: ModelT, source: str) -> None:
             _check_name(tensor.name, f"{corrupt} tensor {position} of subgraph {index}")
             if tensor.type not in _TENSOR_TYPE_NAMES:
                 raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} has unknown type {tensor.type}")
+            _check_buffer_size(model, tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
     for op_code in model.operatorCodes or []:
         if op_code is None:
             raise InvalidInputError(f"{corrupt} an op code is missing")
@@ -123,6 +123,27 @@ def _check_references(model: ModelT, source: str) -> None:
         _check_name(entry.name, f"{corrupt} a metadata entry")
         if not 0 <= entry.buffer < buffers:
             raise InvalidInputError(f"{corrupt} metadata entry refers to missing buffer {entry.buffer}")
+
+
+# Bytes per element of the types whose constant buffers hold exactly shape-product elements.
+_ELEMENT_BYTES = {TensorType.FLOAT32: 4, TensorType.FLOAT16: 2, TensorType.INT32: 4, TensorType.UINT8: 1,
+                  TensorType.INT64: 8, TensorType.BOOL: 1, TensorType.INT16: 2, TensorType.INT8: 1,
+                  TensorType.FLOAT64: 8, TensorType.UINT32: 4}
+
+
+def _check_buffer_size(model: ModelT, tensor: schema.TensorT, where: str) -> None:
+    """A constant's bytes must match its shape: a flipped bit in a shape or a size otherwise
+    reaches the interpreter ("required_bytes <= bytes was not true", element-count overflow)."""
+    shape = [] if tensor.shape is None else [int(d) for d in tensor.shape]
+    if any(d < 0 for d in shape):
+        raise InvalidInputError(f"{where} has a negative dimension in its shape {shape}")
+    data = model.buffers[tensor.buffer].data if tensor.buffer else None
+    if data is None or not len(data) or tensor.sparsity is not None or tensor.type not in _ELEMENT_BYTES:
+        return
+    needed = int(np.prod(shape, dtype=object)) * _ELEMENT_BYTES[tensor.type]
+    if needed != len(data):
+        raise InvalidInputError(f"{where} {shape} {tensor_type_name(tensor.type)} needs {needed} bytes, "
+                                f"its buffer holds {len(data)}")
 
 
 def _check_name(name, where: str) -> None:
@@ -275,14 +296,24 @@ def signature_subgraph(model: ModelT, key: str) -> int | None:
     return None
 
 
-def associated_files(data: bytes) -> dict[str, bytes]:
+def associated_files(data: bytes, source: str = "base") -> dict[str, bytes]:
     """Files that tflite-support metadata appends to a model as a zip after the FlatBuffer
-    (e.g. labels.txt). A FlatBuffer rewrite drops them unless they are appended again."""
+    (e.g. labels.txt). A FlatBuffer rewrite drops them unless they are appended again.
+
+    No zip found: none. A zip found whose files cannot be read (damaged, encrypted, an
+    unknown compression) is refused rather than silently dropped."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, ValueError, EOFError):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, IndexError):
         return {}
+    with archive:
+        try:
+            return {name: archive.read(name) for name in archive.namelist()}
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError,
+                EOFError, OSError, KeyError) as error:
+            raise InvalidInputError(f"{source}: the zip of associated files (labels...) appended to "
+                                    f"the model is damaged ({type(error).__name__}); "
+                                    "re-export the base with its metadata") from None
 
 
 def append_associated_files(data: bytes, files: dict[str, bytes]) -> bytes:

@@ -12,12 +12,11 @@ Adding a pass is one function and one line in `PASSES`.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import math
 from typing import Callable
 
 from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
-from tflite_transfer.compiler import summary, training_graph, validate, verify
+from tflite_transfer.compiler import summary, training_graph, user_files, validate, verify
 from tflite_transfer.compiler.bases import BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.metadata import build_metadata
@@ -72,12 +71,22 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
 
 
 def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
-    if base_options.alpha <= 0 or base_options.image_size < 32:
-        raise InvalidInputError("--alpha must be > 0 and --image_size >= 32")
+    """Cheap checks of the base options, the files they name and the output location
+    (user_files.py), before minutes of conversion are spent."""
+    if not (base_options.alpha > 0 and math.isfinite(base_options.alpha)):
+        raise InvalidInputError(f"--alpha must be a finite number > 0, got {base_options.alpha}")
+    if base_options.image_size < 32:
+        raise InvalidInputError(f"--image_size must be >= 32, got {base_options.image_size}")
+    if base_options.num_calibration_images < 1:
+        raise InvalidInputError(f"--num_calibration_images must be >= 1, got {base_options.num_calibration_images}")
+    if base_options.calibration_dir is not None:
+        user_files.check_directory(base_options.calibration_dir, "--calibration_dir",
+                                   "a folder of .jpg/.png/.bmp images")
+    if base_options.base_weights is not None:
+        user_files.check_regular_file(base_options.base_weights, "--base_weights",
+                                      "a .keras/.h5/.weights.h5 file")
     if output is not None:
-        directory = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(directory):
-            raise InvalidInputError(f"--output directory '{directory}' does not exist")
+        user_files.check_output_file(output)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +157,7 @@ def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
 def serialize(plan: CompilePlan, build: Build) -> Build:
     """The final bytes: FlatBuffer, the base's associated files, the digest stamped last."""
     model_bytes = model_io.append_associated_files(model_io.write_model_bytes(build.fused.model),
-                                                   model_io.associated_files(build.base.tflite))
+                                                   model_io.associated_files(build.base.tflite, build.base.source))
     return dataclasses.replace(build, model_bytes=contract.stamp_digest(model_bytes))
 
 
@@ -252,18 +261,6 @@ def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Writes via a temporary file in the same directory, so no partial file is ever left."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InvalidInputError(f"output directory '{directory}' does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".tflite")
-    try:
-        with os.fdopen(handle, "wb") as output:
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Writes the model via a temporary file in the same directory: no partial file is ever
+    left, and a failed write (full disk, read-only mount) leaves an existing file untouched."""
+    user_files.write_atomically(path, data)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 
 
-def run_cli(*flags: str, cwd=None) -> subprocess.CompletedProcess:
-    script = shutil.which("compile-transfer")
+def run_cli(*flags: str, cwd=None, prefix: list[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+    """`prefix`: a command that runs the script (unshare, setpriv, ...)."""
+    # The script of this Python's install (a venv's bin/), else the one on PATH.
+    beside = os.path.join(os.path.dirname(sys.executable), "compile-transfer")
+    script = beside if os.path.isfile(beside) else shutil.which("compile-transfer")
     command = [script] if script else [sys.executable, "-m", "tflite_transfer.compiler.cli"]
-    return subprocess.run([*command, *flags], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([*prefix, *command, *flags], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)

@@ -69,7 +69,7 @@ def test_bottleneck_not_rank_2(tiny_classifier_path, tiny_conv_name, output):
 @pytest.mark.parametrize("flags,phrases", [
     (["--num_classes=1"], ["--num_classes must be >= 2, got 1"]),
     (["--optimizer=rmsprop"], ["unknown --optimizer 'rmsprop'"]),
-    (["--learning_rate=-0.5"], ["--learning_rate must be > 0, got -0.5"]),
+    (["--learning_rate=-0.5"], ["--learning_rate must be > 0", "got -0.5"]),
     (["--base=/nonexistent/base.tflite"], ["'/nonexistent/base.tflite' not found"]),
 ])
 def test_bad_flags(flags, phrases, output):
