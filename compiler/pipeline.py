@@ -44,10 +44,11 @@ class CompilePlan:
 
 
 def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
-              verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+              verify: bool = True, verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
               batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
     """Validates every head, loss, optimizer and check option once (cheap: before minutes of
-    conversion are spent)."""
+    conversion are spent). `verify=False` (--noverify) runs no train steps, but a bad
+    --verify_steps is still refused: a flag value is valid or not whatever else is given."""
     labels = tuple(head_options.labels)
     num_classes = head_options.num_classes
     if num_classes is None:
@@ -62,11 +63,12 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
         head_options.weight_decay)
     if head_options.head.partition(":")[0] not in heads.HEADS:
         heads.build_head(head_options.head, 1, num_classes)  # raises the clear error
-    if verify_steps < 0 or not verify_tolerance > 0:
-        raise InvalidInputError(f"--verify_steps must be >= 0 and --verify_tolerance > 0, got "
-                                f"{verify_steps} and {verify_tolerance}")
+    if verify_steps < 0:
+        raise InvalidInputError(f"--verify_steps must be >= 0, got {verify_steps}")
+    if not (verify_tolerance > 0 and math.isfinite(verify_tolerance)):
+        raise InvalidInputError(f"--verify_tolerance must be a finite number > 0, got {verify_tolerance}")
     return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
-                       optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps,
+                       optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps if verify else 0,
                        verify_tolerance=verify_tolerance, batch=batch_options)
 
 

@@ -143,19 +143,40 @@ def _read_only(directory: str) -> bool:
         return False
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path, data: bytes, flag: str = "--output") -> None:
     """Writes via a temporary file in the same directory, so no partial file is ever left and
-    an existing output stays untouched when the write fails (full disk, read-only mount)."""
+    an existing output stays untouched when the write fails (full disk, read-only mount).
+    A symlink is written through (the link stays); the file gets the mode of the file it
+    replaces, else what the umask allows (mkstemp alone would leave 0600)."""
     text = check_output_file(path, flag)
-    directory = os.path.dirname(os.path.abspath(text))
+    target = os.path.realpath(text) if os.path.islink(text) else text
+    if target != text:
+        check_output_file(target, flag)
+    directory = os.path.dirname(os.path.abspath(target))
+    mode = (stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target)
+            else 0o666 & ~_umask())
     temporary = None
     try:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".tflite")
         with os.fdopen(handle, "wb") as output:
+            os.fchmod(output.fileno(), mode)
             output.write(data)
             output.flush()
             os.fsync(output.fileno())
-        os.replace(temporary, text)
+        os.replace(temporary, target)
         temporary = None
     except OSError as error:
         raise InvalidInputError(f"{flag} {shown(text)} could not be written: {error.strerror}"

