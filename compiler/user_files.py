@@ -120,8 +120,8 @@ def check_output_file(path, flag: str = "--output") -> str:
     device) in an existing directory this process can write in."""
     text = _checked_path(path, flag)
     if os.path.isdir(text):
-        raise InvalidInputError(f"{flag} {shown(text)} is a directory; name a file, e.g. "
-                                f"{shown(os.path.join(text, 'transfer_model.tflite'))}")
+        raise InvalidInputError(f"{flag} {shown(text)} is a directory; name a file inside it, "
+                                f"e.g. {shown(os.path.join(text, 'model.tflite'))}")
     if os.path.lexists(text) and not os.path.islink(text):
         mode = os.lstat(text).st_mode
         if not stat.S_ISREG(mode):

@@ -95,7 +95,7 @@ def test_bad_flag_values(flags, phrases, tiny_flags, output, main_of_cli, capsys
 def test_output_is_a_directory(tiny_flags, output, main_of_cli, capsys):
     folder = output.parent
     last = assert_refused(*main_of_cli(capsys, *tiny_flags, f"--output={folder}"), output,
-                          "--output", str(folder), "is a directory", "transfer_model.tflite")
+                          "--output", str(folder), "is a directory", "model.tflite")
     assert os.path.isdir(folder)
     assert "--output" in last
 
