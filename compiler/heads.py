@@ -126,6 +126,9 @@ def keras_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> H
             if not layer.use_bias:
                 raise UnsupportedModelError(
                     f"{path}: Dense layer '{layer.name}' has use_bias=False; heads need a bias")
+            if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+                raise InvalidInputError(f"{path}: Dense layer '{layer.name}' holds NaN or infinite "
+                                        "weights (a damaged file?); save the head again")
             layers.append(DenseLayer(_variable_prefix(layer.name), kernel.astype(np.float32),
                                      bias.astype(np.float32), "linear"))
             _set_last_activation(layers, _keras_activation_name(layer, path), path)

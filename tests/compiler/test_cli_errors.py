@@ -344,3 +344,19 @@ def test_output_respects_umask_and_writes_through_a_symlink(tiny_flags, tmp_path
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert target.read_bytes()[4:8] == b"TFL3"
     assert not [name for name in os.listdir(target.parent) if name.startswith(".tmp_")]
+
+
+def test_calibration_dir_skips_what_is_not_a_readable_image(tmp_path):
+    """A FIFO or a folder named like an image is skipped, never opened (a FIFO would hang)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tflite_transfer.compiler import base_conversion
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.mkfifo(folder / "a_pipe.jpg")
+    (folder / "b_folder.png").mkdir()
+    (folder / "c_photo.png").write_bytes(tf.io.encode_png(np.full((12, 10, 3), 200, np.uint8)).numpy())
+    images = base_conversion.load_calibration_images(str(folder), 8, 8, 4)
+    assert images.shape == (1, 8, 8, 3)
