@@ -367,7 +367,7 @@ def test_load_calibration_images(png_dir):
 
 
 def test_load_calibration_images_errors(tmp_path):
-    with pytest.raises(InvalidInputError, match="missing.*does not exist"):
+    with pytest.raises(InvalidInputError, match="missing.*not found"):
         base_conversion.load_calibration_images(str(tmp_path / "missing"), 8, 8, 4)
     with pytest.raises(InvalidInputError, match="holds no .jpg/.jpeg/.png/.bmp files"):
         base_conversion.load_calibration_images(str(tmp_path), 8, 8, 4)
