@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from typing import Callable
 
 import numpy as np
@@ -19,6 +18,7 @@ from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, 
 from tflite_transfer.compiler import summary, training_graph, verify
 from tflite_transfer.compiler.bases import BaseOptions, BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
+from tflite_transfer.runtime import files
 
 CONTRACT_VERSION = 1
 
@@ -184,18 +184,10 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Writes via a temporary file in the same directory, so no partial file is ever left."""
+    """Writes via a temporary file in the same directory (runtime/files.py: no partial file,
+    stale temporaries removed, umask respected, symlinks written through)."""
+    path = files.check_path(path, "output", InvalidInputError)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InvalidInputError(f"output directory '{directory}' does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".tflite")
-    try:
-        with os.fdopen(handle, "wb") as output:
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    files.write_atomically(path, [data], "output", InvalidInputError)
