@@ -15,7 +15,8 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tflite_transfer.compiler import audit, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.runtime import checkpoint as checkpoint_file
-from tflite_transfer.runtime.interpreter import METADATA_KEY, read_metadata
+from tflite_transfer.runtime.contract import METADATA_KEY
+from tflite_transfer.runtime.interpreter import read_metadata
 
 KEPT_SIGNATURES = ("infer", "load")
 _VARIABLE_OPS = (schema.BuiltinOperator.VAR_HANDLE, schema.BuiltinOperator.READ_VARIABLE,
@@ -139,8 +140,8 @@ def export_files(model_path: str, checkpoint_path: str, output_path: str) -> byt
         model_bytes = handle.read()
     metadata = read_metadata(model_bytes, model_path)
     saved = checkpoint_file.read_checkpoint(checkpoint_path)
-    expected = {n: (tuple(s["shape"]), np.dtype(s["dtype"])) for n, s in metadata["state"].items()}
-    checkpoint_file.check_compatible(saved, expected, metadata["fingerprint"], checkpoint_path)
+    expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in metadata.state}
+    checkpoint_file.check_compatible(saved, expected, metadata.fingerprint, checkpoint_path)
     exported = export_inference_model(model_bytes, saved.tensors, model_path)
     write_atomically(output_path, exported)
     return exported

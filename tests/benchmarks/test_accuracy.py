@@ -102,8 +102,8 @@ def test_pretrained_bottlenecks_are_not_degenerate(pretrained_model_path, keras_
     from tflite_transfer.runtime import TransferModel
 
     model = TransferModel.open(pretrained_model_path)
-    assert model.metadata["base"]["synthetic_weights"] is False
-    assert "dog_breed_mobilenetv2.h5" in model.metadata["base"]["description"]
+    assert model.metadata.base["synthetic_weights"] is False
+    assert "dog_breed_mobilenetv2.h5" in model.metadata.base["description"]
     bottlenecks = model.load(real_images["test"]).astype(np.float64)
     assert np.isfinite(bottlenecks).all()
     assert (np.linalg.norm(bottlenecks, axis=1) > 1.0).all()

@@ -153,7 +153,7 @@ def test_cpp_checkpoint_restores_bit_for_bit_in_python(cpp_demo, tiny_model_path
     python_model.restore_checkpoint(tmp_path / "cpp.ckpt")
     assert_same_bits(python_model.get_state(), saved.tensors)
     assert float(saved.tensors["learning_rate"][0]) == np.float32(0.7)
-    write_checkpoint(tmp_path / "python.ckpt", python_model.get_state(), python_model.metadata["fingerprint"],
+    write_checkpoint(tmp_path / "python.ckpt", python_model.get_state(), python_model.metadata.fingerprint,
                      {"num_samples_cached": "24"})
     assert (tmp_path / "python.ckpt").read_bytes() == (tmp_path / "cpp.ckpt").read_bytes()
 
@@ -180,7 +180,7 @@ def test_bad_checkpoints_give_one_clear_line_and_change_nothing(cpp_demo, tiny_m
     state = tiny.get_state()
     state["dense_0_kernel"] = state["dense_0_kernel"].T.copy()
     reshaped = tmp_path / "reshaped.ckpt"
-    write_checkpoint(reshaped, state, tiny.metadata["fingerprint"])
+    write_checkpoint(reshaped, state, tiny.metadata.fingerprint)
     output = tmp_path / "out.ckpt"
     output.write_bytes(b"previous checkpoint")
     for path, message in [(tmp_path / "other.ckpt", "written by another model"),
