@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from model_files import rewrite_model
+from benchmarks.fuzz.subjects import rewrite_model
 from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.errors import (InvalidInputError, TransferError, UnsupportedModelError,
                                             VerificationError)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import colour_images
-from model_files import rewrite_model
+from benchmarks.fuzz.subjects import rewrite_model
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import write_checkpoint
 from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, VerificationError
