@@ -63,13 +63,24 @@ class Batch:
 
 
 class BatchStream:
-    """Yields the training batches of `fit` over a cache, epoch by epoch."""
+    """Yields the training batches of `fit` over a cache, epoch by epoch. A batch is a view of
+    a reused buffer: valid until the next batch is requested (fit trains on it at once)."""
 
     def __init__(self):
         self._leftover = np.zeros(0, np.int64)  # fixed batch: indices not yet trained on
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None  # reused epoch buffers
 
     def reset(self) -> None:
         self._leftover = np.zeros(0, np.int64)
+        self._buffers = None
+
+    def _epoch_buffers(self, cache: SampleCache, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers of at least `rows` rows, kept between epochs and calls: a fresh 40 MB array
+        per epoch costs page faults comparable to the training steps of a small head."""
+        if self._buffers is None or len(self._buffers[0]) < rows:
+            self._buffers = (np.empty((rows, *cache.bottlenecks.shape[1:]), cache.bottlenecks.dtype),
+                             np.empty((rows, *cache.labels.shape[1:]), cache.labels.dtype))
+        return self._buffers
 
     def batches(self, cache: SampleCache, epochs: int, batch_size: int, fixed: bool,
                 rng: np.random.Generator, shuffle: bool):
@@ -79,8 +90,9 @@ class BatchStream:
             if fixed:
                 order = np.concatenate([self._leftover, order])
             usable = len(order) - len(order) % batch_size if fixed else len(order)
-            bottlenecks = np.take(cache.bottlenecks, order[:usable], axis=0)
-            labels = np.take(cache.labels, order[:usable], axis=0)
+            bottleneck_buffer, label_buffer = self._epoch_buffers(cache, usable)
+            bottlenecks = np.take(cache.bottlenecks, order[:usable], axis=0, out=bottleneck_buffer[:usable])
+            labels = np.take(cache.labels, order[:usable], axis=0, out=label_buffer[:usable])
             if fixed:
                 self._leftover = order[usable:]
             for start in range(0, usable, batch_size):

@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--unchecked_samples", type=int, default=3385,
                         help="flips of the model opened with verify_digest=False (the issue measured 3,385)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_cases", type=int, default=None,
+                        help="at most this many cases per campaign (a seeded sample; default: all)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.time()
@@ -175,6 +177,9 @@ def main() -> None:
                       "seeded bit flips, then infer + train",
                       [["flip", rng.randrange(model_size * 8)] for _ in range(args.unchecked_samples)]))
         for subject, path, title, cases in plans:
+            if args.max_cases is not None and len(cases) > args.max_cases:
+                cases = rng.sample(cases, args.max_cases)
+                title += f" (seeded sample of {args.max_cases})"
             print(f"{title}: {len(cases)} cases", flush=True)
             outcomes = run_cases(subject, paths["model"], path, cases, work_dir)
             report["campaigns"].append({"title": title, "cases": len(cases), "outcomes": dict(outcomes.most_common())})

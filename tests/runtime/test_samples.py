@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflite_transfer.runtime.samples import BatchStream, SampleCache, image_chunks
+from tflite_transfer.runtime.samples import Batch, BatchStream, SampleCache, image_chunks
 
 
 def test_cache_grows_by_doubling_and_keeps_every_sample():
@@ -28,7 +28,9 @@ def test_cache_grows_by_doubling_and_keeps_every_sample():
 
 
 def _run(stream, cache, epochs, batch, fixed, seed=0, shuffle=True):
-    return list(stream.batches(cache, epochs, batch, fixed, np.random.default_rng(seed), shuffle))
+    """The batches, copied: each is a view of a buffer the next epoch overwrites."""
+    return [Batch(b.bottlenecks.copy(), b.labels.copy(), b.epoch)
+            for b in stream.batches(cache, epochs, batch, fixed, np.random.default_rng(seed), shuffle)]
 
 
 def _cache(count):
@@ -44,9 +46,14 @@ def test_dynamic_batches_cover_each_epoch_once_with_a_short_last_batch():
     for epoch in range(3):
         seen = np.concatenate([b.labels for b in batches if b.epoch == epoch])
         assert sorted(seen) == list(range(10))
-    for batch in batches:  # views of one contiguous epoch buffer, rows matching their labels
-        assert batch.bottlenecks.flags.c_contiguous and batch.bottlenecks.base is not None
+    for batch in batches:  # rows stay with their labels
         np.testing.assert_array_equal(batch.bottlenecks[:, 0], 2 * batch.labels)
+    stream, buffers = BatchStream(), set()
+    for batch in stream.batches(_cache(10), 3, 4, False, np.random.default_rng(0), True):
+        # Contiguous views of one reused buffer: no per-step copy, no per-epoch allocation.
+        assert batch.bottlenecks.flags.c_contiguous and batch.bottlenecks.base is not None
+        buffers.add(id(batch.bottlenecks.base))
+    assert len(buffers) == 1
 
 
 def test_same_order_as_a_per_epoch_permutation():
