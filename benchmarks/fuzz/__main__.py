@@ -114,7 +114,7 @@ def _subjects(work_dir: str) -> dict[str, str]:
     import numpy as np
 
     from benchmarks.fuzz.subjects import rewrite_model
-    from benchmarks.subjects import tiny_uint8_classifier
+    from tests.fixtures.bases import tiny_uint8_classifier
     from tflite_transfer.compiler import bases, model_io, pipeline
     from tflite_transfer.runtime import TransferModel
     from tflite_transfer.runtime.checkpoint import fingerprint, write_checkpoint

@@ -23,9 +23,14 @@ def tiny_bytes(tiny_fused) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fixed_bytes(tiny_fused) -> bytes:
-    """The tiny model with image batch 3 and train batch 4 in its metadata and signatures."""
-    return rewrite_model(tiny_fused.model_bytes, image_batch=3, train_batch=4)
+def fixed_bytes(tiny_classifier_path, tiny_pool_name) -> bytes:
+    """The tiny model compiled with --batch=3,4 (static image batch 3, train batch 4)."""
+    from conftest import compile_model
+    from tflite_transfer.compiler import batch
+
+    compiled = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
+                             batch_options=batch.BatchOptions(3, 4))
+    return rewrite_model(compiled.model_bytes, image_batch=3, train_batch=4)  # stamped, v2
 
 
 def assert_unchanged(model, before):
@@ -156,7 +161,8 @@ def test_fixed_image_batch_runs_in_padded_chunks_with_the_same_results(tiny_byte
         np.testing.assert_array_equal(fixed.predict(images[:count]), dynamic.predict(images[:count]))
         np.testing.assert_array_equal(fixed.load(images[:count]), dynamic.load(images[:count]))
         for signature in ("infer", "load"):  # the interpreter only ever saw batches of 3
-            assert fixed._signatures[signature].input_details()["image"]["shape"][0] == 3
+            details = fixed._signatures[signature].input_details()["image"]
+            assert details["shape"][0] == 3 and details["shape_signature"][0] == 3
     fixed.add_samples(images[:5], np.arange(5) % 3)
     assert fixed.num_samples == 5
 
