@@ -37,6 +37,9 @@ class TransferModel:
         image = self._signatures[contract.LOAD].input_details()[contract.IMAGE]
         self.image_shape: tuple[int, ...] = tuple(int(d) for d in image["shape_signature"][1:])
         self.image_dtype = np.dtype(image["dtype"])
+        if not self.image_shape or min(self.image_shape) < 1:
+            raise UnsupportedModelError(f"{self._source}: the image input has shape "
+                                        f"{list(image['shape_signature'])}; expected [batch, sizes >= 1]")
         self.bottleneck_shape: tuple[int, ...] = (self.metadata.bottleneck_size,)
         self._cache = samples.SampleCache(self.metadata.bottleneck_size, self.metadata.label.shape,
                                           np.dtype(self.metadata.label.dtype))

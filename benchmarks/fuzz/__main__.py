@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -80,7 +81,8 @@ def worker(subject: str, model_path: str, data_path: str, work_dir: str) -> None
         except TransferError as error:
             outcome = _outcome(error)
         except Exception as error:  # noqa: BLE001 (what the campaign looks for)
-            outcome = f"RAW {type(error).__name__}"
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            outcome = f"RAW {type(error).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
         if model is not None and outcome != "accepted (identical file)":
             state = model.get_state()
             if any(not np.array_equal(state[name], before[name]) for name in state):
@@ -152,6 +154,7 @@ def main() -> None:
     parser.add_argument("--unchecked_samples", type=int, default=3385,
                         help="flips of the model opened with verify_digest=False (the issue measured 3,385)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="run only the campaigns whose title contains this")
     parser.add_argument("--max_cases", type=int, default=None,
                         help="at most this many cases per campaign (a seeded sample; default: all)")
     args = parser.parse_args()
@@ -177,6 +180,8 @@ def main() -> None:
                       "seeded bit flips, then infer + train",
                       [["flip", rng.randrange(model_size * 8)] for _ in range(args.unchecked_samples)]))
         for subject, path, title, cases in plans:
+            if args.only not in title:
+                continue
             if args.max_cases is not None and len(cases) > args.max_cases:
                 cases = rng.sample(cases, args.max_cases)
                 title += f" (seeded sample of {args.max_cases})"
