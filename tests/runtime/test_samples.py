@@ -28,7 +28,7 @@ def test_cache_grows_by_doubling_and_keeps_every_sample():
 
 
 def _run(stream, cache, epochs, batch, fixed, seed=0, shuffle=True):
-    """The batches, copied: each is a view of a buffer the next epoch overwrites."""
+    """The batches, copied: each is a view of a buffer the next batch overwrites."""
     return [Batch(b.bottlenecks.copy(), b.labels.copy(), b.epoch)
             for b in stream.batches(cache, epochs, batch, fixed, np.random.default_rng(seed), shuffle)]
 
@@ -50,7 +50,7 @@ def test_dynamic_batches_cover_each_epoch_once_with_a_short_last_batch():
         np.testing.assert_array_equal(batch.bottlenecks[:, 0], 2 * batch.labels)
     stream, buffers = BatchStream(), set()
     for batch in stream.batches(_cache(10), 3, 4, False, np.random.default_rng(0), True):
-        # Contiguous views of one reused buffer: no per-step copy, no per-epoch allocation.
+        # Contiguous views of one reused buffer: no allocation per step or per epoch.
         assert batch.bottlenecks.flags.c_contiguous and batch.bottlenecks.base is not None
         buffers.add(id(batch.bottlenecks.base))
     assert len(buffers) == 1
