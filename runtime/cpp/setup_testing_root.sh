@@ -67,8 +67,8 @@ fi
 # Build inside the root: its compiler, headers and libraries are the stock Debian ones.
 [ "$(id -u)" = 0 ] || die "building in $ROOT needs root (chroot)"
 rm -rf "$ROOT/src/tflite_transfer_cpp"
-mkdir -p "$ROOT/src/tflite_transfer_cpp"
-tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT/src/tflite_transfer_cpp" -xf -
+mkdir -p "$ROOT/src/tflite_transfer_cpp"  # -m below: sources newer than any object built from another checkout
+tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT/src/tflite_transfer_cpp" -xmf -
 log "building with CMake in $ROOT"
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
     cmake -S /src/tflite_transfer_cpp -B /build/tflite_transfer_cpp -DCMAKE_BUILD_TYPE=Release >&2
@@ -79,7 +79,7 @@ chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
 MULTIARCH="$(chroot "$ROOT" /usr/bin/gcc -print-multiarch)"
 LIBS="$ROOT/usr/lib/$MULTIARCH"
 LOADER="$(ls "$LIBS"/ld-linux*.so.* | head -n 1)"
-for program in tflite_transfer_demo; do
+for program in tflite_transfer_demo tflite_transfer_bench; do
     cat > "$BUILD_DIR/$program" <<LAUNCHER
 #!/bin/sh
 # Runs $program (built in $ROOT) with that root's dynamic loader and libraries.
