@@ -92,7 +92,8 @@ def write_atomically(path, chunks: Iterable[bytes | memoryview], what: str,
                      error_class: type[TransferError]) -> str:
     """Writes the chunks to `path` atomically; returns the path of the file really written.
 
-    A symlink is written through (its final target is replaced, the link stays). Stale
+    A symlink is written through (its final target is replaced, the link stays); an existing
+    target that is not a regular file (a device, FIFO or directory) is refused. Stale
     temporary files of the same target (`.<name>.<8 random>.tmp`, left by a crash) are
     removed first. A new file gets mode 0666 & ~umask; a replaced one keeps its mode. On any
     failure, including KeyboardInterrupt, the temporary file is removed and the old file is
@@ -101,6 +102,13 @@ def write_atomically(path, chunks: Iterable[bytes | memoryview], what: str,
     path = check_path(path, what, error_class)
     target = os.path.realpath(path)  # a symlink (chain) is written through to its target
     directory, name = os.path.split(target)
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        mode = None  # absent (or unreachable: the write below reports it)
+    if mode is not None and not stat.S_ISREG(mode):
+        # Renaming over /dev/null (as root) would replace the device with a regular file.
+        _require_regular(mode, path, what, error_class)
     try:
         _remove_stale_temporaries(directory, name)
         _replace(target, directory, name, chunks)

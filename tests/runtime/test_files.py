@@ -73,9 +73,20 @@ def test_symlink_is_written_through(tmp_path):
     assert dangling.is_symlink() and (tmp_path / "real" / "new.bin").read_bytes() == b"created"
 
 
+def test_non_regular_targets_are_refused_not_replaced(tmp_path):
+    """As root, renaming over /dev/null would turn the device into a regular file."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to("/dev/null")
+    for target, kind in [("/dev/null", "a device"), (tmp_path / "link", "a device"),
+                         (tmp_path / "fifo", "a FIFO"), (tmp_path, "a directory")]:
+        with pytest.raises(InvalidInputError, match=f"is {kind}.*; pass a regular file"):
+            write(target)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+
+
 def test_failures_are_one_project_error_and_leave_nothing(tmp_path):
     (tmp_path / "a_directory").mkdir()
-    with pytest.raises(InvalidInputError, match="could not write model .*a_directory: Is a directory"):
+    with pytest.raises(InvalidInputError, match="model .*a_directory is a directory; pass a regular file"):
         write(tmp_path / "a_directory")
     with pytest.raises(CheckpointError, match="could not write checkpoint .*No such file"):
         files.write_atomically(tmp_path / "absent" / "x", [b""], "checkpoint", CheckpointError)
