@@ -126,13 +126,14 @@ def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) 
     if missing:
         raise UnsupportedModelError(
             f"{source}: not a tflite-transfer model: missing signature(s) {', '.join(missing)}")
-    for key, spec in metadata.signatures.items():
+    for key, spec in metadata.signatures.items():  # exactly its tensor names (as the compiler checks)
         have_in, have_out = set(found[key]["inputs"]), set(found[key]["outputs"])
         if have_in != set(spec.inputs) or have_out != set(spec.outputs):
-            differ = sorted(set(spec.inputs) ^ have_in | set(spec.outputs) ^ have_out)
+            absent = sorted((set(spec.inputs) - have_in) | (set(spec.outputs) - have_out))
+            extra = sorted((have_in - set(spec.inputs)) | (have_out - set(spec.outputs)))
             raise UnsupportedModelError(
-                f"{source}: not a tflite-transfer model: signature '{key}' differs from its "
-                f"metadata in {', '.join(differ)}")
+                f"{source}: signature '{key}' does not match the contract: lacks {absent or 'nothing'}, "
+                f"has unexpected {extra or 'nothing'}; recompile the model")
     signatures = {key: Signature(key, interpreter.get_signature_runner(key), source)
                   for key in contract.SIGNATURES}
     for key in contract.SIGNATURES:
