@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tflite_transfer.runtime import TransferModel
+from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
 from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, UnsupportedModelError
 from conftest import colour_images
@@ -34,7 +34,7 @@ def test_refuses_a_model_missing_a_signature(tiny_fused, tmp_path):
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     model.signatureDefs = [s for s in model.signatureDefs if s.signatureKey != b"restore"]
     path = tmp_path / "no_restore.tflite"
-    path.write_bytes(model_io.write_model_bytes(model))
+    path.write_bytes(contract.stamp_digest(model_io.write_model_bytes(model)))  # edited on purpose
     with pytest.raises(UnsupportedModelError, match="missing signature.*restore"):
         TransferModel.open(str(path))
 
