@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import compile_model
+from tests.helpers import compile_model
 from tflite_transfer.compiler import heads, losses, optimizers, training_graph, verify
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 

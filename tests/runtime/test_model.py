@@ -10,7 +10,7 @@ import pytest
 from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
 from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, UnsupportedModelError
-from conftest import colour_images
+from tests.helpers import colour_images
 
 
 def test_open_exposes_the_contract(tiny_model_path, tiny_fused):
@@ -236,7 +236,7 @@ def test_imprint_needs_a_softmax_head(small_model_path):
 
 
 def test_class_labels_and_a_regression_head(tiny_classifier_path, tiny_pool_name):
-    from conftest import compile_model
+    from tests.helpers import compile_model
 
     named = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, labels=("cat", "dog", "fox"))
     assert TransferModel.open(named.model_bytes).labels == ["cat", "dog", "fox"]

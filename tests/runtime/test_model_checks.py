@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import colour_images
+from tests.helpers import colour_images
 from benchmarks.fuzz.subjects import rewrite_model
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import write_checkpoint
@@ -25,7 +25,7 @@ def tiny_bytes(tiny_fused) -> bytes:
 @pytest.fixture(scope="module")
 def fixed_bytes(tiny_classifier_path, tiny_pool_name) -> bytes:
     """The tiny model compiled with --batch=3,4 (static image batch 3, train batch 4)."""
-    from conftest import compile_model
+    from tests.helpers import compile_model
     from tflite_transfer.compiler import batch
 
     compiled = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
