@@ -23,6 +23,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags, logging  # noqa: E402
 
+from tflite_transfer.compiler import optimizers  # noqa: E402 (the registry; no TensorFlow import)
 from tflite_transfer.compiler.errors import TransferError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -53,7 +54,7 @@ flags.DEFINE_integer("num_classes", None, "Classes (or regression targets for --
 flags.DEFINE_string("labels", None, "Text file with one class name per line, stored in the model.")
 flags.DEFINE_string("loss", "softmax_cross_entropy", "'softmax_cross_entropy' or 'mse'.")
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing for softmax_cross_entropy, in [0, 1).")
-flags.DEFINE_string("optimizer", "sgd", "'sgd', 'momentum', 'adam' or 'adamw' (Keras 3 formulas).")
+flags.DEFINE_string("optimizer", "sgd", "One of " + optimizers.describe() + "; Keras 3 formulas.")
 flags.DEFINE_float("learning_rate", 0.001, "Initial learning rate (changeable on device through "
                    "the set_learning_rate signature). SGD on softmax is stable below about "
                    "4/|x|^2 for bottlenecks x: the embedded base gives |x|^2 ~ 1500 with synthetic "

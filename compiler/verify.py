@@ -76,7 +76,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
                                                        label_smoothing=head.loss.label_smoothing)
     else:
         loss_fn = keras.losses.MeanSquaredError()
-    optimizer = head.optimizer.keras_optimizer()
+    optimizer = head.optimizer.record.keras_reference(head.optimizer)  # the registry record's reference
     optimizer.learning_rate = float(initial["learning_rate"][0])
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
     losses = []

@@ -67,9 +67,10 @@ def make_step(trainer, batch):
     program = _export_forward_backward(export(TrainingHead(), inputs, strict=True))
     buffer = to_edge(program).to_executorch().buffer
     module = _load_for_executorch_for_training_from_buffer(buffer)
+    module.forward_backward(method_name="forward", inputs=inputs)  # 1.5.1: before named_parameters
     optimizer = get_sgd_optimizer(module.named_parameters(), request["learning_rate"], 0, 0, 0, False)
 
-    def step():
+    def step(keep_alive=(buffer, inputs)):  # the module reads the program buffer in place
         module.forward_backward(method_name="forward", inputs=inputs)
         optimizer.step(module.named_gradients())
     return step
