@@ -37,8 +37,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import peer_envs  # noqa: E402
-from benchmarks.report import Measurement, write_report  # noqa: E402
+from benchmarks.common import venvs  # noqa: E402
+from benchmarks.common.report import Measurement, machine_facts, write_report  # noqa: E402
 from benchmarks.speed import bound, render, subjects  # noqa: E402
 from benchmarks.speed.envs import PEERS  # noqa: E402
 from benchmarks.speed.sweep import Worker, run_row  # noqa: E402
@@ -64,7 +64,6 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown peer(s) {sorted(unknown)}; choose from {', '.join(PEERS)}")
     start = time.perf_counter()
-    from benchmarks.__main__ import machine_facts  # noqa: PLC0415 (the host benchmark's facts)
     machine = machine_facts()
     with tempfile.TemporaryDirectory(prefix="tflite-transfer-speed-") as workdir:
         document = run_sweep(Path(workdir), args, machine)
@@ -85,7 +84,7 @@ def run_sweep(workdir: Path, args, machine: dict) -> dict:
     for peer in [p for p in args.peers.split(",") if p]:
         spec, script, name = PEERS[peer]
         print(f"preparing {name} venv")
-        ready = peer_envs.ensure_env(spec)
+        ready = venvs.ensure_venv(spec)
         if ready.python is None:
             notes.append(f"{name} not measured: {ready.error}")
             continue
@@ -125,10 +124,8 @@ def run_sweep(workdir: Path, args, machine: dict) -> dict:
     profile = None
     if args.profile:
         from benchmarks.speed import profile as op_profile  # noqa: PLC0415
-        target = next(s for s in built if s.head_label == "1280->1000" and s.optimizer == "sgd")
         profile = op_profile.profile_models(
             {s.optimizer: s.model_path for s in built if s.head_label == "1280->1000"}, inputs, batches=(1, 32))
-        del target
     return {"rows": rows, "bounds": bounds, "machine_measured": measured, "runtimes": runtimes,
             "peer_versions": versions, "notes": notes, "profile": profile,
             "settings": {"rounds": args.rounds, "block_ms": args.block_ms, "min_calls": args.min_calls,

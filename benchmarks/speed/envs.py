@@ -1,12 +1,12 @@
-"""The peers' venvs for the speed sweep (built and cached by benchmarks/peer_envs.py)."""
+"""The peers' venvs for the speed sweep (built and cached by benchmarks/common/venvs.py)."""
 
 from __future__ import annotations
 
-from benchmarks.peer_envs import ORT_ENV, PeerEnv
+from benchmarks.common.venvs import ORT_ENV, VenvSpec
 
 # ExecuTorch 1.5.1 works with torch 2.13.0; pinning torch in the same step keeps pip from
 # replacing it (a looser pin pulls gigabytes of CUDA wheels).
-EXECUTORCH_ENV = PeerEnv(
+EXECUTORCH_ENV = VenvSpec(
     name="executorch-1.5.1",
     install_steps=(("torch==2.13.0",), ("executorch==1.5.1", "torch==2.13.0")),
     probe="import executorch, torch, numpy, json; from importlib.metadata import version; "

@@ -1,12 +1,12 @@
 """Markdown sections and the plot of a speed sweep (the report file itself is written by
-benchmarks/report.py's `write_report`, shared by every benchmark)."""
+benchmarks/common/report.py's `write_report`, shared by every benchmark)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from benchmarks.report import format_duration
+from benchmarks.common.report import format_duration
 
 
 def _ratio_cell(row: dict | None) -> str:
