@@ -64,7 +64,8 @@ def _check_num_classes(head_options: HeadOptions) -> None:
         raise InvalidInputError(f"--num_classes must be >= 2, got {head_options.num_classes}")
 
 
-def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> training_graph.TrainingHead:
+def build_training_head(head_options: HeadOptions, bottleneck_size: int,
+                        batch_options: batch.BatchOptions = batch.BatchOptions()) -> training_graph.TrainingHead:
     _check_num_classes(head_options)
     if head_options.labels and len(head_options.labels) != head_options.num_classes:
         raise InvalidInputError(f"{len(head_options.labels)} labels given for --num_classes={head_options.num_classes}")
@@ -74,7 +75,8 @@ def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> trai
         head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
         head_options.weight_decay)
     head = heads.build_head(head_options.head, bottleneck_size, head_options.num_classes, head_options.seed)
-    return training_graph.build_training_head(head, loss, optimizer)
+    dispatch = training_graph.forward_dispatch(not batch_options.dynamic, batch_options.train_batch)
+    return training_graph.build_training_head(head, loss, optimizer, dispatch)
 
 
 def fingerprint(contract: dict, initial_state: dict[str, np.ndarray]) -> str:
@@ -158,7 +160,7 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
                       batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompileResult:
     prepared = cut.prepare_base(base.model, None if base.cut_applied else base_output, base.source)
     progress("building and converting the training head")
-    head = build_training_head(head_options, prepared.bottleneck_size)
+    head = build_training_head(head_options, prepared.bottleneck_size, batch_options)
     metadata = _metadata(base, prepared, head, head_options)
     fused = fuse.fuse_base_and_head(prepared, model_io.read_model_bytes(head.tflite, "head"),
                                     json.dumps(metadata, sort_keys=True))

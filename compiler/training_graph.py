@@ -79,8 +79,9 @@ def weight_names(head: HeadSpec) -> list[tuple[str, str]]:
 
 class _HeadModule(tf.Module):
     def __init__(self, head: HeadSpec, loss: LossSpec, optimizer: OptimizerSpec,
-                 state: dict[str, np.ndarray]):
+                 state: dict[str, np.ndarray], dispatch: str):
         super().__init__(name="tflite_transfer_head")
+        self._dispatch = dispatch
         self._head, self._loss, self._optimizer = head, loss, optimizer
         self._initial = state
         self.state = {name: tf.Variable(value, name=name) for name, value in state.items()}
@@ -92,7 +93,7 @@ class _HeadModule(tf.Module):
         for (kernel, bias), layer in zip(weight_names(self._head), self._head.layers):
             kernel_value = kernels[kernel] if kernels else self.state[kernel]
             bias_value = kernels[bias] if kernels else self.state[bias]
-            pre_activation = _dense(activation, kernel_value) + bias_value
+            pre_activation = _dense(activation, kernel_value, self._dispatch) + bias_value
             output = _activate(layer.activation, pre_activation)
             trace.append((activation, pre_activation, output))
             activation = output
@@ -189,7 +190,7 @@ class Gradient:
         return tf.matmul(scaled, self._layer_input, transpose_a=True)
 
 
-def _dense(activation, kernel):
+def _dense(activation, kernel, dispatch):
     """activation [batch, inputs] x kernel [units, inputs]^T, by the op that is fastest here.
 
     Measured (LiteRT 2.3, XNNPACK, 1 thread; benchmarks/speed): XNNPACK does not take
@@ -203,13 +204,28 @@ def _dense(activation, kernel):
     def by_fully_connected():
         return tf.matmul(activation, kernel, transpose_b=True)
 
-    if kernel.shape[0] < MIN_UNITS_FOR_BATCH_MATMUL:
+    if kernel.shape[0] < MIN_UNITS_FOR_BATCH_MATMUL or dispatch == FORWARD_FULLY_CONNECTED:
         return by_fully_connected()
 
     def by_batch_matmul():
         batched = tf.expand_dims(activation, 0)
         return tf.squeeze(tf.raw_ops.BatchMatMulV2(x=batched, y=kernel, adj_y=True), 0)
+    if dispatch == FORWARD_BATCH_MATMUL:
+        return by_batch_matmul()
     return tf.cond(tf.shape(activation)[0] > 1, by_batch_matmul, by_fully_connected)
+
+
+# How wide layers compute their forward pass: an IF on the batch (any batch), or one op when
+# the signatures' batches are fixed (--batch): an IF's branch subgraphs are shared by `train`
+# and `train_images`, which compiler/batch.py cannot give two different static batches.
+FORWARD_BY_BATCH, FORWARD_FULLY_CONNECTED, FORWARD_BATCH_MATMUL = "by batch", "fully_connected", "batch_matmul"
+
+
+def forward_dispatch(fixed_batches: bool, train_batch: int | None) -> str:
+    """FORWARD_BY_BATCH for dynamic signatures; with fixed batches the op for `train`'s batch."""
+    if not fixed_batches:
+        return FORWARD_BY_BATCH
+    return FORWARD_FULLY_CONNECTED if train_batch == 1 else FORWARD_BATCH_MATMUL
 
 
 # Below this many units FULLY_CONNECTED wins at every batch (1280->4: 1.3-2x faster).
@@ -234,12 +250,14 @@ def _activation_grad(name: str, output_grad, pre_activation, output):
     return output_grad * output * (1.0 - output)  # sigmoid
 
 
-def build_training_head(head: HeadSpec, loss: LossSpec, optimizer: OptimizerSpec) -> TrainingHead:
-    """Builds the head's training graph in TensorFlow and converts it with builtin ops only."""
+def build_training_head(head: HeadSpec, loss: LossSpec, optimizer: OptimizerSpec,
+                        dispatch: str = FORWARD_BY_BATCH) -> TrainingHead:
+    """Builds the head's training graph in TensorFlow and converts it with builtin ops only.
+    `dispatch`: see `forward_dispatch` (fixed signature batches need a static choice)."""
     if loss.labels_are_class_ids and head.num_outputs < 2:
         raise InvalidInputError(f"--num_classes must be >= 2, got {head.num_outputs}")
     state = initial_state(head, optimizer)
-    module = _HeadModule(head, loss, optimizer, state)
+    module = _HeadModule(head, loss, optimizer, state, dispatch)
     functions = module.concrete_functions()
     with tempfile.TemporaryDirectory(prefix="tflite_transfer_head_") as saved_model_dir:
         tf.saved_model.save(module, saved_model_dir, signatures=functions)

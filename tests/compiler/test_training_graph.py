@@ -50,6 +50,18 @@ def test_wide_layers_train_like_keras_at_batch_1_and_above(tiny_classifier_path,
     assert report.max_relative_difference <= TOLERANCE, report.per_variable
 
 
+@pytest.mark.parametrize("batches", [(2, 4), (1, 1)])
+def test_wide_layers_with_fixed_signature_batches(tiny_classifier_path, tiny_pool_name, batches):
+    """--batch: no IF (train and train_images would share its branches at two batches); the
+    forward op is chosen for train's batch and still trains like Keras."""
+    from tflite_transfer.compiler import batch
+
+    result = compile_model(tiny_classifier_path, tiny_pool_name, verify_steps=4, num_classes=3, optimizer="adam",
+                           learning_rate=0.01, head="mlp:40", batch_options=batch.BatchOptions(*batches))
+    assert result.parity.batch_size == batches[1]
+    assert result.parity.max_relative_difference <= TOLERANCE, result.parity.per_variable
+
+
 def test_every_registered_optimizer_is_checked_against_keras():
     """Adding an optimizer = one record in optimizers.OPTIMIZERS plus its case in CASES."""
     assert set(optimizers.OPTIMIZERS) == {case["optimizer"] for case in CASES}
