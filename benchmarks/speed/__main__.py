@@ -184,7 +184,12 @@ def write(document: dict, args, machine: dict) -> list[Path]:
     notes = [f"Settings: {document['settings']}.",
              f"Copy bandwidth (bytes read + written per s, 1 thread, numpy copy of one array of each size, "
              f"best of repeats): {bandwidth}. Matmul rate (numpy BLAS, 1 thread): "
-             f"{measured['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s.",
+             f"{measured['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s (numpy's BLAS at 512x1280x1000, not the "
+             "core's peak: a row under 1 means XNNPACK's gemm beat that rate, so the arithmetic bound is "
+             "loose there; the memory bound is the one the issue asks for).",
+             "ORT's optimizers are single fused kernels (com.microsoft SGDOptimizerV2, AdamWOptimizer in "
+             "optimizer_model.onnx): one pass over W, G and the slots. TFLite builtins have no such op: each "
+             "elementwise op is a full pass, and READ_VARIABLE / ASSIGN_VARIABLE copy the whole tensor.",
              f"Bytes a step must move: {bound.PASSES['sgd'][0]} |W| for SGD ({bound.PASSES['sgd'][1]}), "
              f"{bound.PASSES['adam'][0]} |W| for Adam ({bound.PASSES['adam'][1]}); see benchmarks/speed/bound.py.",
              f"Runtimes: {document['runtimes'] and sorted(set(document['runtimes'].values()))}; peer venvs: "
