@@ -63,6 +63,12 @@ def main(argv=None) -> int:
     unknown = set(args.peers.split(",")) - set(PEERS) - {""}
     if unknown:
         parser.error(f"unknown peer(s) {sorted(unknown)}; choose from {', '.join(PEERS)}")
+    if args.baseline:
+        try:
+            json.loads(Path(args.baseline).read_text())["summary"]["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--baseline {args.baseline}: not a speed-sweep JSON report ({error}); "
+                         "give a speed-sweep-*.json from benchmarks/results/")
     start = time.perf_counter()
     machine = machine_facts()
     with tempfile.TemporaryDirectory(prefix="tflite-transfer-speed-") as workdir:
