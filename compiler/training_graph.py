@@ -10,8 +10,11 @@ Signatures of the converted head (fuse.py adds the base in front of `infer`/`tra
   set_learning_rate(learning_rate: [1]) -> {learning_rate: [1]}
 Scalars in the contract are shape [1]: such tensors travel through every TFLite API.
 Kernels are stored [units, inputs], TFLite's FULLY_CONNECTED layout (the transpose of Keras'
-Dense kernel): the forward pass is then one FULLY_CONNECTED and the weight gradient one small
-BATCH_MATMUL, which halved the train step at batch 1 against x @ W with BATCH_MATMUL.
+Dense kernel), so no transpose of the weights is ever materialised: the forward pass is
+FULLY_CONNECTED, or BATCH_MATMUL with adj_y for wide layers at batch > 1 (see `_dense`), and each
+update's one weight-sized product is BATCH_MATMUL(scaled pre-activation gradient, input, adj_x).
+A train step reads each variable once and assigns it once; the optimizer registry
+(optimizers.py) folds its scalars into the small operand (issue 11, benchmarks/speed).
 """
 
 from __future__ import annotations
@@ -133,9 +136,12 @@ class _HeadModule(tf.Module):
         step = tf.cast(tf.reshape(self.state[STEP].read_value(), []), tf.float32)
         record = self._optimizer.record
         for name, grad in grads.items():
-from tflite_transfer.compiler.optimizers import OptimizerSpec, UpdateInputs
-from tflite_transfer.runtime import contract
-from tflite_transfer.runtime.contract import LEARNING_RATE, STEP
+            slots = {s: self.state[contract.slot_name(name, s)].read_value() for s in record.slots}
+            new_value, new_slots = record.update(
+                self._optimizer, UpdateInputs(values[name], grad, slots, learning_rate, step))
+            for suffix, slot_value in new_slots.items():
+                self.state[contract.slot_name(name, suffix)].assign(slot_value)
+            self.state[name].assign(new_value)
         self.state[STEP].assign_add(tf.constant([1], tf.int32))
         return {contract.LOSS: tf.reshape(loss, [1])}
 

@@ -80,8 +80,8 @@ def build_subjects(workdir: Path, heads=HEADS, optimizers=OPTIMIZERS, progress=p
         for optimizer in optimizers:
             progress(f"  compiling {label} {optimizer}")
             result = pipeline.compile_from_base(
-                base, pool, pipeline.HeadOptions(head=flag, num_classes=classes, optimizer=optimizer,
-                                                 learning_rate=LEARNING_RATE),
+                base, pipeline.HeadOptions(head=flag, num_classes=classes, optimizer=optimizer,
+                                           learning_rate=LEARNING_RATE),
                 verify_steps=0, progress=lambda m: None)
             stem = f"{label.replace('->', '_').replace(':', '')}_{optimizer}"
             model_path = workdir / f"{stem}.tflite"
