@@ -104,7 +104,9 @@ def prepare_base(plan: CompilePlan, build: Build) -> Build:
 
 def build_head(plan: CompilePlan, build: Build) -> Build:
     head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
-    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer)
+    # With fixed signature batches the wide layers' forward op is chosen statically (no IF).
+    dispatch = training_graph.forward_dispatch(not plan.batch.dynamic, plan.batch.train_batch)
+    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer, dispatch)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
                               train_batch=plan.batch.train_batch)
