@@ -115,7 +115,9 @@ def prepare_base(plan: CompilePlan, build: Build) -> Build:
 
 def build_head(plan: CompilePlan, build: Build) -> Build:
     head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
-    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer)
+    # With fixed signature batches the wide layers' forward op is chosen statically (no IF).
+    dispatch = training_graph.forward_dispatch(not plan.batch.dynamic, plan.batch.train_batch)
+    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer, dispatch)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
                               train_batch=plan.batch.train_batch)
@@ -263,6 +265,6 @@ def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Writes the model via a temporary file in the same directory: no partial file is ever
-    left, and a failed write (full disk, read-only mount) leaves an existing file untouched."""
+    """Writes the model atomically (user_files.py: the output checked first, OS errors as one
+    line; runtime/files.py: no partial file, stale temporaries removed, umask, symlinks)."""
     user_files.write_atomically(path, data)

@@ -7,16 +7,16 @@ Why a module: open() on a FIFO blocks forever and a device reads forever, and ev
 a traceback. Each function here checks what kind of thing the path is before opening it and
 turns every failure into one InvalidInputError line that names the flag and the path and says
 what to do. Paths are shown escaped (repr): a path may hold newlines or terminal escapes.
+The reading and writing themselves are runtime/files.py's, which the runtime shares.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
-import tempfile
 
 from tflite_transfer.compiler.errors import InvalidInputError
+from tflite_transfer.runtime import files
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -89,21 +89,11 @@ def check_directory(path, flag: str, what: str = "a directory") -> str:
 
 
 def read_file_bytes(path, flag: str, what: str = "a file") -> bytes:
-    """The whole file. Refuses anything but a regular file before opening it, and opens
-    non-blocking, so a FIFO swapped in after the check cannot hang the read either."""
+    """The whole file. Refuses anything but a regular file before opening it; the read itself
+    (non-blocking open, fstat re-check: a FIFO swapped in after the check cannot hang it) is
+    runtime/files.py's, shared with the runtime's readers."""
     text = check_regular_file(path, flag, what)
-    try:
-        descriptor = os.open(text, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as error:
-        raise InvalidInputError(f"{flag} {shown(text)} cannot be read: {error.strerror}") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise InvalidInputError(f"{flag} {shown(text)} is {kind_of(mode)}, not {what}")
-        try:
-            return handle.read()
-        except OSError as error:
-            raise InvalidInputError(f"{flag} {shown(text)} cannot be read: {error.strerror}") from None
+    return files.read_regular_file(text, flag, InvalidInputError)
 
 
 def read_text_file(path, flag: str, what: str = "a UTF-8 text file") -> str:
@@ -143,45 +133,13 @@ def _read_only(directory: str) -> bool:
         return False
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_atomically(path, data: bytes, flag: str = "--output") -> None:
-    """Writes via a temporary file in the same directory, so no partial file is ever left and
-    an existing output stays untouched when the write fails (full disk, read-only mount).
-    A symlink is written through (the link stays); the file gets the mode of the file it
-    replaces, else what the umask allows (mkstemp alone would leave 0600)."""
+    """The output checked as above, then written by runtime/files.py: through a temporary
+    file in the same directory, so no partial file is ever left and an existing output stays
+    untouched when the write fails (full disk); stale temporaries of earlier crashes removed,
+    the umask's mode for a new file, a symlink written through."""
     text = check_output_file(path, flag)
-    target = os.path.realpath(text) if os.path.islink(text) else text
-    if target != text:
+    target = os.path.realpath(text)
+    if target != os.path.abspath(text):
         check_output_file(target, flag)
-    directory = os.path.dirname(os.path.abspath(target))
-    mode = (stat.S_IMODE(os.stat(target).st_mode) if os.path.isfile(target)
-            else 0o666 & ~_umask())
-    temporary = None
-    try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".tflite")
-        with os.fdopen(handle, "wb") as output:
-            os.fchmod(output.fileno(), mode)
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(temporary, target)
-        temporary = None
-    except OSError as error:
-        raise InvalidInputError(f"{flag} {shown(text)} could not be written: {error.strerror}"
-                                f"{'; free some space or choose another directory' if error.errno == errno.ENOSPC else ''}; "
-                                "nothing was changed") from None
-    finally:
-        if temporary is not None and os.path.lexists(temporary):
-            os.remove(temporary)
+    files.write_atomically(text, [data], flag, InvalidInputError)
