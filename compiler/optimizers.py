@@ -19,12 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-<<<<<<< HEAD
-
-import tensorflow as tf
-=======
 from typing import Callable
->>>>>>> main
 
 from tflite_transfer.compiler.errors import InvalidInputError
 
@@ -55,10 +50,6 @@ class OptimizerSpec:
         return self.record.keras_reference(self)
 
 
-<<<<<<< HEAD
-FLOAT32_MAX = 3.4028234663852886e38
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-=======
 @dataclasses.dataclass(frozen=True)
 class UpdateInputs:
     """What one variable's update reads; `assign(variable_or_slot, value)` writes.
@@ -165,7 +156,9 @@ OPTIMIZERS: dict[str, Optimizer] = {record.name: record for record in (
 def describe() -> str:
     """'sgd (plain ...), momentum (...), ...': what --help and errors list."""
     return ", ".join(f"'{name}' ({record.summary})" for name, record in OPTIMIZERS.items())
->>>>>>> main
+
+
+FLOAT32_MAX = 3.4028234663852886e38   # the largest learning rate the float32 variable holds
 
 
 def build_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nesterov: bool = False,
@@ -185,18 +178,11 @@ def build_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nest
     for flag, value in (("beta_1", beta_1), ("beta_2", beta_2)):
         if not 0.0 <= value < 1.0:
             raise InvalidInputError(f"--{flag} must be in [0, 1), got {value}")
-<<<<<<< HEAD
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise InvalidInputError(f"--epsilon must be a finite number > 0, got {epsilon}")
     if not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise InvalidInputError(f"--weight_decay must be a finite number >= 0, got {weight_decay}")
-=======
-    if not epsilon > 0:
-        raise InvalidInputError(f"--epsilon must be > 0, got {epsilon}")
-    if weight_decay < 0:
-        raise InvalidInputError(f"--weight_decay must be >= 0, got {weight_decay}")
     reads = OPTIMIZERS[name].hyper_parameters
->>>>>>> main
     return OptimizerSpec(
         name, learning_rate,
         momentum=momentum if "momentum" in reads else 0.0,
