@@ -87,7 +87,7 @@ def _progress(message: str) -> None:
     print(f"compile-transfer: {message}", file=sys.stderr, flush=True)
 
 
-def _print_error(error: Exception) -> None:
+def _print_error(error: Exception | str) -> None:
     """One line, whatever the message holds (an interpreter's error text spans lines)."""
     text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     print(f"compile-transfer: error: {text}", file=sys.stderr)
@@ -191,9 +191,18 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with a bad flag as one line (absl prints two and says FATAL)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        _print_error(f"{error}; compile-transfer --help lists the flags")
+        sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -360,3 +360,12 @@ def test_calibration_dir_skips_what_is_not_a_readable_image(tmp_path):
     (folder / "c_photo.png").write_bytes(tf.io.encode_png(np.full((12, 10, 3), 200, np.uint8)).numpy())
     images = base_conversion.load_calibration_images(str(folder), 8, 8, 4)
     assert images.shape == (1, 8, 8, 3)
+
+
+def test_unparsable_and_unknown_flags(output):
+    """absl's own flag errors, in the console script: one line too."""
+    for flag, phrase in (("--learning_rate=fast", "--learning_rate"), ("--no_such_flag=1", "no_such_flag")):
+        process = run_cli(flag, f"--output={output}")
+        assert process.returncode == 2
+        assert_refused(process.returncode, process.stdout, process.stderr, output, phrase)
+        assert len(process.stderr.strip().splitlines()) == 1, process.stderr
