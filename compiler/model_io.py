@@ -107,9 +107,13 @@ def _check_references(model: ModelT, source: str) -> None:
             if tensor.type not in _TENSOR_TYPE_NAMES:
                 raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} has unknown type {tensor.type}")
             _check_buffer_size(model, tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
+            _check_shape_and_quantization(tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
     for op_code in model.operatorCodes or []:
         if op_code is None:
             raise InvalidInputError(f"{corrupt} an op code is missing")
+        if builtin_code(op_code) not in _OPERATOR_NAMES:
+            raise InvalidInputError(f"{corrupt} op code {builtin_code(op_code)} is no TFLite builtin "
+                                    "this TensorFlow knows")
     for signature in model.signatureDefs or []:
         where = f"{corrupt} a signature"
         _check_name(signature.signatureKey, where)
@@ -145,6 +149,43 @@ def _check_buffer_size(model: ModelT, tensor: schema.TensorT, where: str) -> Non
     if needed != len(data):
         raise InvalidInputError(f"{where} {shape} {tensor_type_name(tensor.type)} needs {needed} bytes, "
                                 f"its buffer holds {len(data)}")
+
+
+# No tensor of an on-device model comes near this; a flipped bit in a dimension does (the
+# compiler would try to allocate it: 72 GiB for one flip measured).
+MAX_TENSOR_ELEMENTS = 2**30
+_ZERO_POINT_RANGES = {TensorType.INT8: (-128, 127), TensorType.UINT8: (0, 255), TensorType.INT16: (-32768, 32767)}
+
+
+def _check_shape_and_quantization(tensor: schema.TensorT, where: str) -> None:
+    """Shapes that agree with their signature and stay allocatable; quantization parameters the
+    kernels accept (a zero point outside int8 crashed LiteRT with SIGSEGV; a per-channel axis
+    outside the shape is refused by it with a raw ValueError)."""
+    shape = [] if tensor.shape is None else [int(d) for d in tensor.shape]
+    signature = None if tensor.shapeSignature is None else [int(d) for d in tensor.shapeSignature]
+    if signature is not None and len(signature) and (
+            len(signature) != len(shape) or any(s not in (-1, d) for s, d in zip(signature, shape))):
+        raise InvalidInputError(f"{where} has shape {shape} but shape signature {signature}")
+    if int(np.prod(shape, dtype=object)) > MAX_TENSOR_ELEMENTS:
+        raise InvalidInputError(f"{where} has shape {shape}: more than {MAX_TENSOR_ELEMENTS} elements")
+    quantization = tensor.quantization
+    if quantization is None or quantization.scale is None or not len(quantization.scale):
+        return
+    scales = np.asarray(quantization.scale, np.float64)
+    zero_points = np.asarray(quantization.zeroPoint if quantization.zeroPoint is not None else [], np.int64)
+    if not (np.isfinite(scales).all() and (scales >= 0).all()):
+        raise InvalidInputError(f"{where} has quantization scales that are not finite and >= 0")
+    if len(zero_points) not in (0, len(scales)):
+        raise InvalidInputError(f"{where} has {len(scales)} quantization scales but {len(zero_points)} zero points")
+    low, high = _ZERO_POINT_RANGES.get(tensor.type, (-2**31, 2**31 - 1))
+    if len(zero_points) and (zero_points.min() < low or zero_points.max() > high):
+        raise InvalidInputError(f"{where} has zero points outside [{low}, {high}] for "
+                                f"{tensor_type_name(tensor.type)}")
+    if len(scales) > 1:
+        axis = int(quantization.quantizedDimension)
+        if not 0 <= axis < len(shape) or shape[axis] != len(scales):
+            raise InvalidInputError(f"{where} has {len(scales)} per-channel scales along axis {axis} of "
+                                    f"shape {shape}")
 
 
 def _check_name(name, where: str) -> None:
