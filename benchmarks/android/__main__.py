@@ -60,13 +60,14 @@ def _define_flags() -> None:
     flags.DEFINE_string("model", None, "The compiled .tflite to benchmark.")
     flags.DEFINE_enum("tool", "bench", ["bench", "benchmark_model"],
                       "bench: our tflite_transfer_bench; benchmark_model: TFLite's tool.")
-    flags.DEFINE_string("program", "runtime/cpp/build/tflite_transfer_bench",
+    flags.DEFINE_string("program", "runtime/cpp/build/bin/tflite_transfer_bench",
                         "The program built for the device's ABI (tflite_transfer_bench or benchmark_model).")
     flags.DEFINE_multi_string("library", [], "A shared library to push when the device lacks it "
                               "(Android: libtensorflowlite_jni.so of the LiteRT AAR).")
     flags.DEFINE_string("bundle_root", None, "The Debian root --program was built in (e.g. the C++ "
                         "testing root): push every library it uses there, with its glibc loader, "
-                        "when the device lacks them. --program is then its path inside the root.")
+                        "when the device lacks them (runtime/cpp/setup_testing_root.sh builds --program's "
+                        "default against the C++ testing root).")
     flags.DEFINE_multi_string("serial", [], "adb serial of a device, as `adb devices` lists it; "
                               "default: the only attached device.")
     flags.DEFINE_list("threads", ["1"], "Interpreter thread counts, comma-separated.")
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
                 Path(FLAGS.results_dir), progress)
         else:
             if FLAGS.bundle_root:
-                bundle = bundle_from_debian_root(Path(FLAGS.bundle_root), FLAGS.program)
+                bundle = bundle_from_debian_root(Path(FLAGS.bundle_root), Path(FLAGS.program))
             else:
                 bundle = ProgramBundle(Path(FLAGS.program), tuple(Path(p) for p in FLAGS.library))
             plan = RunPlan(
