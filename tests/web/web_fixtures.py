@@ -3,11 +3,13 @@ the tiny base, written to a directory that the Node tests and the served demo pa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import compile_model
@@ -47,3 +49,78 @@ def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     (directory / "tiny_dynamic.tflite").write_bytes(dynamic.model_bytes)
     (directory / "tiny_static.tflite").write_bytes(make_static_batch(dynamic.model_bytes, IMAGE_BATCH, TRAIN_BATCH))
     return directory
+
+
+def reference_interpreter(model_path: Path):
+    """The Python LiteRT interpreter: the independent reference for what the page computes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(model_path))
+
+
+def tensors_as_json(tensors: dict) -> dict:
+    return {name: {"dtype": str(np.asarray(value).dtype), "shape": list(np.shape(value)),
+                   "data": np.asarray(value).ravel().tolist()} for name, value in tensors.items()}
+
+
+@pytest.fixture(scope="session")
+def node_fixtures(web_models) -> Path:
+    """What the Node tests compare against, computed in Python: the model's metadata as
+    contract.py reads it, `load` of fixed images, the state after fixed `train` steps, a
+    checkpoint of that state written by the Python writer, and an imprinting reference."""
+    from tflite_transfer.runtime import checkpoint, contract
+
+    directory = web_models
+    model_path = directory / "tiny_static.tflite"
+    model_bytes = model_path.read_bytes()
+    interpreter = reference_interpreter(model_path)
+    runners = {key: interpreter.get_signature_runner(key) for key in interpreter.get_signature_list()}
+    metadata = contract.ModelMetadata.from_json(_metadata_json(model_bytes))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (3, 16, 12, 3), dtype=np.uint8)
+    bottlenecks = np.concatenate([runners["load"](image=image[None])["bottleneck"] for image in images])
+    train_bottlenecks = rng.normal(size=(3, TRAIN_BATCH, metadata.bottleneck_size)).astype(np.float32)
+    train_labels = rng.integers(0, 3, (3, TRAIN_BATCH)).astype(np.int32)
+    runners["initialize"]()
+    losses = [float(runners["train"](bottleneck=b, label=l)["loss"][0])
+              for b, l in zip(train_bottlenecks, train_labels)]
+    trained = {name: np.array(value) for name, value in runners["save"]().items()}
+    checkpoint.write_checkpoint(directory / "python.ckpt", trained, metadata.fingerprint,
+                                {"num_samples_cached": "0"})
+    imprint_bottlenecks = rng.normal(size=(7, metadata.bottleneck_size)).astype(np.float32) + 2
+    imprint_labels = np.array([0, 0, 2, 2, 2, 0, 2], np.int32)   # class 1 absent
+    reference = {
+        "metadata": json.loads(metadata.to_json()),
+        "images": images.ravel().tolist(), "bottlenecks": bottlenecks.ravel().tolist(),
+        "train_bottlenecks": train_bottlenecks.ravel().tolist(), "train_labels": train_labels.ravel().tolist(),
+        "losses": losses, "trained_state": tensors_as_json(trained),
+        "imprint_bottlenecks": imprint_bottlenecks.ravel().tolist(), "imprint_labels": imprint_labels.tolist(),
+        "imprint": tensors_as_json(imprint_reference(imprint_bottlenecks, imprint_labels, 3)),
+    }
+    (directory / "reference.json").write_text(json.dumps(reference))
+    return directory
+
+
+def _metadata_json(model_bytes: bytes) -> bytes:
+    from tflite_transfer.compiler import model_io
+    from tflite_transfer.runtime import contract
+
+    model = model_io.read_model_bytes(model_bytes)
+    entry = next(e for e in model.metadata if e.name.decode() == contract.METADATA_KEY)
+    return model_io.buffer_bytes(model, entry.buffer)
+
+
+def imprint_reference(bottlenecks: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+    """Nearest-class-mean as a linear layer, in float64 (BUILD.md, "The Python runtime")."""
+    x = bottlenecks.astype(np.float64)
+    present = np.unique(labels)
+    means = np.stack([x[labels == c].mean(axis=0) for c in present])
+    distances = ((x[:, None, :] - means[None]) ** 2).sum(-1)
+    scale = 8.0 / max(float(distances.mean()), 1e-12)
+    kernel = np.zeros((classes, x.shape[1]))
+    bias = np.zeros(classes)
+    kernel[present] = scale * means
+    bias[present] = -scale * (means ** 2).sum(-1) / 2
+    absent = np.setdiff1d(np.arange(classes), present)
+    bias[absent] = bias[present].min() - 10.0 - scale * distances.max()
+    return {"dense_0_kernel": kernel.astype(np.float32), "dense_0_bias": bias.astype(np.float32)}

@@ -125,15 +125,15 @@ export class TransferModel {
   predict(images) { return this._runImages(contract.INFER, images, this.metadata.output); }
 
   /** One optimizer step on exactly `trainBatch` bottlenecks (`train`); returns the loss. */
-  async trainBatch(bottlenecks, labels) {
+  async trainStep(bottlenecks, labels) {
     const {data, count} = checkedBottlenecks(bottlenecks, this.metadata.bottleneckSize);
     if (count !== this.trainBatch) {
       throw new InvalidInputError(`bottleneck: ${count} samples, but this model's train takes exactly ${this.trainBatch} per step`);
     }
-    return this._trainStep(data, checkedLabels(labels, count, this.metadata), count);
+    return this._runTrain(data, checkedLabels(labels, count, this.metadata), count);
   }
 
-  async _trainStep(bottlenecks, labels, count) {
+  async _runTrain(bottlenecks, labels, count) {
     const labelShape = this.classifies ? [count] : [count, this.numClasses];
     const result = await this._run(contract.TRAIN, {
       [contract.BOTTLENECK]: {data: bottlenecks, shape: [count, this.metadata.bottleneckSize]},
@@ -225,7 +225,7 @@ export class TransferModel {
         bottlenecks.set(this._bottlenecks[sample], i * features);
         labels.set(this._labels[sample], i * perLabel);
       });
-      losses.push(await this._trainStep(bottlenecks, labels, batch.length));
+      losses.push(await this._runTrain(bottlenecks, labels, batch.length));
       onBatch(index, losses[index]);
       const epoch = epochOfBatch[index];
       if (index === batches.length - 1 || epochOfBatch[index + 1] !== epoch) {
