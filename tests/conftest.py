@@ -13,12 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from benchmarks.subjects import tiny_uint8_classifier  # noqa: E402
+from tests.fixtures.bases import tiny_uint8_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_classifier_path(tmp_path_factory) -> str:
-    """A classic-style quantized classifier in miniature (benchmarks/subjects.py), like
+    """A classic-style quantized classifier in miniature (tests/fixtures/bases.py), like
     mobilenet_v2_1.0_224_quant: uint8 image -> int8 conv -> pool -> 1x1 conv -> softmax."""
     path = tmp_path_factory.mktemp("bases") / "tiny_classifier_quant.tflite"
     path.write_bytes(tiny_uint8_classifier())

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, fashion_mnist, few_shot
+from benchmarks.accuracy import experiment as accuracy, fashion_mnist, few_shot
 from tflite_transfer.compiler import pretrained
 
 IMAGE_SIZE = 96
@@ -150,5 +150,5 @@ def test_accuracy_benchmark_writes_its_report(tmp_path):
     runs = {(run["base"], run["method"], run["k"]) for run in document["runs"]}
     assert runs == {(b, m, k) for b in settings.bases for m in accuracy.METHODS for k in settings.shots}
     assert all(0.0 <= run["accuracy"] <= 1.0 for run in document["runs"])
-    text = paths["markdown"].read_text()
+    text = paths["md"].read_text()
     assert "int8 base against float base" in text and paths["png"].name in text

@@ -8,9 +8,9 @@ import struct
 
 import pytest
 
-from benchmarks import host
-from benchmarks.__main__ import run_benchmark
-from benchmarks.report import read_report
+from benchmarks.host import runs as host
+from benchmarks.host.benchmark import run_benchmark
+from benchmarks.common.report import read_report
 
 
 @pytest.fixture(scope="module")

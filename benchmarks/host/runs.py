@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from benchmarks.children import run_child
-from benchmarks.report import Measurement
-from benchmarks.subjects import OPTIMIZERS, Subjects
+from benchmarks.common.children import run_child
+from benchmarks.common.report import Measurement
+from benchmarks.host.subjects import OPTIMIZERS, Subjects
 
 DEVICE = "host"
 BASE_SIGNATURE = "serving_default"   # the converted base's only signature (input `image`)

@@ -1,9 +1,10 @@
 """Runs a compiled model's whole signature contract in one runtime; prints one JSON line per model.
 
-    python compat_probe.py --api litert|tflite_runtime|tf MODEL.tflite [MODEL.tflite ...]
+    python probe.py --api litert|tflite_runtime|tf MODEL.tflite [MODEL.tflite ...]
 
-Runs inside the compatibility venvs (benchmarks/compat.py), so it imports only numpy and the
-runtime under test, and nothing of this project. A stage that fails stops that model; its
+Runs inside the compatibility venvs (benchmarks/compat/), so it imports only numpy, the runtime
+under test and the project's numpy-only contract module (signature and tensor names; the parent
+puts it on PYTHONPATH, see matrix.py). A stage that fails stops that model; its
 result names the stage and the runtime's error line.
 """
 
@@ -19,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-SIGNATURES = ("infer", "load", "train", "train_images", "save", "restore", "initialize",
-              "set_learning_rate")
+from tflite_transfer.runtime import contract as C  # noqa: E402
+
 TRAIN_STEPS = 20
 
 
@@ -69,7 +70,7 @@ def error_line(error: BaseException) -> str:
 
 def images_for(runner, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Class-separable images of the model's input type: the class's colour channel is bright."""
-    detail = runner.get_input_details()["image"]
+    detail = runner.get_input_details()[C.IMAGE]
     shape = [int(d) for d in detail["shape_signature"][1:]]
     rng = np.random.default_rng(seed)
     labels = np.arange(batch, dtype=np.int32) % 3
@@ -81,7 +82,7 @@ def images_for(runner, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def targets_for(labels: np.ndarray, runner, key: str) -> np.ndarray:
     """int32 class ids, or float32 one-hot targets for an MSE head."""
-    detail = runner.get_input_details()["label"]
+    detail = runner.get_input_details()[C.LABEL]
     if detail["dtype"] == np.int32:
         return labels
     outputs = int(detail["shape_signature"][-1])
@@ -94,66 +95,66 @@ def probe(interpreter_class, path: str) -> dict:
         interpreter = interpreter_class(model_path=path)
         stage = enter("signatures")
         found = sorted(interpreter.get_signature_list())
-        if found != sorted(SIGNATURES):
+        if found != sorted(C.SIGNATURES):
             raise StageError(stage, f"signatures {found}")
-        run = {key: interpreter.get_signature_runner(key) for key in SIGNATURES}
+        run = {key: interpreter.get_signature_runner(key) for key in C.SIGNATURES}
 
         stage = enter("initialize")
-        if int(run["initialize"]()["step"][0]) != 0:
+        if int(run[C.INITIALIZE]()[C.STEP][0]) != 0:
             raise StageError(stage, "initialize did not return step 0")
-        initial_state = {k: v.copy() for k, v in run["save"]().items()}
+        initial_state = {k: v.copy() for k, v in run[C.SAVE]().items()}
 
         stage = enter("load")
-        images, labels = images_for(run["load"], batch=6, seed=0)
-        bottleneck = run["load"](image=images)["bottleneck"]
+        images, labels = images_for(run[C.LOAD], batch=6, seed=0)
+        bottleneck = run[C.LOAD](**{C.IMAGE: images})[C.BOTTLENECK]
         if bottleneck.ndim != 2 or bottleneck.shape[0] != 6 or not np.isfinite(bottleneck).all():
             raise StageError(stage, f"bottleneck shape {bottleneck.shape} or non-finite values")
 
         stage = enter("infer")
-        outputs = run["infer"](image=images)
+        outputs = run[C.INFER](**{C.IMAGE: images})
         prediction = next(iter(outputs.values()))
         if prediction.shape[0] != 6 or not np.isfinite(prediction).all():
             raise StageError(stage, f"infer output shape {prediction.shape} or non-finite values")
-        if "probabilities" in outputs and not np.allclose(prediction.sum(axis=1), 1.0, atol=1e-4):
+        if C.PROBABILITIES in outputs and not np.allclose(prediction.sum(axis=1), 1.0, atol=1e-4):
             raise StageError(stage, "probabilities do not sum to 1")
-        if not np.array_equal(run["load"](image=images)["bottleneck"], bottleneck):
+        if not np.array_equal(run[C.LOAD](**{C.IMAGE: images})[C.BOTTLENECK], bottleneck):
             raise StageError("load", "load is not deterministic")
 
         stage = enter("train")
-        targets = targets_for(labels, run["train"], "train")
-        losses = [float(run["train"](bottleneck=bottleneck, label=targets)["loss"][0])
+        targets = targets_for(labels, run[C.TRAIN], "train")
+        losses = [float(run[C.TRAIN](**{C.BOTTLENECK: bottleneck, C.LABEL: targets})[C.LOSS][0])
                   for _ in range(TRAIN_STEPS)]
         if not all(np.isfinite(losses)) or not np.mean(losses[-3:]) < np.mean(losses[:3]):
             raise StageError(stage, f"loss did not fall: {losses[0]:.4g} -> {losses[-1]:.4g}")
 
         stage = enter("train_images")
-        loss_images = run["train_images"](image=images, label=targets)["loss"]
+        loss_images = run[C.TRAIN_IMAGES](**{C.IMAGE: images, C.LABEL: targets})[C.LOSS]
         if loss_images.shape != (1,) or not np.isfinite(loss_images).all():
             raise StageError(stage, f"loss shape {loss_images.shape}")
 
         stage = enter("save/restore")
-        saved = {k: v.copy() for k, v in run["save"]().items()}
-        next_loss = run["train"](bottleneck=bottleneck, label=targets)["loss"].copy()
-        run["train"](bottleneck=bottleneck, label=targets)
-        restored_step = run["restore"](**saved)["step"]
-        again = run["save"]()
+        saved = {k: v.copy() for k, v in run[C.SAVE]().items()}
+        next_loss = run[C.TRAIN](**{C.BOTTLENECK: bottleneck, C.LABEL: targets})[C.LOSS].copy()
+        run[C.TRAIN](**{C.BOTTLENECK: bottleneck, C.LABEL: targets})
+        restored_step = run[C.RESTORE](**saved)[C.STEP]
+        again = run[C.SAVE]()
         if sorted(again) != sorted(saved) or any(not np.array_equal(again[k], saved[k]) for k in saved):
             raise StageError(stage, "save after restore differs from the saved state")
-        if int(restored_step[0]) != int(np.ravel(saved["step"])[0]):
+        if int(restored_step[0]) != int(np.ravel(saved[C.STEP])[0]):
             raise StageError(stage, f"restore returned step {restored_step}")
-        replay = run["train"](bottleneck=bottleneck, label=targets)["loss"]
+        replay = run[C.TRAIN](**{C.BOTTLENECK: bottleneck, C.LABEL: targets})[C.LOSS]
         if not np.array_equal(replay, next_loss):
             raise StageError(stage, "a train step after restore differs from the original step")
 
         stage = enter("set_learning_rate")
-        rate = run["set_learning_rate"](learning_rate=np.array([0.25], np.float32))["learning_rate"]
-        if float(np.ravel(rate)[0]) != 0.25 or float(np.ravel(run["save"]()["learning_rate"])[0]) != 0.25:
+        rate = run[C.SET_LEARNING_RATE](**{C.LEARNING_RATE: np.array([0.25], np.float32)})[C.LEARNING_RATE]
+        if float(np.ravel(rate)[0]) != 0.25 or float(np.ravel(run[C.SAVE]()[C.LEARNING_RATE])[0]) != 0.25:
             raise StageError(stage, f"learning rate reads back {rate}")
 
         stage = enter("initialize")
-        if int(run["initialize"]()["step"][0]) != 0:
+        if int(run[C.INITIALIZE]()[C.STEP][0]) != 0:
             raise StageError(stage, "initialize did not return step 0")
-        reset = run["save"]()
+        reset = run[C.SAVE]()
         if any(not np.array_equal(reset[k], initial_state[k]) for k in initial_state):
             raise StageError(stage, "initialize did not restore the compiled initial state")
     except StageError as error:

@@ -1,4 +1,4 @@
-"""Run one script of benchmarks/peers/ as a child process with a JSON plan; read its JSON line."""
+"""Run one script of benchmarks/common/peers/ as a child process with a JSON plan; read its JSON line."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The result format every benchmark writes: one JSON file (all figures) and one Markdown table.
+"""What every benchmark writes: the machine's facts, and one JSON file (all figures) plus one
+Markdown file per run, named `<title>-<UTC time>` so reruns never overwrite.
 
-The Android runner (`benchmarks/android.py`) and the host benchmark share it, so a phone and a
-laptop can be compared row by row. JSON holds every number; Markdown is for reading in a PR.
+`write_report` is the row format of the host and Android benchmarks (a phone and a laptop can
+be compared row by row); benchmarks with their own document shape use `result_paths` and
+`write_document`. JSON holds every number; Markdown is for reading in a PR.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import dataclasses
 import datetime
 import json
 import math
+import os
+import platform
 import re
+import sys
 from pathlib import Path
 
 from tflite_transfer.runtime.errors import InvalidInputError
@@ -59,6 +64,43 @@ class Report:
     summary: dict = dataclasses.field(default_factory=dict)
 
 
+def machine_facts(packages: tuple[str, ...] = ("ai-edge-litert", "tensorflow-cpu", "numpy")) -> dict[str, str]:
+    """Python, platform, CPU model and count, load average now, and the packages' versions."""
+    facts = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu count": str(os.cpu_count())}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            facts["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        facts["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    for package in packages:
+        try:
+            facts[package] = version(package)
+        except PackageNotFoundError:  # a missing package is a fact too
+            facts[package] = "not installed"
+    return facts
+
+
+def result_paths(results_dir: str | Path, title: str, suffixes: tuple[str, ...] = ("json", "md"),
+                 created: datetime.datetime | None = None) -> dict[str, Path]:
+    """`{suffix: <results_dir>/<title-slug>-<UTC time>.<suffix>}`, the folder created."""
+    created = created or datetime.datetime.now(datetime.timezone.utc)
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{_slug(title)}-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    return {suffix: results_dir / f"{stem}.{suffix}" for suffix in suffixes}
+
+
+def write_document(paths: dict[str, Path], document: dict, markdown: str) -> None:
+    """Writes the JSON document and the Markdown text to the paths of `result_paths`."""
+    paths["json"].write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    paths["md"].write_text(markdown, encoding="utf-8")
+
+
 def write_report(
     results_dir: str | Path,
     title: str,
@@ -75,11 +117,8 @@ def write_report(
     machine facts and the table of every measurement.
     """
     created = datetime.datetime.now(datetime.timezone.utc)
-    stem = f"{_slug(title)}-{created.strftime('%Y%m%dT%H%M%SZ')}"
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"{stem}.json"
-    markdown_path = results_dir / f"{stem}.md"
+    paths = result_paths(results_dir, title, created=created)
+    json_path, markdown_path = paths["json"], paths["md"]
 
     document = {
         "schema_version": SCHEMA_VERSION,

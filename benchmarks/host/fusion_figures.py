@@ -1,7 +1,7 @@
 """Fusion figures in one run: file sizes, `infer` latency against the base alone, and the
 peak RSS of fresh processes (base alone vs the fused model running every signature).
 
-    python -m benchmarks.fusion_figures [--alpha 1.0] [--image_size 224] [--runs 50]
+    python -m benchmarks.host.fusion_figures [--alpha 1.0] [--image_size 224] [--runs 50]
 
 The processes that measure memory import only numpy and ai_edge_litert (as an app would);
 peak RSS is the child's own high-water mark (VmHWM in /proc/self/status).

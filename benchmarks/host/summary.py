@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.report import Measurement, format_duration
-from benchmarks.subjects import OPTIMIZERS
+from benchmarks.common.report import Measurement, format_duration
+from benchmarks.host.subjects import OPTIMIZERS
 
 FLOOR = "floor (trivial model: one ADD on [1])"
 

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def subjects(tmp_path_factory):
-    from benchmarks.subjects import build_subjects
+    from benchmarks.host.subjects import build_subjects
 
     return build_subjects(tmp_path_factory.mktemp("bench"), alpha=float(os.environ.get("BENCH_ALPHA", "1.0")),
                           image_size=int(os.environ.get("BENCH_IMAGE_SIZE", "224")), num_classes=4,

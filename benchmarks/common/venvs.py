@@ -1,4 +1,5 @@
-"""The peers' own virtual environments: created by the benchmark itself, cached between runs.
+"""Virtual environments the benchmarks build for themselves, cached between runs: the peers'
+(host and speed benchmarks) and one per old runtime (compatibility matrix).
 
 Each peer needs an interpreter this project's environment cannot host:
 - the Flex recipe runs its save/restore only where Flex is linked into `tf.lite`'s Python
@@ -7,11 +8,11 @@ Each peer needs an interpreter this project's environment cannot host:
   onnx writes IR version 14, which it refuses). torch is pinned exactly: a looser pin pulls
   gigabytes of CUDA wheels.
 
-    python -m benchmarks.peer_envs            # create (or check) both, print their pythons
+    python -m benchmarks.common.venvs         # create (or check) the peers' venvs, print their pythons
 
-Venvs live under $TFLITE_TRANSFER_BENCH_CACHE (default ~/.cache/tflite_transfer_bench/). A venv
-counts as ready when its marker file holds the exact install steps; change a pin and it is
-rebuilt.
+Venvs live under $TFLITE_TRANSFER_BENCH_CACHE (default ~/.cache/tflite_transfer_bench/), one
+folder per spec. A venv counts as ready when its marker file holds the exact install steps;
+change a pin and it is rebuilt.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ INSTALL_TIMEOUT_S = 1500
 
 
 @dataclasses.dataclass(frozen=True)
-class PeerEnv:
-    name: str
+class VenvSpec:
+    name: str                                     # folder under the cache, e.g. "tf-2.12.1"
     # Each step is one `pip install` argument list, run in order.
     install_steps: tuple[tuple[str, ...], ...]
-    # Python run inside the venv after installing; it must exit 0 (prints versions).
-    probe: str
+    # Python run inside the venv after installing; it must exit 0 and print a JSON line of
+    # versions. None: no probe (the caller's own script reports what it finds).
+    probe: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    upgrade_pip: bool = True                      # old runtimes' venvs keep the bundled pip
 
 
-FLEX_ENV = PeerEnv(
+FLEX_ENV = VenvSpec(
     name="flex-tf2.18.1",
     install_steps=(
         ("tensorflow-cpu==2.18.1",),
@@ -53,7 +56,7 @@ FLEX_ENV = PeerEnv(
     env=(("TF_USE_LEGACY_KERAS", "1"),),
 )
 
-ORT_ENV = PeerEnv(
+ORT_ENV = VenvSpec(
     name="ort-training-1.19.2",
     install_steps=(
         ("torch==2.13.0",),
@@ -68,10 +71,10 @@ PEER_ENVS = (FLEX_ENV, ORT_ENV)
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadyEnv:
+class ReadyVenv:
     """A venv that installed and passed its probe (python is None and error set otherwise)."""
 
-    spec: PeerEnv
+    spec: VenvSpec
     python: str | None
     versions: dict
     setup_seconds: float
@@ -86,7 +89,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TFLITE_TRANSFER_BENCH_CACHE", default))
 
 
-def ensure_env(spec: PeerEnv, progress=print) -> ReadyEnv:
+def ensure_venv(spec: VenvSpec, progress=print) -> ReadyVenv:
     """Create the venv unless its marker matches; return its python or the reason it failed."""
     start = time.perf_counter()
     directory = cache_dir() / spec.name
@@ -99,21 +102,24 @@ def ensure_env(spec: PeerEnv, progress=print) -> ReadyEnv:
             shutil.rmtree(directory, ignore_errors=True)
             directory.parent.mkdir(parents=True, exist_ok=True)
             _run([sys.executable, "-m", "venv", str(directory)], spec)
-            _run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], spec)
+            if spec.upgrade_pip:
+                _run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], spec)
             for step in spec.install_steps:
                 _run([str(python), "-m", "pip", "install", "--quiet", *step], spec)
             marker.write_text(wanted)
-        probe = subprocess.run([str(python), "-c", spec.probe], capture_output=True, text=True,
-                               timeout=300, env={**os.environ, **dict(spec.env)})
-        if probe.returncode != 0:
-            raise RuntimeError(f"probe failed: {_last_line(probe.stderr)}")
-        versions = json.loads(probe.stdout.strip().splitlines()[-1])
+        versions = {}
+        if spec.probe is not None:
+            probe = subprocess.run([str(python), "-c", spec.probe], capture_output=True, text=True,
+                                   timeout=300, env={**os.environ, **dict(spec.env)})
+            if probe.returncode != 0:
+                raise RuntimeError(f"probe failed: {_last_line(probe.stderr)}")
+            versions = json.loads(probe.stdout.strip().splitlines()[-1])
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
-        return ReadyEnv(spec, None, {}, time.perf_counter() - start, error=f"{spec.name}: {error}")
-    return ReadyEnv(spec, str(python), versions, time.perf_counter() - start)
+        return ReadyVenv(spec, None, {}, time.perf_counter() - start, error=f"{spec.name}: {error}")
+    return ReadyVenv(spec, str(python), versions, time.perf_counter() - start)
 
 
-def _run(command: list[str], spec: PeerEnv) -> None:
+def _run(command: list[str], spec: VenvSpec) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
                             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     if result.returncode != 0:
@@ -127,5 +133,5 @@ def _last_line(text: str) -> str:
 
 if __name__ == "__main__":
     for peer in PEER_ENVS:
-        ready = ensure_env(peer)
+        ready = ensure_venv(peer)
         print(peer.name, ready.python, ready.versions, f"{ready.setup_seconds:.0f} s", ready.error or "")

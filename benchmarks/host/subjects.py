@@ -87,33 +87,3 @@ def build_floor_model() -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [module.floor.get_concrete_function()], module)
     return converter.convert()
-
-
-def tiny_uint8_classifier() -> bytes:
-    """uint8 image 16x12x3 -> int8 conv -> global average pool -> 1x1 conv -> softmax, full int8
-    with uint8 input/output: the classic quantized classifier in miniature.
-    Its dimensions all differ (16x12 image, 7 features, 5 classes) so no axis mix-up passes;
-    shared by the test suite and the compatibility matrix."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(1)
-    image = keras.Input((16, 12, 3))
-    x = keras.layers.Conv2D(7, 3, activation="relu")(image)
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
-    x = keras.layers.Conv2D(5, 1)(x)
-    x = keras.layers.Reshape((5,))(x)
-    model = keras.Model(image, keras.layers.Softmax()(x))
-    rng = np.random.default_rng(0)
-
-    def calibration():
-        for _ in range(16):
-            yield [rng.random((1, 16, 12, 3), dtype=np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
-    return converter.convert()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from benchmarks.report import Measurement
-from benchmarks.summary import FLOOR
+from benchmarks.common.report import Measurement
+from benchmarks.host.summary import FLOOR
 
 
 def _ms(row: Measurement | None) -> float:
