@@ -1,12 +1,14 @@
 // The checkpoint file format in JS: round trip, and a clear CheckpointError for every kind of
 // damage (decision 4's reader order). Needs no model.
 import {test} from 'node:test';
+import {webcrypto} from 'node:crypto';
 import assert from 'node:assert/strict';
 
 import {readCheckpoint, writeCheckpoint, checkCompatible} from '../src/checkpoint.js';
 import {CheckpointError, InvalidInputError} from '../src/errors.js';
 import {parseStrictJson} from '../src/strict_json.js';
 
+globalThis.crypto ??= webcrypto;  // Node 18 has no global WebCrypto; browsers and Node 20 do
 const FINGERPRINT = 'ab'.repeat(32);
 const state = () => ({
   dense_0_kernel: {dtype: 'float32', shape: [3, 2], data: new Float32Array([1.5, -0, NaN, 1e-45, -3, 7])},
