@@ -12,6 +12,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# npm ci: exactly the versions in package-lock.json (@litertjs/core 2.5.3, playwright-core);
+# npm ci: exactly the versions in package-lock.json (@litertjs/core 2.5.3; playwright-core 1.61.1,
+# the newest that runs on Debian bookworm's Node 18);
 # the tarballs are cached in ~/.npm.
 (cd runtime/web && npm ci --no-audit --no-fund --loglevel=error)
