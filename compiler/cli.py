@@ -70,6 +70,9 @@ flags.DEFINE_string("output", "transfer_model.tflite", "Where to write the fused
 flags.DEFINE_bool("verify", True, "Run --verify_steps train steps in the TFLite interpreter "
                   "against a TensorFlow eager reference before writing the model.")
 flags.DEFINE_integer("verify_steps", 10, "Train steps compared by --verify.")
+flags.DEFINE_string("batch", None, "IMAGES,TRAIN: fixed batch sizes of the image signatures (load, "
+                    "infer, train_images) and of train, e.g. 1,16 ('any' keeps one dynamic). Static "
+                    "shapes are what LiteRT.js (the browser) needs. Default: any batch.")
 # export.
 flags.DEFINE_string("model", None, "export: the trainable model compile-transfer wrote.")
 flags.DEFINE_string("checkpoint", None, "export: a checkpoint of that model (from save_checkpoint).")
@@ -137,6 +140,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         from tflite_transfer.compiler import pipeline, summary  # noqa: PLC0415 (imports TensorFlow)
+        from tflite_transfer.compiler.batch import parse_batch_flag  # noqa: PLC0415
         from tflite_transfer.compiler.bases import BaseOptions  # noqa: PLC0415
 
         labels = _read_labels(FLAGS.labels)
@@ -148,10 +152,11 @@ def main(argv: list[str]) -> int:
             FLAGS.head, num_classes, labels, FLAGS.loss, FLAGS.label_smoothing, FLAGS.optimizer,
             FLAGS.learning_rate, FLAGS.momentum, FLAGS.nesterov, FLAGS.beta_1, FLAGS.beta_2,
             FLAGS.epsilon, FLAGS.weight_decay, FLAGS.seed)
+        batch_options = parse_batch_flag(FLAGS.batch)
         pipeline.validate_options(base_options, head_options, FLAGS.output)
         result = pipeline.compile_transfer_model(
             base_options, head_options, FLAGS.verify_steps if FLAGS.verify else 0,
-            FLAGS.verify_tolerance, _progress)
+            FLAGS.verify_tolerance, _progress, batch_options)
         pipeline.write_atomically(FLAGS.output, result.model_bytes)
     except TransferError as error:
         print(f"compile-transfer: error: {error}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from tflite_transfer.compiler import audit, cut, fuse, heads, losses, model_io, op_versions, optimizers
+from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
 from tflite_transfer.compiler import summary, training_graph, verify
 from tflite_transfer.compiler.bases import BaseOptions, BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
@@ -52,6 +52,7 @@ class CompileResult:
     metadata: dict
     signatures: dict          # key -> (inputs, outputs) as summary.TensorInfo lists
     versions: op_versions.VersionReport
+    batch: batch.BatchReport = batch.BatchReport(None, None)
 
     @property
     def head_bytes(self) -> int:
@@ -144,15 +145,17 @@ def validate_options(base_options: BaseOptions, head_options: HeadOptions, outpu
 
 def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions,
                            verify_steps: int = 10, verify_tolerance: float = 1e-5,
-                           progress: Callable[[str], None] = print) -> CompileResult:
+                           progress: Callable[[str], None] = print,
+                           batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompileResult:
     base = load_base(base_options, progress)
     return compile_from_base(base, base_options.base_output, head_options, verify_steps,
-                             verify_tolerance, progress)
+                             verify_tolerance, progress, batch_options)
 
 
 def compile_from_base(base: BaseSource, base_output: str | None, head_options: HeadOptions,
                       verify_steps: int = 10, verify_tolerance: float = 1e-5,
-                      progress: Callable[[str], None] = print) -> CompileResult:
+                      progress: Callable[[str], None] = print,
+                      batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompileResult:
     prepared = cut.prepare_base(base.model, None if base.cut_applied else base_output, base.source)
     progress("building and converting the training head")
     head = build_training_head(head_options, prepared.bottleneck_size)
@@ -163,24 +166,29 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
     checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
                                          fused.base_subgraph, prepared.kept_tensor_count, base.source)
     audit.check_contract(fused.model, expected_contract(head))
+    # Static signature batches (--batch; LiteRT.js needs them), recorded in the metadata.
+    model, batch_report = batch.fix_signature_batches(fused.model, batch_options.image_batch,
+                                                      batch_options.train_batch)
+    metadata = {**metadata, "image_batch": batch_report.image_batch, "train_batch": batch_report.train_batch}
     # After the base check (which compares op versions with the user's file): every op at the
     # lowest version its kernel semantics need, so older runtimes load the model, and a
     # min_runtime_version metadata that says what the model really needs.
-    versions = op_versions.lower_op_versions(fused.model)
-    op_versions.set_min_runtime_version(fused.model, versions.min_runtime_version)
-    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(fused.model),
+    versions = op_versions.lower_op_versions(model)
+    op_versions.set_min_runtime_version(model, versions.min_runtime_version)
+    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(model),
                                                    model_io.associated_files(base.tflite))
     parity = None
     if verify_steps:
         progress(f"verifying {verify_steps} train steps against TensorFlow eager")
-        parity = verify.verify_training(model_bytes, head, steps=verify_steps)
+        parity = verify.verify_training(model_bytes, head, steps=verify_steps,
+                                        batch_size=batch_report.train_batch or verify.DEFAULT_BATCH)
         if not parity.passed(verify_tolerance):
             raise VerificationError(
                 f"train steps differ from the TensorFlow reference: relative weight difference "
                 f"{parity.max_relative_difference:.2e} > {verify_tolerance:.0e} "
                 f"(worst variable: {max(parity.per_variable, key=parity.per_variable.get)})")
     return CompileResult(model_bytes, base, head, op_audit, checked, parity, metadata,
-                         summary.describe_signatures(fused.model), versions)
+                         summary.describe_signatures(model), versions, batch_report)
 
 
 def write_atomically(path: str, data: bytes) -> None:

@@ -42,6 +42,7 @@ def format_summary(result, output_path: str) -> str:
                  f"optimizer {result.head.optimizer.name} (learning rate {result.head.optimizer.learning_rate:g})")
     lines.append(f"size:  base {len(base.tflite) / 1e6:.3f} MB + head {result.head_bytes / 1e6:.3f} MB "
                  f"-> fused {len(result.model_bytes) / 1e6:.3f} MB")
+    lines.append(f"batch: {result.batch.describe()}")
     lines.append("signatures (inputs -> outputs; ops run, callees included):")
     for key, (inputs, outputs) in result.signatures.items():
         lines.append(f"  {key:<18} {_tensors(inputs)} -> {_tensors(outputs)}  "

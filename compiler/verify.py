@@ -95,7 +95,10 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
             for n, v in zip(names, variables)}, losses
 
 
-def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = 8,
+DEFAULT_BATCH = 8   # batch of the checked steps when `train` takes any batch
+
+
+def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = DEFAULT_BATCH,
                     seed: int = 0) -> ParityReport:
     interpreter, interpreter_name = make_interpreter(model_bytes)
     initial = interpreter.get_signature_runner("save")()

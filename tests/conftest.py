@@ -62,12 +62,14 @@ def small_mobilenet_path(tmp_path_factory) -> str:
     return str(path)
 
 
-def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0, **head):
-    from tflite_transfer.compiler import bases, pipeline
+def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
+                  batch_options=None, **head):
+    from tflite_transfer.compiler import bases, batch, pipeline
 
     base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
     return pipeline.compile_from_base(base, base_output, pipeline.HeadOptions(**head),
-                                      verify_steps=verify_steps, progress=lambda m: None)
+                                      verify_steps=verify_steps, progress=lambda m: None,
+                                      batch_options=batch_options or batch.BatchOptions())
 
 
 @pytest.fixture(scope="session")
