@@ -40,18 +40,18 @@ class Case:
 
 def compile_models(settings: Settings, directory: Path, progress=print) -> dict[int, Path]:
     """{train batch: path} for train batch 1 and settings.train_batch (image batch 1 both)."""
-    from tflite_transfer.compiler import bases, pipeline
-    from tests.web.static_batch_stopgap import make_static_batch
+    from tflite_transfer.compiler import bases, batch, pipeline
 
     progress(f"building the int8 MobileNetV2 alpha {settings.alpha} {settings.image_size}x{settings.image_size}")
     base = bases.load_base(bases.BaseOptions(alpha=settings.alpha, image_size=settings.image_size), progress=lambda m: None)
-    progress("compiling a softmax head (4 classes, SGD)")
-    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
-                                        verify_steps=0, progress=lambda m: None)
     paths = {}
     for train_batch in sorted({1, settings.train_batch}):
+        progress(f"compiling a softmax head (4 classes, SGD) with --batch=1,{train_batch}")
+        result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
+                                            verify_steps=0, progress=lambda m: None,
+                                            batch_options=batch.BatchOptions(1, train_batch))
         paths[train_batch] = directory / f"model_batch_1_{train_batch}.tflite"
-        paths[train_batch].write_bytes(make_static_batch(result.model_bytes, 1, train_batch))
+        paths[train_batch].write_bytes(result.model_bytes)
     return paths
 
 

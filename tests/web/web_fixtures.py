@@ -1,5 +1,6 @@
-"""Fixtures of the web runtime's tests (imported by its test modules): static-batch models compiled by the real compiler on
-the tiny base, written to a directory that the Node tests and the served demo page read."""
+"""Fixtures of the web runtime's tests (imported by its test modules): models compiled by the
+real compiler on the tiny base (`--batch=1,4` and dynamic), written to a directory that the
+Node tests and the served demo page read, and references computed by the Python runtime."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import compile_model
-from tests.web.static_batch_stopgap import make_static_batch
+from tflite_transfer.compiler import batch
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"
 IMAGE_BATCH, TRAIN_BATCH = 1, 4
@@ -44,10 +45,11 @@ def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     """tiny_static.tflite (image batch 1, train batch 4, SGD softmax head, 3 classes) and the
     same head compiled with dynamic shapes (tiny_dynamic.tflite), which LiteRT.js cannot run."""
     directory = tmp_path_factory.mktemp("web_models")
-    dynamic = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
-                            labels=("red", "green", "blue"))
-    (directory / "tiny_dynamic.tflite").write_bytes(dynamic.model_bytes)
-    (directory / "tiny_static.tflite").write_bytes(make_static_batch(dynamic.model_bytes, IMAGE_BATCH, TRAIN_BATCH))
+    for name, batches in (("tiny_dynamic", batch.BatchOptions()),
+                          ("tiny_static", batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))):
+        result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
+                               labels=("red", "green", "blue"), batch_options=batches)
+        (directory / f"{name}.tflite").write_bytes(result.model_bytes)
     return directory
 
 
@@ -98,6 +100,9 @@ def node_fixtures(web_models) -> Path:
         "imprint": tensors_as_json(imprint_reference(imprint_bottlenecks, imprint_labels, 3)),
     }
     (directory / "reference.json").write_text(json.dumps(reference))
+    # The digest scheme on bytes of our own (any model version): Python stamps, JS checks.
+    sample = b"\x00head" + b'{"model_digest":"' + contract.DIGEST_PLACEHOLDER.encode() + b'"}' + bytes(range(256)) * 3
+    (directory / "digest_sample.bin").write_bytes(contract.stamp_digest(sample))
     return directory
 
 
