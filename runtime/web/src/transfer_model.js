@@ -19,7 +19,6 @@ import {InvalidInputError, TransferError, UnsupportedModelError, CheckpointError
 import {checkedBottlenecks, checkedImages, checkedLabels, checkedLearningRate, checkedState} from './inputs.js';
 import {epochLosses, paddedChunks, trainingPlan} from './batches.js';
 
-const TYPED_ARRAYS = {float32: Float32Array, int32: Int32Array, uint8: Uint8Array};
 
 export class TransferModel {
   /** Use TransferModel.open. */
@@ -328,7 +327,7 @@ function checkSignatures(compiled, metadata, source) {
   const image = details[contract.LOAD].inputs[contract.IMAGE];
   const imageBatch = image.shape[0];
   const trainBatch = details[contract.TRAIN].inputs[contract.BOTTLENECK].shape[0];
-  if (!(image.dtype in TYPED_ARRAYS) || image.dtype === 'int32') {
+  if (!['float32', 'uint8'].includes(image.dtype)) {
     throw new UnsupportedModelError(`${source}: image tensor is ${image.dtype}; LiteRT.js feeds float32 and uint8 images only`);
   }
   for (const [batch, declared, field] of [[imageBatch, metadata.imageBatch, 'image_batch'], [trainBatch, metadata.trainBatch, 'train_batch']]) {

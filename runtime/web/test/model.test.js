@@ -57,6 +57,21 @@ test('the model digest: Python stamps it, JS checks it; a flipped byte is refuse
   await assert.rejects(open(new Uint8Array(100)), (error) => error instanceof api.TransferError && /not a TFLite model/.test(error.message));
 });
 
+test('the FlatBuffer metadata reader never reads out of bounds: truncated or damaged files get a TransferError', {skip}, async () => {
+  let seed = 7;
+  const random = (n) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  for (let trial = 0; trial < 200; trial++) {
+    const bytes = trial < 100 ? modelBytes.slice(0, random(modelBytes.length)) : modelBytes.slice();
+    if (trial >= 100) for (let k = 0; k < 4; k++) bytes[random(Math.min(bytes.length, 4096))] = random(256);
+    try {
+      api.readModelMetadata(bytes, 'damaged.tflite');
+    } catch (error) {
+      assert.ok(error instanceof api.TransferError, `trial ${trial}: ${error}`);
+      assert.match(error.message, /^damaged.tflite: /);
+    }
+  }
+});
+
 test('a dynamic-batch model gets one line saying to recompile with --batch', {skip}, async () => {
   const dynamic = new Uint8Array(readFileSync(join(FIXTURES, 'tiny_dynamic.tflite')));
   await assert.rejects(open(dynamic, {source: 'tiny_dynamic.tflite'}),
