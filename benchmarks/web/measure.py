@@ -38,16 +38,20 @@ class Case:
     batch: int
 
 
-def compile_models(settings: Settings, directory: Path, progress=print) -> dict[int, Path]:
-    """{train batch: path} for train batch 1 and settings.train_batch (image batch 1 both)."""
+def compile_models(settings: Settings, directory: Path, progress=print, base=None,
+                   base_output: str | None = None) -> dict[int, Path]:
+    """{train batch: path} for train batch 1 and settings.train_batch (image batch 1 both), on
+    the embedded MobileNetV2 or on a given BaseSource (the smoke test's tiny base)."""
     from tflite_transfer.compiler import bases, batch, pipeline
 
-    progress(f"building the int8 MobileNetV2 alpha {settings.alpha} {settings.image_size}x{settings.image_size}")
-    base = bases.load_base(bases.BaseOptions(alpha=settings.alpha, image_size=settings.image_size), progress=lambda m: None)
+    if base is None:
+        progress(f"building the int8 MobileNetV2 alpha {settings.alpha} {settings.image_size}x{settings.image_size}")
+        base = bases.load_base(bases.BaseOptions(alpha=settings.alpha, image_size=settings.image_size),
+                               progress=lambda m: None)
     paths = {}
     for train_batch in sorted({1, settings.train_batch}):
         progress(f"compiling a softmax head (4 classes, SGD) with --batch=1,{train_batch}")
-        result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
+        result = pipeline.compile_from_base(base, base_output, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
                                             verify_steps=0, progress=lambda m: None,
                                             batch_options=batch.BatchOptions(1, train_batch))
         paths[train_batch] = directory / f"model_batch_1_{train_batch}.tflite"
@@ -116,11 +120,12 @@ class BrowserTimer:
         self.process.wait(timeout=60)
 
 
-def run_benchmark(settings: Settings, results_dir, progress=print) -> tuple[Path, Path]:
+def run_benchmark(settings: Settings, results_dir, progress=print, base=None,
+                  base_output: str | None = None) -> tuple[Path, Path]:
     from tests.web.page_server import serve
 
     with tempfile.TemporaryDirectory(prefix="web-benchmark-") as workdir:
-        paths = compile_models(settings, Path(workdir), progress)
+        paths = compile_models(settings, Path(workdir), progress, base, base_output)
         todo = cases(paths, settings.train_batch)
         with serve(WEB_DIR, Path(workdir), isolated=True) as origin:
             browser = BrowserTimer(origin)
@@ -138,7 +143,9 @@ def run_benchmark(settings: Settings, results_dir, progress=print) -> tuple[Path
                         times[NATIVE, case].append(native.time(case, settings.runs, settings.warmup))
             finally:
                 browser.close()
-    return _write(settings, results_dir, todo, times, opened, browser_version)
+    scenario = (f"MobileNetV2 {settings.alpha} {settings.image_size} int8" if base is None else base.description) + \
+        ", softmax 4 classes, SGD"
+    return _write(settings, results_dir, todo, times, opened, browser_version, scenario)
 
 
 def _runtime_names(browser_version: str) -> dict[str, str]:
@@ -149,9 +156,8 @@ def _runtime_names(browser_version: str) -> dict[str, str]:
             NATIVE: f"ai-edge-litert {version('ai-edge-litert')} (Python)"}
 
 
-def _write(settings, results_dir, todo, times, opened, browser_version) -> tuple[Path, Path]:
+def _write(settings, results_dir, todo, times, opened, browser_version, scenario) -> tuple[Path, Path]:
     names = _runtime_names(browser_version)
-    scenario = f"MobileNetV2 {settings.alpha} {settings.image_size} int8, softmax 4 classes, SGD"
     measurements, ratio_rows, summary = [], [], {"ratios": {}, "open_ms": {}}
     for case in todo:
         for side in (BROWSER, NATIVE):
