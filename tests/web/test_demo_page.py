@@ -1,6 +1,6 @@
 """The demo page in a real browser (headless Debian Chromium driven by playwright-core): it
 opens a compiled static-batch model served from 127.0.0.1, trains on images picked through
-its file inputs (the loss falls), predicts, and its checkpoints move to and from Python bit
+its file inputs and a frame of Chromium's fake camera (the loss falls), predicts, and its checkpoints move to and from Python bit
 for bit. Nothing is requested from another origin."""
 
 from __future__ import annotations
@@ -78,12 +78,14 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
     assert report["consoleErrors"] == [] and report["foreignRequests"] == []
     assert "3 classes, images uint8 [16,12,3] (batch 1), train batch 4" in report["status"]
     assert report["counts"] == [4, 4, 4]
+    assert report["countsAfterCapture"] == [4, 4, 5]            # one frame of Chromium's fake camera
+    assert abs(sum(report["cameraProbabilities"]) - 1) < 1e-5
 
-    # Training in the page lowers the loss (12 samples, batch 4: 45 steps over 15 epochs; the
+    # Training in the page lowers the loss (13 samples, batch 4: 49 steps over 15 epochs; the
     # tiny base's bottlenecks are small, |x|^2 ~ 0.2, hence learning rate 1).
     losses = report["losses"]
     assert len(losses) == 15 and losses[-1] < 0.7 * losses[0], losses
-    assert "(45 steps in total)" in report["trainStatus"]
+    assert "(49 steps in total)" in report["trainStatus"]
     assert abs(sum(report["probabilities"]) - 1) < 1e-5
 
     # The page's download restores bit-exactly in Python and is what Python writes for that state.
@@ -97,7 +99,7 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
     restored = interpreter.get_signature_runner("save")()
     assert {n: _bits(v) for n, v in restored.items()} == {n: _bits(v) for n, v in downloaded.tensors.items()}
     checkpoint.write_checkpoint(tmp_path / "python_rewrite.ckpt", downloaded.tensors, metadata.fingerprint,
-                                {"num_samples_cached": "12"})
+                                {"num_samples_cached": "13"})
     assert (tmp_path / "python_rewrite.ckpt").read_bytes() == (tmp_path / "page.ckpt").read_bytes()
 
     # A Python checkpoint uploaded to the page restores bit for bit; a damaged one is refused

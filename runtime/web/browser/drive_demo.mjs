@@ -10,7 +10,8 @@ import {launchChromium} from './launch.mjs';
 
 const plan = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const report = {consoleErrors: [], foreignRequests: [], steps: []};
-const {context, close} = await launchChromium();
+// Chromium's fake camera (a moving test pattern) stands in for a webcam, permission granted.
+const {context, close} = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
 let page;
 try {
   page = await context.newPage();
@@ -40,6 +41,14 @@ try {
   }
   report.counts = await page.evaluate(() => window.demo.counts);
 
+  // Capture: one camera frame added to the last class, then the camera stays on for predict.
+  await page.click('#camera-toggle');
+  await page.waitForFunction(() => document.querySelector('#camera').readyState >= 2 && !window.demo.busy, null, {timeout: 30_000});
+  const last = plan.classImages.length - 1;
+  await page.click(`.class:nth-child(${last + 1}) button`);
+  await page.waitForFunction(([i, n]) => window.demo.counts[i] === n && !window.demo.busy, [last, plan.classImages[last].length + 1]);
+  report.countsAfterCapture = await page.evaluate(() => window.demo.counts);
+
   await page.fill('#epochs', String(plan.epochs));
   if (plan.learningRate !== undefined) await page.fill('#learning-rate', String(plan.learningRate));
   await page.click('#train');
@@ -51,6 +60,11 @@ try {
   await page.waitForSelector('#probabilities li');
   report.probabilities = await page.$$eval('#probabilities li', (items) =>
     items.map((item) => [Number(item.dataset.class), Number(item.dataset.probability)]).sort((a, b) => a[0] - b[0]).map(([, p]) => p));
+
+  await page.click('#predict-camera');
+  await page.waitForFunction(() => document.querySelectorAll('#probabilities li').length > 0 && !window.demo.busy);
+  report.cameraProbabilities = await page.$$eval('#probabilities li', (items) => items.map((item) => Number(item.dataset.probability)));
+  await page.click('#camera-toggle');
 
   if (plan.screenshot) await page.screenshot({path: plan.screenshot, fullPage: true});
 
