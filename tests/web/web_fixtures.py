@@ -43,13 +43,17 @@ def web_packages() -> Path:
 @pytest.fixture(scope="session")
 def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     """tiny_static.tflite (image batch 1, train batch 4, SGD softmax head, 3 classes) and the
-    same head compiled with dynamic shapes (tiny_dynamic.tflite), which LiteRT.js cannot run."""
+    same head compiled with dynamic shapes (tiny_dynamic.tflite), which LiteRT.js cannot run;
+    tiny_mse.tflite: a 2-output MSE head (float targets instead of class ids)."""
     directory = tmp_path_factory.mktemp("web_models")
     for name, batches in (("tiny_dynamic", batch.BatchOptions()),
                           ("tiny_static", batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))):
         result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
                                labels=("red", "green", "blue"), batch_options=batches)
         (directory / f"{name}.tflite").write_bytes(result.model_bytes)
+    mse = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=2, loss="mse", learning_rate=0.5,
+                        batch_options=batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))
+    (directory / "tiny_mse.tflite").write_bytes(mse.model_bytes)
     return directory
 
 

@@ -187,3 +187,23 @@ test('imprint sets the head to the nearest class mean (numpy float64 reference)'
     model.delete();
   }
 });
+
+test('an MSE head takes float targets [batch, k], refuses other shapes, and fits them', {skip}, async () => {
+  const model = await open(new Uint8Array(readFileSync(join(FIXTURES, 'tiny_mse.tflite'))), {source: 'tiny_mse.tflite'});
+  try {
+    assert.equal(model.classifies, false);
+    const features = model.metadata.bottleneckSize;
+    const bottlenecks = Array.from({length: 8 * features}, (_, i) => ((i * 7) % 11) / 11);
+    const targets = Array.from({length: 8}, (_, i) => [i % 2, 1 - (i % 2)]);
+    await assert.rejects(async () => model.addBottlenecks(bottlenecks, [0, 1, 0, 1, 0, 1, 0, 1]), /expected float targets \[8, 2\]/);
+    await assert.rejects(async () => model.addBottlenecks(bottlenecks, targets.map(() => [NaN, 0])), /NaN or Inf/);
+    model.addBottlenecks(bottlenecks, targets);
+    const losses = await model.fit({epochs: 30});
+    assert.ok(losses.at(-1) < 0.5 * losses[0], `losses ${losses}`);
+    const [prediction] = await model.predict(new Uint8Array(PER_IMAGE).fill(50));
+    assert.equal(prediction.length, 2);
+    await assert.rejects(model.imprint(), /imprint needs a single-layer softmax head/);
+  } finally {
+    model.delete();
+  }
+});
