@@ -330,6 +330,10 @@ function checkSignatures(compiled, metadata, source) {
   if (!['float32', 'uint8'].includes(image.dtype)) {
     throw new UnsupportedModelError(`${source}: image tensor is ${image.dtype}; LiteRT.js feeds float32 and uint8 images only`);
   }
+  const label = details[contract.TRAIN].inputs[contract.LABEL];
+  if (label.dtype !== metadata.label.dtype) {
+    throw new UnsupportedModelError(`${source}: train's label is ${label.dtype} but the metadata says ${metadata.label.dtype}; recompile the model`);
+  }
   for (const [batch, declared, field] of [[imageBatch, metadata.imageBatch, 'image_batch'], [trainBatch, metadata.trainBatch, 'train_batch']]) {
     if (declared !== null && declared !== batch) {
       throw new UnsupportedModelError(`${source}: metadata ${field} ${declared} but the signatures fix batch ${batch}; recompile the model`);
