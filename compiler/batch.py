@@ -16,6 +16,10 @@ compiler writes a -1 only ever stands for the batch (the head is built from
 `TensorSpec([None, ...])`, the base's converter marks only its batch dynamic); an image input
 with any other dynamic dimension is refused. Constants, ops and weights are not touched, so
 the arithmetic is the dynamic model's: `train` at the fixed batch gives bit-identical results.
+
+`static_batches` is the pipeline's entry: it first makes a fixed-batch-of-1 base run at any
+batch where that is exact (compiler/batch_agnostic.py); a base that cannot be gets
+`image_batch = 1`, so no model ever advertises a batch its base cannot run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import json
 
 import numpy as np
 
-from tflite_transfer.compiler import audit, model_io
+from tflite_transfer.compiler import audit, batch_agnostic, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 from tflite_transfer.runtime import contract
 
@@ -86,11 +90,34 @@ class BatchReport:
     train_batch: int | None
     note: str = ""                      # one line for the summary, e.g. why images run one by one
     tensors_fixed: int = 0              # tensors whose dynamic dimensions were set
+    base_rewritten: bool = False        # the base was made batch-agnostic (compiler/batch_agnostic.py)
 
     def describe(self) -> str:
         show = lambda b: "any" if b is None else f"fixed {b}"  # noqa: E731
         text = f"image signatures batch {show(self.image_batch)}, train batch {show(self.train_batch)}"
         return f"{text}; {self.note}" if self.note else text
+
+
+def static_batches(model: model_io.ModelT, base_subgraph: int, kept_tensor_count: int,
+                   options: BatchOptions, source: str = "base") -> tuple[model_io.ModelT, BatchReport]:
+    """The batch pass of the pipeline: makes the base batch-agnostic where that is exact
+    (compiler/batch_agnostic.py), else fixes the image signatures at batch 1; then fixes the
+    batches the user asked for. A base that runs at batch 1 only never yields a model that
+    advertises any other image batch."""
+    image_batch, note, rewritten = options.image_batch, "", False
+    if image_batch != 1:  # at batch 1 the base runs as given: nothing to rewrite or prove
+        candidate, agnostic = batch_agnostic.make_batch_agnostic(model, base_subgraph, kept_tensor_count)
+        if agnostic.blocker is not None and image_batch is not None:
+            train = "any" if options.train_batch is None else options.train_batch
+            raise InvalidInputError(f"--batch={options.describe()}: {source} runs at batch 1 only "
+                                    f"({agnostic.blocker}); use --batch=1,{train}")
+        if agnostic.blocker is None:
+            model, rewritten = candidate, bool(agnostic.rewrites or agnostic.opened_signatures)
+        else:
+            image_batch = 1
+        note = agnostic.describe()
+    fixed, report = fix_signature_batches(model, image_batch, options.train_batch, note)
+    return fixed, dataclasses.replace(report, base_rewritten=rewritten)
 
 
 def signature_batches(image_batch: int | None, train_batch: int | None) -> dict[str, int | None]:

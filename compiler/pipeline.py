@@ -166,9 +166,10 @@ def compile_from_base(base: BaseSource, base_output: str | None, head_options: H
     checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
                                          fused.base_subgraph, prepared.kept_tensor_count, base.source)
     audit.check_contract(fused.model, expected_contract(head))
-    # Static signature batches (--batch; LiteRT.js needs them), recorded in the metadata.
-    model, batch_report = batch.fix_signature_batches(fused.model, batch_options.image_batch,
-                                                      batch_options.train_batch)
+    # Batches: a fixed-batch-of-1 base made batch-agnostic where exact (else images run one at
+    # a time); static signature batches (--batch; LiteRT.js needs them); both in the metadata.
+    model, batch_report = batch.static_batches(fused.model, fused.base_subgraph, prepared.kept_tensor_count,
+                                               batch_options, base.source)
     metadata = {**metadata, "image_batch": batch_report.image_batch, "train_batch": batch_report.train_batch}
     # After the base check (which compares op versions with the user's file): every op at the
     # lowest version its kernel semantics need, so older runtimes load the model, and a

@@ -49,8 +49,9 @@ def format_summary(result, output_path: str) -> str:
                      f"[{result.op_audit.ops_per_signature.get(key, 0)} ops]")
     op_types = ", ".join(f"{name} {count}" for name, count in result.op_audit.op_types.items())
     lines.append(f"op types ({sum(result.op_audit.op_types.values())} ops, all TFLite builtins): {op_types}")
+    rewritten = " (before the batch rewrite above)" if result.batch.base_rewritten else ""
     lines.append(f"checks: builtin ops only; {result.base_tensors_checked} base tensors identical to the "
-                 "original; signature contract complete")
+                 f"original{rewritten}; signature contract complete")
     lines.append(f"runtime: min_runtime_version {result.versions.min_runtime_version}; "
                  f"{len(result.versions.changes)} op codes lowered to the version their kernels need")
     if result.parity is not None:
