@@ -1,0 +1,1 @@
+"""Federated personalization on Flower's simulation engine: `python -m benchmarks.federated`."""
