@@ -7,10 +7,11 @@ import collections
 import dataclasses
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
+from tflite_transfer.compiler.model_io import schema
 
 from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.runtime import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,22 +67,30 @@ def _quantization(tensor: schema.TensorT) -> tuple:
 
 
 def _describe(model: model_io.ModelT, tensor: schema.TensorT) -> tuple:
-    return (tensor.type, model_io.tensor_shape(tensor), _quantization(tensor),
-            model_io.buffer_bytes(model, tensor.buffer))
+    return (tensor.type, _quantization(tensor), model_io.buffer_bytes(model, tensor.buffer))
+
+
+def _same_shape(original: list[int], fused: list[int], fixed_batch: int | None) -> bool:
+    """Equal, except that a dynamic (-1) dimension may be the fixed batch (--batch)."""
+    return len(original) == len(fused) and all(
+        o == f or (o < 0 and fixed_batch is not None and f == fixed_batch) for o, f in zip(original, fused))
 
 
 def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.ModelT,
-                         fused_entry: int, kept_tensor_count: int, source: str = "base") -> int:
+                         fused_entry: int, kept_tensor_count: int, source: str = "base",
+                         fixed_batch: int | None = None) -> int:
     """Checks that every base tensor in the fused model (type, shape, quantization, buffer
-    bytes) and every base op (op code, version, options) equals the user's original model.
+    bytes) and every base op (op code, options; version equal or lowered) equals the user's
+    original model; with `fixed_batch`, dynamic dimensions may have become that batch.
     Returns the number of tensors compared."""
     by_name = collections.defaultdict(list)
     original_subgraph = original.subgraphs[entry]
     for tensor in original_subgraph.tensors:
-        by_name[tensor.name].append(_describe(original, tensor))
+        by_name[tensor.name].append((_describe(original, tensor), model_io.tensor_shape(tensor)))
     fused_subgraph = fused.subgraphs[fused_entry]
     for tensor in fused_subgraph.tensors[:kept_tensor_count]:
-        if _describe(fused, tensor) not in by_name.get(tensor.name, []):
+        described, shape = _describe(fused, tensor), model_io.tensor_shape(tensor)
+        if not any(described == d and _same_shape(s, shape, fixed_batch) for d, s in by_name.get(tensor.name, [])):
             raise VerificationError(
                 f"{source}: base tensor '{model_io.tensor_name(tensor)}' differs from the original "
                 "(type, shape, quantization or weight bytes)")
@@ -94,8 +103,10 @@ def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.
         source_op = producers.get(name)
         if source_op is None:
             continue  # an adapter op (DEQUANTIZE / RESHAPE) appended after the cut
-        same_code = (model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
-                     == model_io.op_code_key(fused.operatorCodes[op.opcodeIndex]))
+        # Same op; its version may only have been lowered (op_versions: kernels never read it).
+        (code, custom, version) = model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
+        (fused_code, fused_custom, fused_version) = model_io.op_code_key(fused.operatorCodes[op.opcodeIndex])
+        same_code = (code, custom) == (fused_code, fused_custom) and fused_version <= version
         same_inputs = ([original_subgraph.tensors[i].name if i >= 0 else None for i in source_op.inputs]
                        == [fused_subgraph.tensors[i].name if i >= 0 else None for i in op.inputs])
         if not (same_code and same_inputs and source_op.builtinOptionsType == op.builtinOptionsType
@@ -109,16 +120,19 @@ def _options(op: schema.OperatorT) -> dict:
             for k, v in (vars(op.builtinOptions) if op.builtinOptions is not None else {}).items() if "subgraph" not in k.lower()}
 
 
-def check_contract(model: model_io.ModelT, expected: dict[str, tuple[list[str], list[str]]]) -> None:
-    """Checks the signature keys and their input/output names, and that infer is subgraph 0."""
+def check_contract(model: model_io.ModelT, specs: dict[str, contract.SignatureSpec]) -> None:
+    """Checks the signature keys and their exact input/output names (contract.signature_specs),
+    and that infer is subgraph 0."""
     found = {s.signatureKey.decode(): ([t.name.decode() for t in s.inputs or []],
                                        [t.name.decode() for t in s.outputs or []])
              for s in model.signatureDefs or []}
-    if set(found) != set(expected):
-        raise VerificationError(f"signatures {sorted(found)} differ from the contract {sorted(expected)}")
-    for key, (inputs, outputs) in expected.items():
-        if sorted(found[key][0]) != sorted(inputs) or sorted(found[key][1]) != sorted(outputs):
-            raise VerificationError(f"signature '{key}' has inputs {found[key][0]} / outputs "
-                                    f"{found[key][1]}, expected {inputs} / {outputs}")
-    if model_io.signature_subgraph(model, "infer") != 0:
-        raise VerificationError("'infer' must be subgraph 0 so that a plain invoke() runs inference")
+    if set(found) != set(specs):
+        raise VerificationError(f"signatures {sorted(found)} differ from the contract {sorted(specs)}")
+    for key, spec in specs.items():
+        inputs, outputs = found[key]
+        if sorted(inputs) != sorted(spec.inputs) or sorted(outputs) != sorted(spec.outputs):
+            raise VerificationError(f"signature '{key}' has inputs {inputs} / outputs {outputs}, "
+                                    f"expected {list(spec.inputs)} / {list(spec.outputs)}")
+    if model_io.signature_subgraph(model, contract.SIGNATURES[0]) != 0:
+        raise VerificationError(f"'{contract.SIGNATURES[0]}' must be subgraph 0 so that a plain "
+                                "invoke() runs inference")

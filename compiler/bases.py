@@ -9,8 +9,7 @@ from typing import Callable
 
 from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import InvalidInputError
-
-DEFAULT_BASE = "mobilenet_v2"
+from tflite_transfer.compiler.options import DEFAULT_BASE, BaseOptions  # noqa: F401 (BaseOptions: API)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,21 +18,9 @@ class BaseSource:
     model: model_io.ModelT
     description: str
     synthetic_weights: bool
-    cut_applied: bool             # True when --base_output was already applied (Keras layer cut)
+    cut_at: str | None            # the tensor cut.py cuts the .tflite at; None: its one output
     source: str                   # file name for messages
     image_range: tuple[float, float] | None = None   # pixel range the base expects, when known
-
-
-@dataclasses.dataclass(frozen=True)
-class BaseOptions:
-    base: str | None = None               # None: the embedded default
-    base_output: str | None = None
-    alpha: float = 1.0
-    image_size: int = 224
-    base_weights: str | None = None
-    calibration_dir: str | None = None
-    num_calibration_images: int = 32
-    quantize: bool = True
 
 
 def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> BaseSource:
@@ -42,11 +29,13 @@ def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> 
         if options.base_output:
             raise InvalidInputError("--base_output applies to --base files; the embedded "
                                     "MobileNetV2 already ends at its pooled bottleneck")
-        converted = _keras_base().build_default_mobilenet_v2(
+        from tflite_transfer.compiler import mobilenet  # noqa: PLC0415 (Keras: seconds to import)
+
+        converted = mobilenet.build_default_mobilenet_v2(
             alpha=options.alpha, image_size=options.image_size, weights_file=options.base_weights,
             calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
-        return _from_converted(converted, cut_applied=True, source=DEFAULT_BASE)
+        return _from_converted(converted, source=DEFAULT_BASE)
     if options.base_weights:
         raise InvalidInputError("--base_weights applies to the embedded default base only")
     if not os.path.exists(path):
@@ -57,18 +46,19 @@ def load_base(options: BaseOptions, progress: Callable[[str], None] = print) -> 
         converted = _keras_base().convert_saved_model_base(
             path, quantize=options.quantize, calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
-        return _from_converted(converted, cut_applied=False, source=path)
+        return _from_converted(converted, source=path, cut_at=options.base_output)
     if path.endswith((".keras", ".h5", ".hdf5")):
         converted = _keras_base().convert_keras_base(
             path, output_layer=options.base_output, quantize=options.quantize,
             calibration_dir=options.calibration_dir,
             num_calibration_images=options.num_calibration_images, progress=progress)
-        return _from_converted(converted, cut_applied=True, source=path)
+        # The Keras cut is at a layer, before conversion (keras_base.py says why).
+        return _from_converted(converted, source=path)
     with open(path, "rb") as handle:
         data = handle.read()
     model = model_io.read_model_bytes(data, path)
     return BaseSource(data, model, f"{os.path.basename(path)} ({len(data) / 1e6:.2f} MB)",
-                      synthetic_weights=False, cut_applied=False, source=path)
+                      synthetic_weights=False, cut_at=options.base_output, source=path)
 
 
 def _keras_base():
@@ -78,8 +68,8 @@ def _keras_base():
     return keras_base
 
 
-def _from_converted(converted, cut_applied: bool, source: str) -> BaseSource:
+def _from_converted(converted, source: str, cut_at: str | None = None) -> BaseSource:
     model = model_io.read_model_bytes(converted.tflite, source)
     # Our Keras/SavedModel conversions calibrate (and the embedded base rescales) 0-255 pixels.
     return BaseSource(converted.tflite, model, converted.description,
-                      converted.synthetic_weights, cut_applied, source, image_range=(0.0, 255.0))
+                      converted.synthetic_weights, cut_at, source, image_range=(0.0, 255.0))

@@ -30,7 +30,7 @@ import json
 
 import numpy as np
 
-from tflite_transfer.compiler import audit, batch_agnostic, model_io
+from tflite_transfer.compiler import audit, batch_agnostic, graph, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 from tflite_transfer.runtime import contract
 
@@ -200,7 +200,6 @@ def _metadata_entry(model: model_io.ModelT):
 def _set_metadata(model: model_io.ModelT, **fields) -> None:
     """Rewrites the contract metadata with `fields` set; compact JSON, the form the model-digest
     byte search expects (contract.ModelMetadata.to_json)."""
-    entry = _metadata_entry(model)
     record = {**read_metadata_record(model), **fields}
     text = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-    model.buffers[entry.buffer] = model_io.make_buffer(text)  # the caller's list is a copy
+    graph.set_metadata(model, contract.METADATA_KEY, text)  # its buffer list is the copy's

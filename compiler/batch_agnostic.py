@@ -29,9 +29,9 @@ import copy
 import dataclasses
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
 
-from tflite_transfer.compiler import batch_check, model_io
+from tflite_transfer.compiler import batch_check, graph, model_io
+from tflite_transfer.compiler.model_io import BuiltinOperator, TensorType
 
 CHECK_BATCH = 3                              # k images at once against k single calls
 DYNAMIC_TOLERANCE = 1e-6                     # relative, for dynamic bases left as given
@@ -76,6 +76,7 @@ def make_batch_agnostic(model: model_io.ModelT, base_subgraph: int,
     candidate.subgraphs = list(model.subgraphs)
     candidate.subgraphs[base_subgraph] = subgraph = copy.deepcopy(model.subgraphs[base_subgraph])
     candidate.buffers = list(model.buffers)
+    candidate.operatorCodes = list(model.operatorCodes)   # new op codes must not reach `model`
     image = subgraph.tensors[subgraph.inputs[0]]
     fixed_input = model_io.tensor_shape(image)[:1] != [-1]
     rewrites: list[str] = []
@@ -119,7 +120,7 @@ def _constant(model, subgraph, index: int) -> np.ndarray | None:
     data = model_io.buffer_bytes(model, tensor.buffer)
     if not data:
         return None
-    dtype = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}.get(tensor.type)
+    dtype = {TensorType.INT32: np.int32, TensorType.INT64: np.int64}.get(tensor.type)
     return None if dtype is None else np.frombuffer(data, dtype).astype(np.int64)
 
 
@@ -264,7 +265,7 @@ def _rewrite_broadcast(model, subgraph, op, batched: set[int], where: str, rewri
         view_index = len(subgraph.tensors) - 1
         shape_index = _append_constant(model, subgraph, f"{model_io.tensor_name(tensor)}/batch_axis_shape",
                                        np.array(target, np.int32))
-        _insert_before(model, subgraph, op, _reshape(model, index, shape_index, view_index, target))
+        _insert_reshape_before(model, subgraph, op, index, shape_index, view_index, target)
         op.inputs = [view_index if n == position else int(i) for n, i in enumerate(op.inputs)]
         batched.add(view_index)
         rewrites.append(f"{where.split()[0]} {_tensor_label(subgraph, int(op.outputs[0]))}: input "
@@ -272,32 +273,13 @@ def _rewrite_broadcast(model, subgraph, op, batched: set[int], where: str, rewri
 
 
 def _append_constant(model, subgraph, name: str, values: np.ndarray) -> int:
-    tensor = schema.TensorT()
-    tensor.name, tensor.type = name.encode(), schema.TensorType.INT32
-    tensor.shape = np.array(values.shape, np.int32)
-    model.buffers.append(model_io.make_buffer(values.tobytes()))
-    tensor.buffer = len(model.buffers) - 1
-    subgraph.tensors.append(tensor)
-    return len(subgraph.tensors) - 1
+    return graph.GraphEditor(model).tensor(subgraph, name, TensorType.INT32, values.shape, data=values.tobytes())
 
 
-def _reshape(model, source: int, shape: int, output: int, target: list[int]) -> schema.OperatorT:
-    code = next((n for n, c in enumerate(model.operatorCodes)
-                 if model_io.builtin_code(c) == schema.BuiltinOperator.RESHAPE and (c.version or 1) == 1), None)
-    if code is None:
-        model.operatorCodes = list(model.operatorCodes) + [model_io.make_op_code(schema.BuiltinOperator.RESHAPE, 1)]
-        code = len(model.operatorCodes) - 1
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = code, [source, shape], [output]
-    options = schema.ReshapeOptionsT()
-    options.newShape = list(target)
-    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ReshapeOptions, options
-    return op
-
-
-def _insert_before(model, subgraph, op, new_op) -> None:
+def _insert_reshape_before(model, subgraph, op, source: int, shape: int, output: int, target: list[int]) -> None:
     position = next(n for n, existing in enumerate(subgraph.operators) if existing is op)
-    subgraph.operators.insert(position, new_op)
+    graph.GraphEditor(model).op(subgraph, BuiltinOperator.RESHAPE, 1, [source, shape], [output],
+                                graph.options("ReshapeOptions", newShape=list(target)), position=position)
 
 
 def _rewrite_strided_slice(model, subgraph, op, where: str, rewrites: list[str]) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
 
-from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler import graph, model_io
+from tflite_transfer.compiler.model_io import TensorType
 
 PROBE = "batch_probe"
-_NUMPY_TYPES = {schema.TensorType.UINT8: np.uint8, schema.TensorType.INT8: np.int8,
-                schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT16: np.int16}
+_NUMPY_TYPES = {TensorType.UINT8: np.uint8, TensorType.INT8: np.int8,
+                TensorType.FLOAT32: np.float32, TensorType.INT16: np.int16}
 
 
 def _probe_model(model: model_io.ModelT, base_subgraph: int, cut: int) -> bytes:
@@ -28,16 +28,12 @@ def _probe_model(model: model_io.ModelT, base_subgraph: int, cut: int) -> bytes:
     subgraph = copy.copy(model.subgraphs[base_subgraph])
     subgraph.outputs = [cut]
     probe.subgraphs[base_subgraph] = subgraph
-    signature = schema.SignatureDefT()
-    signature.signatureKey, signature.subgraphIndex = PROBE.encode(), base_subgraph
-    signature.inputs, signature.outputs = [schema.TensorMapT()], [schema.TensorMapT()]
-    signature.inputs[0].name, signature.inputs[0].tensorIndex = b"image", int(subgraph.inputs[0])
-    signature.outputs[0].name, signature.outputs[0].tensorIndex = b"features", cut
-    probe.signatureDefs = [signature]
+    probe.signatureDefs = [graph.signature_def(PROBE, base_subgraph, {"image": int(subgraph.inputs[0])},
+                                               {"features": cut})]
     return model_io.write_model_bytes(probe)
 
 
-def _images(tensor: schema.TensorT, count: int, seed: int = 0) -> np.ndarray:
+def _images(tensor: model_io.schema.TensorT, count: int, seed: int = 0) -> np.ndarray:
     dtype = _NUMPY_TYPES.get(tensor.type)
     if dtype is None:
         raise ValueError(f"image type {model_io.tensor_type_name(tensor.type)}")

@@ -12,12 +12,13 @@ import dataclasses
 import difflib
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
 
-from tflite_transfer.compiler import model_io
+from tflite_transfer.compiler import graph, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+from tflite_transfer.compiler.model_io import BuiltinOperator, TensorType
+from tflite_transfer.runtime import contract
 
-_QUANTIZED_TYPES = {schema.TensorType.INT8: 2, schema.TensorType.UINT8: 1}  # -> DEQUANTIZE version
+_QUANTIZED_TYPES = {TensorType.INT8: 2, TensorType.UINT8: 1}  # -> DEQUANTIZE version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +39,13 @@ def prepare_base(model: model_io.ModelT, base_output: str | None = None,
         count = 0 if subgraph.inputs is None else len(subgraph.inputs)
         raise UnsupportedModelError(f"{source}: the base must take one input (an image), it takes {count}")
     output = _find_output(model, entry, base_output, source)
-    _prune_to(subgraph, output)
+    needed = graph.prune_ops(subgraph, [output])
+    if int(subgraph.inputs[0]) not in needed:
+        raise InvalidInputError(
+            f"tensor '{model_io.tensor_name(subgraph.tensors[output])}' does not depend on the image input")
+    graph.prune_tensors(model, entry)
     kept = len(subgraph.tensors)
-    bottleneck_size = _append_adapter(model, subgraph, source)
+    bottleneck_size = _append_adapter(graph.GraphEditor(model), subgraph, source)
     return PreparedBase(model, entry, bottleneck_size, kept, source)
 
 
@@ -78,32 +83,7 @@ def _find_output(model: model_io.ModelT, entry: int, base_output: str | None, so
     raise InvalidInputError(f"{source}: no tensor named '{base_output}' (--base_output){hint}")
 
 
-def _prune_to(subgraph: schema.SubGraphT, output: int) -> None:
-    """Keeps only the ops `output` depends on and the tensors they use, renumbered in order."""
-    needed, kept_ops = {output}, []
-    for op in reversed(subgraph.operators or []):
-        if any(int(t) in needed for t in op.outputs):
-            kept_ops.append(op)
-            needed.update(int(t) for t in op.inputs if t >= 0)
-            needed.update(int(t) for t in (op.intermediates if op.intermediates is not None else []))
-    kept_ops.reverse()
-    image = int(subgraph.inputs[0])
-    if image not in needed:
-        raise InvalidInputError(
-            f"tensor '{model_io.tensor_name(subgraph.tensors[output])}' does not depend on the image input")
-    used = sorted(needed | {image})
-    new_index = {old: new for new, old in enumerate(used)}
-    remap = lambda indices: [new_index[int(t)] if t >= 0 else -1 for t in indices]  # noqa: E731
-    for op in kept_ops:
-        op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
-        if op.intermediates is not None:
-            op.intermediates = remap(op.intermediates)
-    subgraph.tensors = [subgraph.tensors[i] for i in used]
-    subgraph.operators = kept_ops
-    subgraph.inputs, subgraph.outputs = [new_index[image]], [new_index[output]]
-
-
-def _append_adapter(model: model_io.ModelT, subgraph: schema.SubGraphT, source: str) -> int:
+def _append_adapter(editor: graph.GraphEditor, subgraph, source: str) -> int:
     """Appends DEQUANTIZE / RESHAPE so the subgraph outputs float32 [batch, features]."""
     output = int(subgraph.outputs[0])
     tensor = subgraph.tensors[output]
@@ -115,47 +95,19 @@ def _append_adapter(model: model_io.ModelT, subgraph: schema.SubGraphT, source: 
         raise InvalidInputError(
             f"{source}: bottleneck tensor {described} is not rank 2 [batch, features] "
             "(or [batch, 1, 1, features]); cut after the global pooling with --base_output")
-    if tensor.type not in (schema.TensorType.FLOAT32, *_QUANTIZED_TYPES):
+    if tensor.type not in (TensorType.FLOAT32, *_QUANTIZED_TYPES):
         raise UnsupportedModelError(f"{source}: bottleneck tensor {described}: expected float32, int8 or uint8")
     features = shape[-1]
     if tensor.type in _QUANTIZED_TYPES:
-        dequantized = _new_tensor(model, subgraph, f"{name}/dequantized", schema.TensorType.FLOAT32, shape)
-        _append_op(model, subgraph, schema.BuiltinOperator.DEQUANTIZE,
-                   _QUANTIZED_TYPES[tensor.type], [output], [dequantized])
+        dequantized = editor.tensor(subgraph, f"{name}/dequantized", TensorType.FLOAT32, shape)
+        editor.op(subgraph, BuiltinOperator.DEQUANTIZE, _QUANTIZED_TYPES[tensor.type], [output], [dequantized])
         output = dequantized
     if len(shape) == 4:
-        new_shape = _new_tensor(model, subgraph, "bottleneck/shape", schema.TensorType.INT32, [2],
-                                data=np.array([-1, features], np.int32).tobytes())
-        flat = _new_tensor(model, subgraph, "bottleneck", schema.TensorType.FLOAT32, [-1, features])
-        options = schema.ReshapeOptionsT()
-        options.newShape = [-1, features]
-        _append_op(model, subgraph, schema.BuiltinOperator.RESHAPE, 1, [output, new_shape], [flat],
-                   schema.BuiltinOptions.ReshapeOptions, options)
+        new_shape = editor.tensor(subgraph, f"{contract.BOTTLENECK}/shape", TensorType.INT32, [2],
+                                  data=np.array([-1, features], np.int32).tobytes())
+        flat = editor.tensor(subgraph, contract.BOTTLENECK, TensorType.FLOAT32, [-1, features])
+        editor.op(subgraph, BuiltinOperator.RESHAPE, 1, [output, new_shape], [flat],
+                  graph.options("ReshapeOptions", newShape=[-1, features]))
         output = flat
     subgraph.outputs = [output]
     return features
-
-
-def _new_tensor(model, subgraph, name, tensor_type, shape, data: bytes | None = None) -> int:
-    tensor = schema.TensorT()
-    tensor.name = name.encode()
-    tensor.type = tensor_type
-    dims = [int(d) for d in shape]
-    tensor.shape = np.array([1 if d < 0 else d for d in dims], np.int32)
-    if any(d < 0 for d in dims):
-        tensor.shapeSignature = np.array(dims, np.int32)
-    tensor.buffer = 0
-    if data is not None:
-        model.buffers.append(model_io.make_buffer(data))
-        tensor.buffer = len(model.buffers) - 1
-    subgraph.tensors.append(tensor)
-    return len(subgraph.tensors) - 1
-
-
-def _append_op(model, subgraph, code, version, inputs, outputs, options_type=0, options=None):
-    model.operatorCodes.append(model_io.make_op_code(code, version))
-    op = schema.OperatorT()
-    op.opcodeIndex = len(model.operatorCodes) - 1
-    op.inputs, op.outputs = list(inputs), list(outputs)
-    op.builtinOptionsType, op.builtinOptions = options_type, options
-    subgraph.operators.append(op)

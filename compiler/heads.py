@@ -178,15 +178,35 @@ def _set_last_activation(layers: list[DenseLayer], activation: str, path: str) -
 
 
 HeadBuilder = Callable[[str, int, int, int], HeadSpec]
-HEADS: dict[str, HeadBuilder] = {"softmax": softmax_head, "mlp": mlp_head, "keras": keras_head}
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadRecord:
+    """One kind of head: how `--head` spells it, what it is, and its builder."""
+    usage: str                 # e.g. 'mlp:H1[,H2,...]'
+    description: str
+    build: HeadBuilder
+
+
+HEADS: dict[str, HeadRecord] = {
+    "softmax": HeadRecord("softmax", "one dense layer (the loss adds softmax)", softmax_head),
+    "mlp": HeadRecord("mlp:H1[,H2,...]", "dense layers with ReLU hidden layers of H1, H2... units", mlp_head),
+    "keras": HeadRecord("keras:FILE", "a Keras model of " + "/".join(KERAS_LAYERS_ACCEPTED[1:])
+                        + " layers taking the bottleneck; its weights are the initial weights", keras_head),
+}
+
+
+def help_text() -> str:
+    return "; ".join(f"'{record.usage}': {record.description}" for record in HEADS.values())
 
 
 def build_head(flag: str, bottleneck_size: int, num_outputs: int, seed: int = 0) -> HeadSpec:
     """Builds the head named by a `--head` flag value: `softmax`, `mlp:H1[,H2]`, `keras:FILE`."""
     kind, _, arg = flag.partition(":")
     if kind not in HEADS:
-        raise InvalidInputError(f"unknown --head '{flag}'; choose one of: softmax, mlp:H1[,H2], keras:FILE")
-    spec = HEADS[kind](arg, bottleneck_size, num_outputs, seed)
+        raise InvalidInputError(f"unknown --head '{flag}'; choose one of: "
+                                f"{', '.join(record.usage for record in HEADS.values())}")
+    spec = HEADS[kind].build(arg, bottleneck_size, num_outputs, seed)
     for layer in spec.layers[:-1]:
         if layer.activation not in ACTIVATIONS:
             raise UnsupportedModelError(f"head layer '{layer.name}': activation '{layer.activation}'")

@@ -1,8 +1,11 @@
-"""Losses, chosen by the CLI name. Each gives the loss and its gradient w.r.t. the logits.
+"""Losses, a registry keyed by the CLI name (`--loss`). Each record gives what `infer` returns,
+what `train` takes as `label`, and the loss with its gradient w.r.t. the logits.
 
 Gradients are written out (not taken with tf.GradientTape) because the tape's gradient of
 broadcasting ops needs `tf.BroadcastGradientArgs` with a dynamic batch, which is no TFLite
 builtin. The reference in verify.py uses the tape, so the two are independent.
+
+Adding a loss: one `LossRecord` in `LOSSES` (with its Keras reference) and its test.
 """
 
 from __future__ import annotations
@@ -12,25 +15,64 @@ from typing import Callable
 
 import tensorflow as tf
 
+from tflite_transfer.compiler.errors import InvalidInputError
+from tflite_transfer.runtime import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class LossRecord:
+    """One loss: everything the compiler needs to know about it, in one place."""
+    name: str                      # the --loss value
+    description: str               # for --help
+    labels_are_class_ids: bool     # int32 [batch] class ids, else float32 [batch, outputs] targets
+    output_name: str               # `infer`'s output tensor (a contract name)
+    min_outputs: int               # smallest --num_classes that makes sense
+    takes_label_smoothing: bool
+    outputs: Callable              # logits -> what `infer` returns
+    loss_and_logits_grad: Callable  # (spec, logits, label) -> (loss, d loss / d logits)
+    keras_reference: Callable      # spec -> the Keras loss on (targets, logits): verify.py's reference
+
 
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
-    name: str
-    label_dtype: tf.DType
-    labels_are_class_ids: bool     # int32 [batch] ids, else float32 [batch, outputs] targets
-    output_name: str               # what `infer` returns
+    """A loss chosen from the registry, with its options."""
+    record: LossRecord
     label_smoothing: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def labels_are_class_ids(self) -> bool:
+        return self.record.labels_are_class_ids
+
+    @property
+    def output_name(self) -> str:
+        return self.record.output_name
+
+    @property
+    def label_dtype(self) -> tf.DType:
+        return tf.int32 if self.labels_are_class_ids else tf.float32
+
+    def label(self, num_outputs: int) -> contract.LabelSpec:
+        """The contract's description of `label`, per sample."""
+        return contract.LabelSpec.for_loss(self.labels_are_class_ids, num_outputs)
 
     def label_spec(self, num_outputs: int) -> tf.TensorSpec:
         shape = [None] if self.labels_are_class_ids else [None, num_outputs]
-        return tf.TensorSpec(shape, self.label_dtype, name="label")
+        return tf.TensorSpec(shape, self.label_dtype, name=contract.LABEL)
 
     def outputs(self, logits: tf.Tensor) -> tf.Tensor:
         """What `infer` returns for the logits."""
-        return tf.nn.softmax(logits) if self.labels_are_class_ids else logits
+        return self.record.outputs(logits)
 
     def loss_and_logits_grad(self, logits: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return _LOSS_FUNCTIONS[self.name](self, logits, label)
+        return self.record.loss_and_logits_grad(self, logits, label)
+
+    def keras_reference(self):
+        """The independent reference (a Keras loss taking one-hot or float targets and logits)."""
+        return self.record.keras_reference(self)
 
 
 def _softmax_cross_entropy(spec: LossSpec, logits, label):
@@ -50,22 +92,38 @@ def _mean_squared_error(spec: LossSpec, logits, label):
     return tf.reduce_sum(tf.square(error)) / count, 2.0 * error / count
 
 
-_LOSS_FUNCTIONS: dict[str, Callable] = {
-    "softmax_cross_entropy": _softmax_cross_entropy,
-    "mse": _mean_squared_error,
-}
-LOSSES = tuple(_LOSS_FUNCTIONS)
+LOSSES: dict[str, LossRecord] = {record.name: record for record in (
+    LossRecord("softmax_cross_entropy", "softmax + cross-entropy on int32 class ids "
+               "(--label_smoothing); infer returns probabilities",
+               labels_are_class_ids=True, output_name=contract.PROBABILITIES, min_outputs=2,
+               takes_label_smoothing=True, outputs=tf.nn.softmax,
+               loss_and_logits_grad=_softmax_cross_entropy,
+               keras_reference=lambda spec: tf.keras.losses.CategoricalCrossentropy(
+                   from_logits=True, label_smoothing=spec.label_smoothing)),
+    LossRecord("mse", "mean squared error on float32 targets [batch, num_classes]; infer "
+               "returns predictions", labels_are_class_ids=False,
+               output_name=contract.PREDICTIONS, min_outputs=1, takes_label_smoothing=False,
+               outputs=lambda logits: logits, loss_and_logits_grad=_mean_squared_error,
+               keras_reference=lambda spec: tf.keras.losses.MeanSquaredError()),
+)}
+
+
+def help_text() -> str:
+    return "; ".join(f"'{name}': {record.description}" for name, record in LOSSES.items())
 
 
 def build_loss(name: str, label_smoothing: float = 0.0) -> LossSpec:
-    from tflite_transfer.compiler.errors import InvalidInputError  # noqa: PLC0415
-
-    if name not in _LOSS_FUNCTIONS:
+    record = LOSSES.get(name)
+    if record is None:
         raise InvalidInputError(f"unknown --loss '{name}'; choose one of: {', '.join(LOSSES)}")
     if not 0.0 <= label_smoothing < 1.0:
         raise InvalidInputError(f"--label_smoothing must be in [0, 1), got {label_smoothing}")
-    if name == "mse":
-        if label_smoothing:
-            raise InvalidInputError("--label_smoothing applies to softmax_cross_entropy only")
-        return LossSpec(name, tf.float32, False, "predictions")
-    return LossSpec(name, tf.int32, True, "probabilities", label_smoothing)
+    if label_smoothing and not record.takes_label_smoothing:
+        takers = ", ".join(n for n, r in LOSSES.items() if r.takes_label_smoothing)
+        raise InvalidInputError(f"--label_smoothing applies to {takers} only, not --loss={name}")
+    return LossSpec(record, label_smoothing)
+
+
+def check_num_outputs(loss: LossSpec, num_outputs: int) -> None:
+    if num_outputs < loss.record.min_outputs:
+        raise InvalidInputError(f"--num_classes must be >= {loss.record.min_outputs}, got {num_outputs}")

@@ -1,44 +1,202 @@
-"""compile_transfer_model: base -> training head -> fuse -> verify -> bytes.
+"""compile_transfer_model: the options -> one validated plan -> an ordered list of passes ->
+the model's bytes.
 
-The CLI and the Python API both call this function; each pass is a plain function of the
-previous one's result, and the structural checks run before anything is written.
+The plan is built and validated once from the options (`make_plan`); nothing downstream checks
+a flag again. Each pass is a plain function `(plan, build) -> build` over one frozen `Build`
+record and runs in the order of `PASSES`: the model is changed only up to `serialize`, which
+writes the bytes and stamps the model digest as the last change; the audits, the run of every
+signature and `--verify` then check those final bytes, and the CLI writes them only if all pass.
+Adding a pass is one function and one line in `PASSES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import tempfile
 from typing import Callable
 
-import numpy as np
-
 from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
-from tflite_transfer.compiler import summary, training_graph, verify
-from tflite_transfer.compiler.bases import BaseOptions, BaseSource, load_base
+from tflite_transfer.compiler import summary, training_graph, validate, verify
+from tflite_transfer.compiler.bases import BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
+from tflite_transfer.compiler.metadata import build_metadata
+from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
+                                              BaseOptions, HeadOptions)
+from tflite_transfer.runtime import contract
 
-CONTRACT_VERSION = 1
+Progress = Callable[[str], None]
+__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
+           "compile_from_base", "write_atomically"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompilePlan:
+    """Everything a compile needs, validated: built once by make_plan."""
+    head: str                            # the --head flag (its builder needs the bottleneck size)
+    num_classes: int
+    labels: tuple[str, ...]
+    loss: losses.LossSpec
+    optimizer: optimizers.OptimizerSpec
+    seed: int
+    verify_steps: int                    # 0: no --verify
+    verify_tolerance: float
+    batch: batch.BatchOptions            # fixed signature batches (--batch); default any
+
+
+def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
+              verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+              batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
+    """Validates every head, loss, optimizer and check option once (cheap: before minutes of
+    conversion are spent)."""
+    labels = tuple(head_options.labels)
+    num_classes = head_options.num_classes
+    if num_classes is None:
+        num_classes = len(labels) or DEFAULT_NUM_CLASSES
+    loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
+    losses.check_num_outputs(loss, num_classes)
+    if labels and len(labels) != num_classes:
+        raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
+    optimizer = optimizers.build_optimizer(
+        head_options.optimizer, head_options.learning_rate, head_options.momentum,
+        head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
+        head_options.weight_decay)
+    if head_options.head.partition(":")[0] not in heads.HEADS:
+        heads.build_head(head_options.head, 1, num_classes)  # raises the clear error
+    if verify_steps < 0 or not verify_tolerance > 0:
+        raise InvalidInputError(f"--verify_steps must be >= 0 and --verify_tolerance > 0, got "
+                                f"{verify_steps} and {verify_tolerance}")
+    return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
+                       optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps,
+                       verify_tolerance=verify_tolerance, batch=batch_options)
+
+
+def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
+    if base_options.alpha <= 0 or base_options.image_size < 32:
+        raise InvalidInputError("--alpha must be > 0 and --image_size >= 32")
+    if output is not None:
+        directory = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(directory):
+            raise InvalidInputError(f"--output directory '{directory}' does not exist")
 
 
 @dataclasses.dataclass(frozen=True)
-class HeadOptions:
-    head: str = "softmax"
-    num_classes: int = 4                 # outputs of the head (classes, or targets for mse)
-    labels: tuple[str, ...] = ()         # optional class names stored in the model
-    loss: str = "softmax_cross_entropy"
-    label_smoothing: float = 0.0
-    optimizer: str = "sgd"
-    learning_rate: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-7
-    weight_decay: float = 0.004
-    seed: int = 0
+class Build:
+    """What the passes have made so far; each pass fills in its fields."""
+    base: BaseSource
+    prepared: cut.PreparedBase | None = None
+    head: training_graph.TrainingHead | None = None
+    metadata: contract.ModelMetadata | None = None
+    fused: fuse.FusedModel | None = None
+    batch: batch.BatchReport | None = None
+    versions: op_versions.VersionReport | None = None
+    model_bytes: bytes | None = None
+    op_audit: audit.OpAudit | None = None
+    base_tensors_checked: int = 0
+    validation: validate.ValidationReport | None = None
+    parity: verify.ParityReport | None = None
+
+
+# The passes, in order. Up to `serialize` they change the model; after it they only check.
+def prepare_base(plan: CompilePlan, build: Build) -> Build:
+    return dataclasses.replace(build, prepared=cut.prepare_base(build.base.model, build.base.cut_at, build.base.source))
+
+
+def build_head(plan: CompilePlan, build: Build) -> Build:
+    head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
+    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer)
+    metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
+                              training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
+                              train_batch=plan.batch.train_batch)
+    return dataclasses.replace(build, head=head, metadata=metadata)
+
+
+def fuse_model(plan: CompilePlan, build: Build) -> Build:
+    head_model = model_io.read_model_bytes(build.head.tflite, "head")
+    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model,
+                                                                    build.metadata.to_json()))
+
+
+def fix_batches(plan: CompilePlan, build: Build) -> Build:
+    """A fixed-batch-of-1 base made batch-agnostic where that is exact (else its images run one
+    at a time: image_batch 1), then static signature batches (--batch; LiteRT.js needs them);
+    both recorded in the metadata. When the base is rewritten, the base-preserved check runs
+    here on the fused model, just before the rewrite (batch_check proves the rewrite itself)."""
+    model, report = batch.static_batches(build.fused.model, build.fused.base_subgraph,
+                                         build.prepared.kept_tensor_count, plan.batch, build.base.source)
+    checked = build.base_tensors_checked
+    if report.base_rewritten:
+        checked = _check_base_preserved(plan, build, build.fused.model, fixed_batch=None)
+    metadata = dataclasses.replace(build.metadata, image_batch=report.image_batch, train_batch=report.train_batch)
+    return dataclasses.replace(build, fused=dataclasses.replace(build.fused, model=model), batch=report,
+                               metadata=metadata, base_tensors_checked=checked)
+
+
+def _check_base_preserved(plan: CompilePlan, build: Build, model, fixed_batch: int | None) -> int:
+    return audit.check_base_preserved(build.base.model, build.prepared.entry_subgraph, model,
+                                      build.fused.base_subgraph, build.prepared.kept_tensor_count,
+                                      build.base.source, fixed_batch=fixed_batch)
+
+
+def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
+    """Every op at the lowest version its kernel needs, so older runtimes load the model, and
+    a min_runtime_version that says what it really needs. Mutates the fused model: its last
+    user was fuse."""
+    return dataclasses.replace(build, versions=op_versions.lower_and_declare(build.fused.model))
+
+
+def serialize(plan: CompilePlan, build: Build) -> Build:
+    """The final bytes: FlatBuffer, the base's associated files, the digest stamped last."""
+    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(build.fused.model),
+                                                   model_io.associated_files(build.base.tflite))
+    return dataclasses.replace(build, model_bytes=contract.stamp_digest(model_bytes))
+
+
+def audit_final_model(plan: CompilePlan, build: Build) -> Build:
+    """Builtin ops only, the base unchanged, the exact signature contract: on the final bytes."""
+    final = model_io.read_model_bytes(build.model_bytes, "compiled model")
+    op_audit = audit.audit_ops(final)
+    checked = build.base_tensors_checked
+    if not build.batch.base_rewritten:
+        checked = _check_base_preserved(plan, build, final, fixed_batch=build.batch.image_batch)
+    audit.check_contract(final, build.metadata.signatures)
+    return dataclasses.replace(build, op_audit=op_audit, base_tensors_checked=checked)
+
+
+def run_every_signature(plan: CompilePlan, build: Build) -> Build:
+    return dataclasses.replace(build, validation=validate.validate_model_bytes(build.model_bytes))
+
+
+def verify_training(plan: CompilePlan, build: Build) -> Build:
+    if not plan.verify_steps:
+        return build
+    parity = verify.verify_training(build.model_bytes, build.head, steps=plan.verify_steps,
+                                    batch_size=plan.batch.train_batch or verify.DEFAULT_BATCH)
+    if not parity.passed(plan.verify_tolerance):
+        raise VerificationError(
+            f"train steps differ from the TensorFlow reference: relative weight difference "
+            f"{parity.max_relative_difference:.2e} > {plan.verify_tolerance:.0e} "
+            f"(worst variable: {max(parity.per_variable, key=parity.per_variable.get)})")
+    return dataclasses.replace(build, parity=parity)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    name: str                               # shown as progress
+    run: Callable[[CompilePlan, Build], Build]
+
+
+PASSES: tuple[Pass, ...] = (
+    Pass("cutting the base at its bottleneck", prepare_base),
+    Pass("building and converting the training head", build_head),
+    Pass("fusing base and head", fuse_model),
+    Pass("making the signature batches batch-agnostic or fixed", fix_batches),
+    Pass("lowering op versions", lower_op_versions),
+    Pass("writing the model bytes", serialize),
+    Pass("auditing the final model", audit_final_model),
+    Pass("running every signature at batch 1 and 3", run_every_signature),
+    Pass("verifying train steps against TensorFlow eager", verify_training),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,147 +207,48 @@ class CompileResult:
     op_audit: audit.OpAudit
     base_tensors_checked: int
     parity: verify.ParityReport | None
-    metadata: dict
-    signatures: dict          # key -> (inputs, outputs) as summary.TensorInfo lists
+    metadata: contract.ModelMetadata        # as written, except model_digest (the placeholder)
+    signatures: dict                        # key -> (inputs, outputs) as summary.TensorInfo lists
     versions: op_versions.VersionReport
-    batch: batch.BatchReport = batch.BatchReport(None, None)
+    validation: validate.ValidationReport
+    batch: batch.BatchReport
 
     @property
     def head_bytes(self) -> int:
         return len(self.head.tflite)
 
 
-def _check_num_classes(head_options: HeadOptions) -> None:
-    if head_options.num_classes < 1 or (head_options.loss != "mse" and head_options.num_classes < 2):
-        raise InvalidInputError(f"--num_classes must be >= 2, got {head_options.num_classes}")
+def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print) -> CompileResult:
+    build = Build(base)
+    for step in PASSES:
+        if step.run is not verify_training or plan.verify_steps:
+            progress(step.name)
+        build = step.run(plan, build)
+    final = model_io.read_model_bytes(build.model_bytes, "compiled model")
+    return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
+                         build.parity, build.metadata, summary.describe_signatures(final), build.versions,
+                         build.validation, build.batch)
 
 
-def build_training_head(head_options: HeadOptions, bottleneck_size: int) -> training_graph.TrainingHead:
-    _check_num_classes(head_options)
-    if head_options.labels and len(head_options.labels) != head_options.num_classes:
-        raise InvalidInputError(f"{len(head_options.labels)} labels given for --num_classes={head_options.num_classes}")
-    loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
-    optimizer = optimizers.build_optimizer(
-        head_options.optimizer, head_options.learning_rate, head_options.momentum,
-        head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
-        head_options.weight_decay)
-    head = heads.build_head(head_options.head, bottleneck_size, head_options.num_classes, head_options.seed)
-    return training_graph.build_training_head(head, loss, optimizer)
+def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions, *,
+                           verify_steps: int = DEFAULT_VERIFY_STEPS,
+                           verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+                           batch_options: batch.BatchOptions = batch.BatchOptions(),
+                           progress: Progress = print) -> CompileResult:
+    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
+                     batch_options=batch_options)
+    check_base_options(base_options)
+    return run_passes(plan, load_base(base_options, progress), progress)
 
 
-def fingerprint(contract: dict, initial_state: dict[str, np.ndarray]) -> str:
-    """Identifies a compiled model for checkpoints: its contract and initial weights."""
-    digest = hashlib.sha256(json.dumps(contract, sort_keys=True).encode())
-    for name in sorted(initial_state):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(initial_state[name]).tobytes())
-    return digest.hexdigest()
-
-
-def _metadata(base: BaseSource, prepared: cut.PreparedBase, head: training_graph.TrainingHead,
-              head_options: HeadOptions) -> dict:
-    state = {name: {"shape": list(value.shape), "dtype": str(value.dtype)}
-             for name, value in head.initial_state.items()}
-    contract = {
-        "contract_version": CONTRACT_VERSION,
-        "signatures": list(fuse.SIGNATURES),
-        "bottleneck_size": prepared.bottleneck_size,
-        "num_outputs": head.head.num_outputs,
-        "loss": head.loss.name,
-        "output": head.loss.output_name,
-        "state": state,
-    }
-    return {
-        "format": "tflite-transfer",
-        **contract,
-        "fingerprint": fingerprint(contract, head.initial_state),
-        "labels": list(head_options.labels),
-        "label_smoothing": head.loss.label_smoothing,
-        "head": {"kind": head.head.kind, "description": head.head.description},
-        "optimizer": dataclasses.asdict(head.optimizer),
-        "base": {"description": base.description, "synthetic_weights": base.synthetic_weights},
-        "image_range": list(base.image_range) if base.image_range else None,
-    }
-
-
-def expected_contract(head: training_graph.TrainingHead) -> dict[str, tuple[list[str], list[str]]]:
-    state = list(head.initial_state)
-    return {
-        "infer": (["image"], [head.loss.output_name]),
-        "load": (["image"], ["bottleneck"]),
-        "train": (["bottleneck", "label"], ["loss"]),
-        "train_images": (["image", "label"], ["loss"]),
-        "save": ([], state),
-        "restore": (state, [training_graph.STEP]),
-        "initialize": ([], [training_graph.STEP]),
-        "set_learning_rate": ([training_graph.LEARNING_RATE], [training_graph.LEARNING_RATE]),
-    }
-
-
-def validate_options(base_options: BaseOptions, head_options: HeadOptions, output: str) -> None:
-    """Cheap checks of flag values, before minutes of conversion are spent."""
-    _check_num_classes(head_options)
-    losses.build_loss(head_options.loss, head_options.label_smoothing)
-    optimizers.build_optimizer(
-        head_options.optimizer, head_options.learning_rate, head_options.momentum,
-        head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
-        head_options.weight_decay)
-    if head_options.head.partition(":")[0] not in heads.HEADS:
-        heads.build_head(head_options.head, 1, head_options.num_classes)  # raises the clear error
-    if base_options.alpha <= 0 or base_options.image_size < 32:
-        raise InvalidInputError("--alpha must be > 0 and --image_size >= 32")
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise InvalidInputError(f"--output directory '{directory}' does not exist")
-
-
-def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions,
-                           verify_steps: int = 10, verify_tolerance: float = 1e-5,
-                           progress: Callable[[str], None] = print,
-                           batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompileResult:
-    base = load_base(base_options, progress)
-    return compile_from_base(base, base_options.base_output, head_options, verify_steps,
-                             verify_tolerance, progress, batch_options)
-
-
-def compile_from_base(base: BaseSource, base_output: str | None, head_options: HeadOptions,
-                      verify_steps: int = 10, verify_tolerance: float = 1e-5,
-                      progress: Callable[[str], None] = print,
-                      batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompileResult:
-    prepared = cut.prepare_base(base.model, None if base.cut_applied else base_output, base.source)
-    progress("building and converting the training head")
-    head = build_training_head(head_options, prepared.bottleneck_size)
-    metadata = _metadata(base, prepared, head, head_options)
-    fused = fuse.fuse_base_and_head(prepared, model_io.read_model_bytes(head.tflite, "head"),
-                                    json.dumps(metadata, sort_keys=True))
-    op_audit = audit.audit_ops(fused.model)
-    checked = audit.check_base_preserved(base.model, prepared.entry_subgraph, fused.model,
-                                         fused.base_subgraph, prepared.kept_tensor_count, base.source)
-    audit.check_contract(fused.model, expected_contract(head))
-    # Batches: a fixed-batch-of-1 base made batch-agnostic where exact (else images run one at
-    # a time); static signature batches (--batch; LiteRT.js needs them); both in the metadata.
-    model, batch_report = batch.static_batches(fused.model, fused.base_subgraph, prepared.kept_tensor_count,
-                                               batch_options, base.source)
-    metadata = {**metadata, "image_batch": batch_report.image_batch, "train_batch": batch_report.train_batch}
-    # After the base check (which compares op versions with the user's file): every op at the
-    # lowest version its kernel semantics need, so older runtimes load the model, and a
-    # min_runtime_version metadata that says what the model really needs.
-    versions = op_versions.lower_op_versions(model)
-    op_versions.set_min_runtime_version(model, versions.min_runtime_version)
-    model_bytes = model_io.append_associated_files(model_io.write_model_bytes(model),
-                                                   model_io.associated_files(base.tflite))
-    parity = None
-    if verify_steps:
-        progress(f"verifying {verify_steps} train steps against TensorFlow eager")
-        parity = verify.verify_training(model_bytes, head, steps=verify_steps,
-                                        batch_size=batch_report.train_batch or verify.DEFAULT_BATCH)
-        if not parity.passed(verify_tolerance):
-            raise VerificationError(
-                f"train steps differ from the TensorFlow reference: relative weight difference "
-                f"{parity.max_relative_difference:.2e} > {verify_tolerance:.0e} "
-                f"(worst variable: {max(parity.per_variable, key=parity.per_variable.get)})")
-    return CompileResult(model_bytes, base, head, op_audit, checked, parity, metadata,
-                         summary.describe_signatures(model), versions, batch_report)
+def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
+                      verify_steps: int = DEFAULT_VERIFY_STEPS,
+                      verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
+                      batch_options: batch.BatchOptions = batch.BatchOptions(),
+                      progress: Progress = print) -> CompileResult:
+    plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
+                     batch_options=batch_options)
+    return run_passes(plan, base, progress)
 
 
 def write_atomically(path: str, data: bytes) -> None:

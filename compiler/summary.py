@@ -52,6 +52,9 @@ def format_summary(result, output_path: str) -> str:
     rewritten = " (before the batch rewrite above)" if result.batch.base_rewritten else ""
     lines.append(f"checks: builtin ops only; {result.base_tensors_checked} base tensors identical to the "
                  f"original{rewritten}; signature contract complete")
+    batches = sorted({batch for _, batch in result.validation.runs})
+    lines.append(f"ran:   every signature in {result.validation.interpreter} at batch "
+                 f"{' and '.join(map(str, batches))} on the bytes written (model digest checked)")
     lines.append(f"runtime: min_runtime_version {result.versions.min_runtime_version}; "
                  f"{len(result.versions.changes)} op codes lowered to the version their kernels need")
     if result.parity is not None:

@@ -27,10 +27,12 @@ from tflite_transfer.compiler.errors import InvalidInputError
 from tflite_transfer.compiler.heads import HeadSpec
 from tflite_transfer.compiler.losses import LossSpec
 from tflite_transfer.compiler.optimizers import OptimizerSpec
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.contract import LEARNING_RATE, STEP
 
-HEAD_SIGNATURES = ("infer", "train", "save", "restore", "initialize", "set_learning_rate")
-STEP = "step"
-LEARNING_RATE = "learning_rate"
+# The head's signatures; fuse.py adds `load` and `train_images` around the base.
+HEAD_SIGNATURES = (contract.INFER, contract.TRAIN, contract.SAVE, contract.RESTORE,
+                   contract.INITIALIZE, contract.SET_LEARNING_RATE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +54,12 @@ def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndar
     state: dict[str, np.ndarray] = {}
     weight_names = []
     for layer in head.layers:
-        for suffix, value in (("kernel", layer.kernel.T), ("bias", layer.bias)):
-            _add_unique(state, f"{layer.name}_{suffix}", np.asarray(value, np.float32))
-            weight_names.append(f"{layer.name}_{suffix}")
+        for kind, value in ((contract.KERNEL, layer.kernel.T), (contract.BIAS, layer.bias)):
+            _add_unique(state, contract.weight_name(layer.name, kind), np.asarray(value, np.float32))
+            weight_names.append(contract.weight_name(layer.name, kind))
     for name in weight_names:
         for suffix in optimizer.slot_suffixes:
-            _add_unique(state, f"{name}_{suffix}", np.zeros_like(state[name]))
+            _add_unique(state, contract.slot_name(name, suffix), np.zeros_like(state[name]))
     # Shape [1], not scalars: rank-0 signature inputs crash some runtimes (LiteRT 1.0.1
     # segfaults resizing them in restore) and tfjs-tflite turns scalars into shape [0].
     _add_unique(state, STEP, np.array([0], np.int32))
@@ -75,7 +77,8 @@ def _add_unique(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> N
 
 def weight_names(head: HeadSpec) -> list[tuple[str, str]]:
     """(kernel name, bias name) per layer."""
-    return [(f"{layer.name}_kernel", f"{layer.name}_bias") for layer in head.layers]
+    return [(contract.weight_name(layer.name, contract.KERNEL), contract.weight_name(layer.name, contract.BIAS))
+            for layer in head.layers]
 
 
 class _HeadModule(tf.Module):
@@ -122,10 +125,10 @@ class _HeadModule(tf.Module):
         learning_rate = tf.reshape(self.state[LEARNING_RATE].read_value(), [])
         step = tf.cast(tf.reshape(self.state[STEP].read_value(), []), tf.float32)
         for name, grad in grads.items():
-            slots = {s: self.state[f"{name}_{s}"] for s in self._optimizer.slot_suffixes}
+            slots = {s: self.state[contract.slot_name(name, s)] for s in self._optimizer.slot_suffixes}
             self._optimizer.apply(self.state[name], grad, slots, learning_rate, step)
         self.state[STEP].assign_add(tf.constant([1], tf.int32))
-        return {"loss": tf.reshape(loss, [1])}
+        return {contract.LOSS: tf.reshape(loss, [1])}
 
     def save(self):
         return {name: variable.read_value() for name, variable in self.state.items()}
@@ -145,17 +148,17 @@ class _HeadModule(tf.Module):
         return {LEARNING_RATE: self.state[LEARNING_RATE].read_value()}
 
     def concrete_functions(self) -> dict:
-        bottleneck = tf.TensorSpec([None, self._head.bottleneck_size], tf.float32, name="bottleneck")
+        bottleneck = tf.TensorSpec([None, self._head.bottleneck_size], tf.float32, name=contract.BOTTLENECK)
         label = self._loss.label_spec(self._head.num_outputs)
         state_specs = {name: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype), name=name)
                        for name, value in self._initial.items()}
         return {
-            "infer": tf.function(self.infer).get_concrete_function(bottleneck),
-            "train": tf.function(self.train).get_concrete_function(bottleneck, label),
-            "save": tf.function(self.save).get_concrete_function(),
-            "restore": tf.function(self.restore).get_concrete_function(state_specs),
-            "initialize": tf.function(self.initialize).get_concrete_function(),
-            "set_learning_rate": tf.function(self.set_learning_rate).get_concrete_function(
+            contract.INFER: tf.function(self.infer).get_concrete_function(bottleneck),
+            contract.TRAIN: tf.function(self.train).get_concrete_function(bottleneck, label),
+            contract.SAVE: tf.function(self.save).get_concrete_function(),
+            contract.RESTORE: tf.function(self.restore).get_concrete_function(state_specs),
+            contract.INITIALIZE: tf.function(self.initialize).get_concrete_function(),
+            contract.SET_LEARNING_RATE: tf.function(self.set_learning_rate).get_concrete_function(
                 tf.TensorSpec([1], tf.float32, name=LEARNING_RATE)),
         }
 
@@ -180,8 +183,6 @@ def _activation_grad(name: str, output_grad, pre_activation, output):
 
 def build_training_head(head: HeadSpec, loss: LossSpec, optimizer: OptimizerSpec) -> TrainingHead:
     """Builds the head's training graph in TensorFlow and converts it with builtin ops only."""
-    if loss.labels_are_class_ids and head.num_outputs < 2:
-        raise InvalidInputError(f"--num_classes must be >= 2, got {head.num_outputs}")
     state = initial_state(head, optimizer)
     module = _HeadModule(head, loss, optimizer, state)
     functions = module.concrete_functions()

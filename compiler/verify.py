@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from tflite_transfer.compiler.training_graph import TrainingHead, weight_names
+from tflite_transfer.runtime import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +72,9 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
         dense.build((None, layer.kernel.shape[0]))
         dense.set_weights([initial[kernel_name].T, initial[bias_name]])  # ours: [units, inputs]
         layers.append(dense)
-    if head.loss.labels_are_class_ids:
-        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                       label_smoothing=head.loss.label_smoothing)
-    else:
-        loss_fn = keras.losses.MeanSquaredError()
+    loss_fn = head.loss.keras_reference()
     optimizer = head.optimizer.keras_optimizer()
-    optimizer.learning_rate = float(initial["learning_rate"][0])
+    optimizer.learning_rate = float(initial[contract.LEARNING_RATE][0])
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
     losses = []
     for bottleneck, label in batches:
@@ -91,7 +88,8 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         losses.append(float(loss))
     names = [n for pair in weight_names(head.head) for n in pair]
-    return {n: (v.numpy().T if n.endswith("_kernel") else v.numpy())
+    kernels = {kernel for kernel, _ in weight_names(head.head)}
+    return {n: (v.numpy().T if n in kernels else v.numpy())
             for n, v in zip(names, variables)}, losses
 
 
@@ -101,12 +99,13 @@ DEFAULT_BATCH = 8   # batch of the checked steps when `train` takes any batch
 def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = DEFAULT_BATCH,
                     seed: int = 0) -> ParityReport:
     interpreter, interpreter_name = make_interpreter(model_bytes)
-    initial = interpreter.get_signature_runner("save")()
+    initial = interpreter.get_signature_runner(contract.SAVE)()
     batches = list(random_batches(head, steps, batch_size, seed))
-    train = interpreter.get_signature_runner("train")
-    tflite_losses = [float(train(bottleneck=b, label=l)["loss"][0]) for b, l in batches]
-    trained = interpreter.get_signature_runner("save")()
-    interpreter.get_signature_runner("initialize")()  # leave no trace of the check
+    train = interpreter.get_signature_runner(contract.TRAIN)
+    tflite_losses = [float(train(**{contract.BOTTLENECK: b, contract.LABEL: l})[contract.LOSS][0])
+                     for b, l in batches]
+    trained = interpreter.get_signature_runner(contract.SAVE)()
+    interpreter.get_signature_runner(contract.INITIALIZE)()  # leave no trace of the check
     reference, reference_losses = reference_training(head, initial, batches)
     per_variable, absolute, squared_difference, squared_norm = {}, 0.0, 0.0, 0.0
     for name, expected in reference.items():

@@ -4,27 +4,13 @@ a check of the signature contract. Imports no TensorFlow unless LiteRT is missin
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.contract import METADATA_KEY
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError, UnsupportedModelError
-
-METADATA_KEY = "tflite_transfer"
-CONTRACT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # signature: (inputs that must exist, outputs that must exist); save/restore are checked
-    # against the state names of the metadata.
-    "infer": (("image",), ()),
-    "load": (("image",), ("bottleneck",)),
-    "train": (("bottleneck", "label"), ("loss",)),
-    "train_images": (("image", "label"), ("loss",)),
-    "save": ((), ()),
-    "restore": ((), ("step",)),
-    "initialize": ((), ("step",)),
-    "set_learning_rate": (("learning_rate",), ("learning_rate",)),
-}
-
 
 def _interpreter_class():
     try:
@@ -47,8 +33,8 @@ def _schema():
     return schema_py_generated
 
 
-def read_metadata(model_bytes: bytes, source: str) -> dict:
-    """The compiler's JSON metadata entry, read straight from the FlatBuffer."""
+def read_metadata(model_bytes: bytes, source: str) -> contract.ModelMetadata:
+    """The compiler's metadata record, read straight from the FlatBuffer (version-checked)."""
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
         raise InvalidInputError(f"{source}: not a TFLite model")
     schema = _schema()
@@ -57,19 +43,23 @@ def read_metadata(model_bytes: bytes, source: str) -> dict:
         for index in range(model.MetadataLength()):
             entry = model.Metadata(index)
             if entry.Name() == METADATA_KEY.encode():
-                data = model.Buffers(entry.Buffer()).DataAsNumpy()
-                return json.loads(bytes(np.asarray(data, np.uint8)).decode())
+                data = bytes(np.asarray(model.Buffers(entry.Buffer()).DataAsNumpy(), np.uint8))
+                break
+        else:
+            data = None
     except (IndexError, ValueError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"{source}: corrupt TFLite file ({type(error).__name__})") from None
-    raise UnsupportedModelError(
-        f"{source}: not a tflite-transfer model (no '{METADATA_KEY}' metadata); compile it with compile-transfer")
+    if data is None:
+        raise UnsupportedModelError(
+            f"{source}: not a tflite-transfer model (no '{METADATA_KEY}' metadata); compile it with compile-transfer")
+    return contract.ModelMetadata.from_json(data, source)
 
 
 @dataclasses.dataclass(frozen=True)
 class OpenedModel:
     interpreter: object
     interpreter_name: str
-    metadata: dict
+    metadata: contract.ModelMetadata
     runners: dict            # signature key -> signature runner
 
 
@@ -92,18 +82,19 @@ def open_model(path_or_bytes: str | bytes, num_threads: int | None = None) -> Op
     return OpenedModel(interpreter, name, metadata, runners)
 
 
-def _check_contract(interpreter, metadata: dict, source: str) -> dict:
+def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) -> dict:
+    """Every signature of the contract with exactly its tensor names (as the compiler checks)."""
     signatures = interpreter.get_signature_list()
-    missing = [key for key in CONTRACT if key not in signatures]
+    specs = metadata.signatures
+    missing = [key for key in specs if key not in signatures]
     if missing:
         raise UnsupportedModelError(f"{source}: not a tflite-transfer model: missing signature(s) {', '.join(missing)}")
-    state = set(metadata.get("state", {}))
-    for key, (inputs, outputs) in CONTRACT.items():
+    for key, spec in specs.items():
         have_in, have_out = set(signatures[key]["inputs"]), set(signatures[key]["outputs"])
-        need_in = set(inputs) | (state if key == "restore" else set())
-        need_out = set(outputs) | (state if key == "save" else set())
-        if not need_in <= have_in or not need_out <= have_out:
-            absent = sorted((need_in - have_in) | (need_out - have_out))
+        if have_in != set(spec.inputs) or have_out != set(spec.outputs):
+            absent = sorted((set(spec.inputs) - have_in) | (set(spec.outputs) - have_out))
+            extra = sorted((have_in - set(spec.inputs)) | (have_out - set(spec.outputs)))
             raise UnsupportedModelError(
-                f"{source}: not a tflite-transfer model: signature '{key}' lacks {', '.join(absent)}")
-    return {key: interpreter.get_signature_runner(key) for key in CONTRACT}
+                f"{source}: signature '{key}' does not match the contract: lacks {absent or 'nothing'}, "
+                f"has unexpected {extra or 'nothing'}; recompile the model")
+    return {key: interpreter.get_signature_runner(key) for key in specs}

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
+from tflite_transfer.runtime import contract
 from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, UnsupportedModelError
 from tflite_transfer.runtime.interpreter import open_model
 
@@ -27,13 +28,12 @@ class TransferModel:
     def __init__(self, opened, source: str):
         self._opened, self._source = opened, source
         self._runners = opened.runners
-        self.metadata: dict = opened.metadata
+        self.metadata: contract.ModelMetadata = opened.metadata
         image = self._runners["load"].get_input_details()["image"]
         self.image_shape: tuple[int, ...] = tuple(int(d) for d in image["shape_signature"][1:])
         self.image_dtype = np.dtype(image["dtype"])
-        self.bottleneck_shape: tuple[int, ...] = (int(self.metadata["bottleneck_size"]),)
-        self._state_spec = {name: (tuple(spec["shape"]), np.dtype(spec["dtype"]))
-                            for name, spec in self.metadata["state"].items()}
+        self.bottleneck_shape: tuple[int, ...] = (self.metadata.bottleneck_size,)
+        self._state_spec = {entry.name: (entry.shape, entry.numpy_dtype) for entry in self.metadata.state}
         self._bottlenecks = np.zeros((0, *self.bottleneck_shape), np.float32)
         self._labels = np.zeros((0, *self._label_shape()), self._label_dtype())
 
@@ -44,11 +44,11 @@ class TransferModel:
     # What the model is.
     @property
     def num_classes(self) -> int:
-        return int(self.metadata["num_outputs"])
+        return self.metadata.num_outputs
 
     @property
     def labels(self) -> list[str]:
-        return list(self.metadata.get("labels") or [])
+        return list(self.metadata.labels)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -56,7 +56,7 @@ class TransferModel:
 
     @property
     def optimizer(self) -> dict:
-        return dict(self.metadata["optimizer"])
+        return dict(self.metadata.optimizer)
 
     @property
     def interpreter_name(self) -> str:
@@ -64,7 +64,7 @@ class TransferModel:
 
     @property
     def classifies(self) -> bool:
-        return self.metadata["loss"] != "mse"
+        return self.metadata.label.class_ids
 
     # Input validation: refuse bad values before they reach the interpreter.
     def _label_shape(self) -> tuple[int, ...]:
@@ -86,7 +86,7 @@ class TransferModel:
             array = np.ascontiguousarray(array, self.image_dtype)
             if not np.isfinite(array).all():
                 raise InvalidInputError("image: contains NaN or Inf")
-            value_range = self.metadata.get("image_range")
+            value_range = self.metadata.image_range
             if value_range and (array.min() < value_range[0] or array.max() > value_range[1]):
                 raise InvalidInputError(
                     f"image: values span [{array.min():g}, {array.max():g}] but the base expects "
@@ -134,7 +134,7 @@ class TransferModel:
         return self._runners["load"](image=self._images(images))["bottleneck"]
 
     def predict(self, images) -> np.ndarray:
-        return self._runners["infer"](image=self._images(images))[self.metadata["output"]]
+        return self._runners["infer"](image=self._images(images))[self.metadata.output]
 
     def train_step(self, images, labels) -> float:
         """One optimizer step on images (base + head in one call: `train_images`)."""
@@ -243,12 +243,13 @@ class TransferModel:
         get a bias far below the others until they are trained. Optimizer slots of the head are
         zeroed; the step counter and learning rate are kept.
         """
-        kernels = [n for n in self._state_spec if n.endswith("_kernel")]
+        kernels = self.metadata.entries_with_role(contract.KERNEL)
         if not self.classifies or len(kernels) != 1:
             raise UnsupportedModelError("imprint needs a single-layer softmax head (--head=softmax)")
         if not self.num_samples:
             raise InvalidInputError("imprint: no samples cached; call add_sample first")
-        kernel_name, bias_name = kernels[0], kernels[0][: -len("kernel")] + "bias"
+        kernel_name = kernels[0].name
+        bias_name = next(e.name for e in self.metadata.entries_with_role(contract.BIAS) if e.layer == kernels[0].layer)
         present = np.unique(self._labels)
         means = np.stack([self._bottlenecks[self._labels == c].mean(axis=0) for c in present]).astype(np.float64)
         distances = ((self._bottlenecks[:, None, :] - means[None]) ** 2).sum(-1)
@@ -262,21 +263,21 @@ class TransferModel:
         bias[absent] = bias[present].min() - 10.0 - scale * distances.max()
         state[kernel_name] = kernel.astype(np.float32)
         state[bias_name] = bias.astype(np.float32)
-        for name in state:
-            if name.startswith((kernel_name + "_", bias_name + "_")):
-                state[name] = np.zeros_like(state[name])
+        for slot in self.metadata.entries_with_role(contract.SLOT):
+            if slot.of in (kernel_name, bias_name):
+                state[slot.name] = np.zeros_like(state[slot.name])
         self.set_state(state)
 
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
         """Writes every variable and optimizer slot atomically (safetensors, see BUILD.md)."""
-        checkpoint_file.write_checkpoint(path, self.get_state(), self.metadata["fingerprint"],
+        checkpoint_file.write_checkpoint(path, self.get_state(), self.metadata.fingerprint,
                                          {"num_samples_cached": str(self.num_samples)})
 
     def restore_checkpoint(self, path) -> None:
         """Restores a checkpoint of this model; on any problem raises and changes nothing."""
         saved = checkpoint_file.read_checkpoint(path)
-        checkpoint_file.check_compatible(saved, self._state_spec, self.metadata["fingerprint"], path)
+        checkpoint_file.check_compatible(saved, self._state_spec, self.metadata.fingerprint, path)
         try:
             self.set_state(saved.tensors)
         except InvalidInputError as error:

@@ -53,9 +53,9 @@ def tiny_conv_name(tiny_classifier_path) -> str:
 @pytest.fixture(scope="session")
 def small_mobilenet_path(tmp_path_factory) -> str:
     """The embedded MobileNetV2 at test size: alpha 0.35, 96x96, int8, synthetic weights."""
-    from tflite_transfer.compiler import keras_base
+    from tflite_transfer.compiler import mobilenet
 
-    converted = keras_base.build_default_mobilenet_v2(alpha=0.35, image_size=96,
+    converted = mobilenet.build_default_mobilenet_v2(alpha=0.35, image_size=96,
                                                       num_calibration_images=8, progress=lambda m: None)
     path = tmp_path_factory.mktemp("bases") / "mobilenet_v2_0.35_96_int8.tflite"
     path.write_bytes(converted.tflite)
@@ -67,9 +67,9 @@ def compile_model(base_path: str, base_output: str | None = None, verify_steps: 
     from tflite_transfer.compiler import bases, batch, pipeline
 
     base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
-    return pipeline.compile_from_base(base, base_output, pipeline.HeadOptions(**head),
-                                      verify_steps=verify_steps, progress=lambda m: None,
-                                      batch_options=batch_options or batch.BatchOptions())
+    return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
+                                      batch_options=batch_options or batch.BatchOptions(),
+                                      progress=lambda m: None)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import interpreter, random_images
-from tflite_transfer.compiler import bases, fuse, model_io, pipeline, pretrained
+from tflite_transfer.compiler import bases, model_io, pipeline, pretrained  # noqa: F401
+from tflite_transfer.runtime import contract
 from test_cli_helpers import run_cli  # noqa: F401  (see tests/test_cli_helpers.py)
 
 
@@ -26,7 +27,7 @@ def test_default_compile_runs_every_signature(default_model):
     assert "image [batch, 224, 224, 3] float32" in summary
     assert "relative weight difference" in summary
     model = interpreter(model_bytes)
-    assert sorted(model.get_signature_list()) == sorted(fuse.SIGNATURES)
+    assert sorted(model.get_signature_list()) == sorted(contract.SIGNATURES)
     images = random_images((224, 224, 3), np.float32, 2, seed=0)
     labels = np.array([1, 3], np.int32)
     bottleneck = model.get_signature_runner("load")(image=images)["bottleneck"]
@@ -47,7 +48,7 @@ def test_default_compile_runs_every_signature(default_model):
 
 def test_full_base_is_preserved_and_load_matches_it_bit_for_bit():
     base = bases.load_base(bases.BaseOptions(), lambda m: None)
-    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(), verify_steps=0,
+    result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0,
                                         progress=lambda m: None)
     assert result.base_tensors_checked > 150
     images = random_images((224, 224, 3), np.float32, 3, seed=1)

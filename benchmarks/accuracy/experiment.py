@@ -49,7 +49,7 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
     """Fused models {base: {optimizer: path}} and facts about each base."""
     import tensorflow as tf  # noqa: PLC0415
 
-    from tflite_transfer.compiler import bases, keras_base, model_io, pipeline  # noqa: PLC0415
+    from tflite_transfer.compiler import bases, mobilenet, model_io, pipeline  # noqa: PLC0415
 
     calibration_dir = workdir / "calibration"
     calibration_dir.mkdir()
@@ -61,11 +61,11 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
     paths, facts = {}, {}
     for name in settings.bases:
         start = time.perf_counter()
-        converted = keras_base.build_default_mobilenet_v2(
+        converted = mobilenet.build_default_mobilenet_v2(
             1.0, settings.image_size, weights_file=weights_file,
             num_calibration_images=CALIBRATION_IMAGES, progress=lambda m: None, **options[name])
         base = bases.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, name),
-                                converted.description, converted.synthetic_weights, True,
+                                converted.description, converted.synthetic_weights, None,
                                 bases.DEFAULT_BASE, image_range=(0.0, 255.0))
         description = converted.description.replace(f"images from {calibration_dir}",
                                                      "real Fashion-MNIST training images")
@@ -73,8 +73,8 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
                                         "base_bytes": len(converted.tflite), "parity": {}}
         for optimizer, learning_rate in LEARNING_RATES.items():
             result = pipeline.compile_from_base(
-                base, None, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
-                                                 optimizer=optimizer, learning_rate=learning_rate),
+                base, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
+                                           optimizer=optimizer, learning_rate=learning_rate),
                 verify_steps=10, progress=lambda m: None)
             path = workdir / f"{name}_{optimizer}.tflite"
             path.write_bytes(result.model_bytes)
@@ -189,8 +189,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _keras_check(weights_file: str, grey: np.ndarray, float_bottlenecks: np.ndarray, image_size: int) -> float:
     """Largest relative difference between Keras' float features and the float .tflite `load`."""
-    from tflite_transfer.compiler import keras_base  # noqa: PLC0415
+    from tflite_transfer.compiler import mobilenet  # noqa: PLC0415
 
-    model = keras_base.mobilenet_v2_keras_model(1.0, image_size, weights_file, progress=lambda m: None)
+    model = mobilenet.mobilenet_v2_keras_model(1.0, image_size, weights_file, progress=lambda m: None)
     keras_features = model.predict(fashion_mnist.to_base_images(grey, image_size), verbose=0)
     return float(np.abs(keras_features - float_bottlenecks).max() / np.abs(keras_features).max())

@@ -1,8 +1,8 @@
 """What every benchmark writes: the machine's facts, and one JSON file (all figures) plus one
 Markdown file per run, named `<title>-<UTC time>` so reruns never overwrite.
 
-`write_report` is the row format of the host and Android benchmarks (a phone and a laptop can
-be compared row by row); benchmarks with their own document shape use `result_paths` and
+`write_report` is the row format of the host and adb (`benchmarks/android/`) benchmarks (a
+phone and a laptop can be compared row by row); benchmarks with their own document shape use `result_paths` and
 `write_document`. JSON holds every number; Markdown is for reading in a PR.
 """
 

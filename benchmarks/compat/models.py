@@ -16,12 +16,12 @@ def inflate_op_versions(model, up_to: str = "2.14.0"):
     table gives a runtime up to `up_to`. Kernels do not read the version, so runtimes that have
     those versions run it unchanged: a stand-in for a model stamped by a TF 2.14-era tool (the
     versions that broke TF 2.12 in ../shared/NOTES-tflite.md: ADD 5, CAST 5, MUL 7, ...)."""
-    from tflite_transfer.compiler import model_io, op_versions
+    from tflite_transfer.compiler import model_io, runtime_versions
 
-    limit = op_versions.version_tuple(up_to)
+    limit = runtime_versions.version_tuple(up_to)
     newest: dict[int, int] = {}
-    for (code, version), runtime in op_versions.RUNTIME_VERSIONS.items():
-        if op_versions.version_tuple(runtime) <= limit:
+    for (code, version), runtime in runtime_versions.RUNTIME_VERSIONS.items():
+        if runtime_versions.version_tuple(runtime) <= limit:
             newest[code] = max(newest.get(code, 1), version)
     inflated = copy.deepcopy(model)
     codes, index_of, remap = [], {}, []
@@ -54,14 +54,14 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
     """Two compiled models (MobileNetV2 0.35 96x96 int8 + MLP/Adam; a tiny uint8 classifier cut
     at its pool + softmax/SGD), each as compiled / lowered / inflated / inflated+lowered."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tflite_transfer.compiler import bases, keras_base, model_io, op_versions, pipeline
+    from tflite_transfer.compiler import bases, mobilenet, model_io, op_versions, pipeline, runtime_versions
 
     workdir.mkdir(parents=True, exist_ok=True)
     sources = []
     progress("building the int8 MobileNetV2 alpha 0.35 96x96 base")
-    mobilenet = keras_base.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=8,
-                                                      progress=lambda m: None)
-    (workdir / "mobilenet_base.tflite").write_bytes(mobilenet.tflite)
+    mobilenet_base = mobilenet.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=8,
+                                                           progress=lambda m: None)
+    (workdir / "mobilenet_base.tflite").write_bytes(mobilenet_base.tflite)
     sources.append(("mobilenet_mlp_adam", str(workdir / "mobilenet_base.tflite"), None,
                     pipeline.HeadOptions(head="mlp:16", num_classes=4, optimizer="adam", learning_rate=0.01)))
     progress("building the tiny uint8 classifier base")
@@ -73,21 +73,21 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
     for name, base_path, base_output, head in sources:
         progress(f"compiling {name}")
         base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
-        result = pipeline.compile_from_base(base, base_output, head, verify_steps=0, progress=lambda m: None)
+        result = pipeline.compile_from_base(base, head, verify_steps=0, progress=lambda m: None)
         compiled = model_io.read_model_bytes(result.model_bytes)
         inflated = inflate_op_versions(compiled)
-        op_versions.set_min_runtime_version(inflated, op_versions.min_runtime_version(inflated))
+        runtime_versions.set_min_runtime_version(inflated, runtime_versions.min_runtime_version(inflated))
         for label, model in (("as compiled", compiled), ("inflated", inflated)):
             variants.append(_write(workdir, f"{name}, {label}", model, 0))
             lowered = copy.deepcopy(model)
             report = op_versions.lower_op_versions(lowered)
-            op_versions.set_min_runtime_version(lowered, report.min_runtime_version)
+            runtime_versions.set_min_runtime_version(lowered, report.min_runtime_version)
             variants.append(_write(workdir, f"{name}, {label} + lowered", lowered, len(report.changes)))
     return variants
 
 
 def _write(workdir: Path, name: str, model, lowered_ops: int) -> ModelVariant:
-    from tflite_transfer.compiler import model_io, op_versions
+    from tflite_transfer.compiler import model_io, runtime_versions
 
     path = workdir / (name.replace(", ", "__").replace(" + ", "_").replace(" ", "_") + ".tflite")
     path.write_bytes(model_io.write_model_bytes(model))
@@ -96,7 +96,7 @@ def _write(workdir: Path, name: str, model, lowered_ops: int) -> ModelVariant:
         name_ = model_io.operator_name(op_code)
         highest[name_] = max(highest.get(name_, 0), op_code.version or 1)
     return ModelVariant(name, str(path), dict(sorted(highest.items())),
-                        op_versions.read_min_runtime_version(model) or "", lowered_ops)
+                        runtime_versions.read_min_runtime_version(model) or "", lowered_ops)
 
 
 def _first_output_of(path: str, op_name: str) -> str:

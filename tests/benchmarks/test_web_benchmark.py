@@ -15,7 +15,7 @@ def test_web_benchmark_writes_every_figure(web_packages, tiny_classifier_path, t
     require_tool("chromium")
     base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name), lambda m: None)
     json_path, markdown_path = run_benchmark(Settings(train_batch=4, rounds=2, runs=2, warmup=1), tmp_path,
-                                             progress=lambda m: None, base=base, base_output=tiny_pool_name)
+                                             progress=lambda m: None, base=base)
     report = json.loads(json_path.read_text())
     rows = {(m["signature"], m["batch"], m["runtime"].split()[0]) for m in report["measurements"]}
     expected = {("load", 1), ("infer", 1), ("train_images", 1), ("train", 1), ("train", 4)}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflite_transfer.compiler import audit, model_io, pipeline
+from tflite_transfer.compiler import audit, model_io
 from tflite_transfer.compiler.errors import VerificationError
 
 
@@ -74,7 +74,7 @@ def test_base_check_catches_a_changed_scale(tiny_fused, tiny_classifier_path):
 
 def test_contract_check(tiny_fused):
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
-    expected = pipeline.expected_contract(tiny_fused.head)
+    expected = tiny_fused.metadata.signatures
     audit.check_contract(model, expected)
     missing = copy.deepcopy(model)
     missing.signatureDefs = [s for s in missing.signatureDefs if s.signatureKey != b"restore"]

@@ -62,7 +62,7 @@ def test_metadata_and_summary_say_the_batches(static_models, batches):
     assert (metadata.image_batch, metadata.train_batch) == batches
     assert metadata.fixed_batch(contract.LOAD) == batches[0] and metadata.fixed_batch(contract.TRAIN) == batches[1]
     assert metadata.fixed_batch(contract.SAVE) is None
-    assert (result.metadata["image_batch"], result.metadata["train_batch"]) == batches
+    assert (result.metadata.image_batch, result.metadata.train_batch) == batches
     assert result.batch.describe() == f"image signatures batch fixed {batches[0]}, train batch fixed {batches[1]}"
 
 
@@ -118,7 +118,7 @@ def test_verify_runs_train_at_the_fixed_batch(tiny_classifier_path, tiny_pool_na
     result = compile_model(tiny_classifier_path, tiny_pool_name, verify_steps=3, num_classes=3,
                            learning_rate=0.1, batch_options=batch.BatchOptions(None, 5))
     assert result.parity.batch_size == 5 and result.parity.passed(1e-5)
-    assert (result.metadata["image_batch"], result.metadata["train_batch"]) == (None, 5)
+    assert (result.metadata.image_batch, result.metadata.train_batch) == (None, 5)
     shapes = {key: [t.shape for t in inputs] for key, (inputs, _) in result.signatures.items()}
     assert shapes["load"][0][0] == -1 and all(t[0] == 5 for t in shapes["train"])
 

@@ -125,22 +125,23 @@ def test_the_bases_reproduce_the_published_failure(base_files, layout):
         base.invoke()
 
 
-def test_without_the_pass_the_model_advertises_any_batch_and_crashes(base_files, monkeypatch):
-    """The failure of issue 10 item 1, reproduced by switching the pass off: `load` at batch 2."""
+def test_without_the_pass_the_final_validation_refuses_the_model(base_files, monkeypatch):
+    """The failure of issue 10 item 1, reproduced by switching the pass off: the model would
+    advertise any batch and `load` would fail at batch 2; the compiler's run of every signature
+    at batch 3 on the final bytes refuses it instead of writing it."""
+    from tflite_transfer.compiler.errors import VerificationError
+
     monkeypatch.setattr(batch, "static_batches", lambda model, _b, _k, options, _s:
                         batch.fix_signature_batches(model, options.image_batch, options.train_batch))
     path, features = base_files("reshape")
-    broken = compile_model(path, features, num_classes=3)
-    assert broken.signatures["load"][0][0].shape[0] == -1
-    runner = interpreter(broken.model_bytes, "litert", xnnpack=False)
-    with pytest.raises(RuntimeError, match="num_input_elements != num_output_elements"):
-        runner.get_signature_runner("load")(image=np.zeros((2, 16, 12, 3), np.uint8))
+    with pytest.raises(VerificationError, match="'load' fails at batch 3 in ai_edge_litert: .*reshape"):
+        compile_model(path, features, num_classes=3)
 
 
 @pytest.mark.parametrize("layout", AGNOSTIC)
 def test_rewritten_bases_run_any_batch_bit_identical_to_single_images(compiled, base_files, layout):
     result = compiled(layout)
-    assert result.batch.image_batch is None and result.metadata["image_batch"] is None
+    assert result.batch.image_batch is None and result.metadata.image_batch is None
     assert result.batch.note.startswith("fixed-batch base made batch-agnostic")
     assert "bit for bit" in result.batch.note and "\n" not in result.batch.note
     assert result.signatures["load"][0][0].shape[0] == -1
@@ -176,7 +177,7 @@ def test_rewrites_are_named(compiled):
 @pytest.mark.parametrize("layout", AT_BATCH_1)
 def test_bases_that_cannot_be_rewritten_fix_the_image_batch_at_1(compiled, layout):
     result = compiled(layout)
-    assert result.batch.image_batch == 1 and result.metadata["image_batch"] == 1
+    assert result.batch.image_batch == 1 and result.metadata.image_batch == 1
     assert result.batch.train_batch is None                           # train stays any batch
     reason = {"broadcast": "BROADCAST_TO", "mixing": "differs from 3 single calls"}[layout]
     assert "runs at batch 1 only" in result.batch.note and reason in result.batch.note

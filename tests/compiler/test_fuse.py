@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import interpreter, random_images
-from tflite_transfer.compiler import fuse
+
+from tflite_transfer.runtime import contract
 
 INTERPRETERS = ["litert", "tf.lite"]
 
@@ -58,13 +59,13 @@ def cut_tensor_alone(data: bytes, images: np.ndarray, output_tensor: str):
 def test_every_signature_runs(request, fixture, kind):
     result = request.getfixturevalue(fixture)
     model = interpreter(result.model_bytes, kind)
-    assert sorted(model.get_signature_list()) == sorted(fuse.SIGNATURES)
+    assert sorted(model.get_signature_list()) == sorted(contract.SIGNATURES)
     images = images_for(model, batch=3)
     label = np.array([0, 1, 2], np.int32)
     bottleneck = model.get_signature_runner("load")(image=images)["bottleneck"]
-    assert bottleneck.shape == (3, result.metadata["bottleneck_size"])
+    assert bottleneck.shape == (3, result.metadata.bottleneck_size)
     probabilities = model.get_signature_runner("infer")(image=images)["probabilities"]
-    assert probabilities.shape == (3, result.metadata["num_outputs"])
+    assert probabilities.shape == (3, result.metadata.num_outputs)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert np.isfinite(model.get_signature_runner("train")(bottleneck=bottleneck, label=label)["loss"]).all()
     assert np.isfinite(model.get_signature_runner("train_images")(image=images, label=label)["loss"]).all()
@@ -145,8 +146,8 @@ def test_loss_falls_and_accuracy_rises(request, fixture):
     result = request.getfixturevalue(fixture)
     model = interpreter(result.model_bytes)
     model.get_signature_runner("initialize")()
-    features, labels = separable_bottlenecks(result.metadata["bottleneck_size"],
-                                             result.metadata["num_outputs"], 8, seed=2)
+    features, labels = separable_bottlenecks(result.metadata.bottleneck_size,
+                                             result.metadata.num_outputs, 8, seed=2)
     train = model.get_signature_runner("train")
     losses = [train(bottleneck=features, label=labels)["loss"][0] for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0]
@@ -159,7 +160,7 @@ def test_save_train_restore_returns_exactly(small_fused):
     model = interpreter(small_fused.model_bytes)
     model.get_signature_runner("initialize")()
     train, save = model.get_signature_runner("train"), model.get_signature_runner("save")
-    features, labels = separable_bottlenecks(small_fused.metadata["bottleneck_size"], 4, 3, seed=4)
+    features, labels = separable_bottlenecks(small_fused.metadata.bottleneck_size, 4, 3, seed=4)
     train(bottleneck=features, label=labels)
     saved = {k: v.copy() for k, v in save().items()}
     next_loss = train(bottleneck=features, label=labels)["loss"][0]
@@ -174,7 +175,7 @@ def test_save_train_restore_returns_exactly(small_fused):
 
 def test_initialize_resets_to_compiled_values(small_fused):
     model = interpreter(small_fused.model_bytes)
-    features, labels = separable_bottlenecks(small_fused.metadata["bottleneck_size"], 4, 2, seed=5)
+    features, labels = separable_bottlenecks(small_fused.metadata.bottleneck_size, 4, 2, seed=5)
     model.get_signature_runner("set_learning_rate")(learning_rate=np.array([0.3], np.float32))
     model.get_signature_runner("train")(bottleneck=features, label=labels)
     model.get_signature_runner("initialize")()
@@ -185,7 +186,7 @@ def test_initialize_resets_to_compiled_values(small_fused):
 def test_set_learning_rate_drives_the_step(tiny_fused):
     model = interpreter(tiny_fused.model_bytes)
     model.get_signature_runner("initialize")()
-    features, labels = separable_bottlenecks(tiny_fused.metadata["bottleneck_size"], 3, 2, seed=6)
+    features, labels = separable_bottlenecks(tiny_fused.metadata.bottleneck_size, 3, 2, seed=6)
     before = model.get_signature_runner("save")()
     model.get_signature_runner("set_learning_rate")(learning_rate=np.array([0.0], np.float32))
     model.get_signature_runner("train")(bottleneck=features, label=labels)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as schema
 
-from tflite_transfer.compiler import keras_base
+from tflite_transfer.compiler import base_conversion, keras_base, mobilenet
 from tflite_transfer.compiler.errors import InvalidInputError
 
 ALPHA = 0.35
@@ -68,7 +68,7 @@ def _set_batch_norm_statistics(model) -> None:
                    if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in batch_norms:
         layer.momentum = 0.0
-    model([keras_base.synthetic_images(8, SIZE, SIZE, seed=7)], training=True)
+    model([base_conversion.synthetic_images(8, SIZE, SIZE, seed=7)], training=True)
     for layer in batch_norms:
         layer.momentum = 0.99
 
@@ -81,23 +81,23 @@ def _write_png(path, pixels: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
-    return keras_base.synthetic_images(4, SIZE, SIZE, seed=123)
+    return base_conversion.synthetic_images(4, SIZE, SIZE, seed=123)
 
 
 @pytest.fixture(scope="module")
 def default_keras():
-    return keras_base.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
+    return mobilenet.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
 
 
 @pytest.fixture(scope="module")
-def default_float() -> keras_base.ConvertedBase:
-    return keras_base.build_default_mobilenet_v2(ALPHA, SIZE, quantize=False, progress=_quiet)
+def default_float() -> base_conversion.ConvertedBase:
+    return mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, quantize=False, progress=_quiet)
 
 
 @pytest.fixture(scope="module")
 def default_int8_and_messages():
     messages = []
-    base = keras_base.build_default_mobilenet_v2(ALPHA, SIZE, num_calibration_images=8,
+    base = mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, num_calibration_images=8,
                                                  progress=messages.append)
     return base, messages
 
@@ -186,14 +186,14 @@ def test_synthetic_flag_description_and_progress(default_int8_and_messages):
 
 
 def test_synthetic_weights_are_deterministic(default_keras):
-    again = keras_base.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
+    again = mobilenet.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
     for mine, theirs in zip(default_keras.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
 
 def test_calibration_dir_is_used(png_dir, default_keras, images):
     messages = []
-    base = keras_base.build_default_mobilenet_v2(ALPHA, SIZE, calibration_dir=png_dir,
+    base = mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, calibration_dir=png_dir,
                                                  progress=messages.append)
     assert f"4 images from {png_dir}" in base.description
     assert not any("SYNTHETIC images" in message for message in messages)
@@ -205,7 +205,7 @@ def test_calibration_dir_is_used(png_dir, default_keras, images):
 
 def test_weights_file_from_a_classifier(classifier_file, images):
     path, classifier, pooling = classifier_file
-    base = keras_base.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=path,
+    base = mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=path,
                                                  quantize=False, progress=_quiet)
     expected = keras.Model(classifier.inputs[0], classifier.get_layer(pooling).output)(images)
     assert not base.synthetic_weights
@@ -216,12 +216,12 @@ def test_weights_file_from_a_classifier(classifier_file, images):
 
 @pytest.mark.parametrize("saved_from", ["backbone", "whole model"])
 def test_weights_file_saved_with_save_weights(tmp_path, default_keras, images, saved_from):
-    source = keras_base.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
+    source = mobilenet.mobilenet_v2_keras_model(ALPHA, SIZE, progress=_quiet)
     backbone = source.layers[-1]
     backbone.set_weights([weight * 0.9 for weight in backbone.get_weights()])
     path = str(tmp_path / "mobilenet.weights.h5")
     (backbone if saved_from == "backbone" else source).save_weights(path)
-    base = keras_base.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=path,
+    base = mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=path,
                                                  quantize=False, progress=_quiet)
     expected = source(images, training=False).numpy()
     assert np.abs(expected - default_keras(images, training=False).numpy()).max() > 1e-3
@@ -235,15 +235,15 @@ def test_weights_file_of_another_alpha_is_refused(tmp_path):
     path = tmp_path / "alpha05.keras"
     other.save(path)
     with pytest.raises(InvalidInputError, match="alpha05.keras.*no MobileNetV2 backbone"):
-        keras_base.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=str(path),
+        mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=str(path),
                                               progress=_quiet)
     other_weights = str(tmp_path / "alpha05.weights.h5")
     other.save_weights(other_weights)
     with pytest.raises(InvalidInputError, match="alpha05.weights.h5.*does not fit"):
-        keras_base.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=other_weights,
+        mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, weights_file=other_weights,
                                               progress=_quiet)
     with pytest.raises(InvalidInputError, match="missing.keras.*does not exist"):
-        keras_base.build_default_mobilenet_v2(ALPHA, SIZE, progress=_quiet,
+        mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, progress=_quiet,
                                               weights_file=str(tmp_path / "missing.keras"))
 
 
@@ -276,7 +276,7 @@ def test_keras_file_with_1x1_output_is_flattened(tmp_path, png_dir):
     model = keras.Model(image, pooled)
     path = tmp_path / "tiny.h5"
     model.save(path)
-    pixels = keras_base.synthetic_images(3, 32, 40, seed=9)
+    pixels = base_conversion.synthetic_images(3, 32, 40, seed=9)
     expected = model(pixels).numpy().reshape(3, 6)
     float_base = keras_base.convert_keras_base(str(path), quantize=False, progress=_quiet)
     np.testing.assert_allclose(_run(float_base.tflite, pixels), expected, rtol=FLOAT_RTOL,
@@ -360,24 +360,24 @@ def test_saved_model_bad_paths(tmp_path):
 # --------------------------------------------------------------------------- calibration images
 
 def test_load_calibration_images(png_dir):
-    loaded = keras_base.load_calibration_images(png_dir, 30, 20, limit=10)
+    loaded = base_conversion.load_calibration_images(png_dir, 30, 20, limit=10)
     assert loaded.shape == (4, 30, 20, 3) and loaded.dtype == np.float32
     assert loaded.min() >= 0 and loaded.max() <= 255 and loaded.max() > 100
-    assert keras_base.load_calibration_images(png_dir, 30, 20, limit=2).shape[0] == 2
+    assert base_conversion.load_calibration_images(png_dir, 30, 20, limit=2).shape[0] == 2
 
 
 def test_load_calibration_images_errors(tmp_path):
     with pytest.raises(InvalidInputError, match="missing.*does not exist"):
-        keras_base.load_calibration_images(str(tmp_path / "missing"), 8, 8, 4)
+        base_conversion.load_calibration_images(str(tmp_path / "missing"), 8, 8, 4)
     with pytest.raises(InvalidInputError, match="holds no .jpg/.jpeg/.png/.bmp files"):
-        keras_base.load_calibration_images(str(tmp_path), 8, 8, 4)
+        base_conversion.load_calibration_images(str(tmp_path), 8, 8, 4)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(InvalidInputError, match="none of the 1 image files.*could be decoded"):
-        keras_base.load_calibration_images(str(tmp_path), 8, 8, 4)
+        base_conversion.load_calibration_images(str(tmp_path), 8, 8, 4)
     with pytest.raises(InvalidInputError, match="count must be >= 1"):
-        keras_base.load_calibration_images(str(tmp_path), 8, 8, 0)
+        base_conversion.load_calibration_images(str(tmp_path), 8, 8, 0)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidInputError, match="empty.*holds no"):
-        keras_base.build_default_mobilenet_v2(ALPHA, SIZE, calibration_dir=str(empty),
+        mobilenet.build_default_mobilenet_v2(ALPHA, SIZE, calibration_dir=str(empty),
                                               progress=_quiet)

@@ -10,7 +10,7 @@ import pytest
 from tensorflow.lite.python import schema_py_generated as schema
 
 from conftest import compile_model, interpreter, random_images
-from tflite_transfer.compiler import audit, model_io, op_versions, pipeline
+from tflite_transfer.compiler import audit, model_io, op_version_rules, op_versions, runtime_versions
 from tflite_transfer.compiler.errors import InvalidInputError
 
 Op, T = schema.BuiltinOperator, schema.TensorType
@@ -37,8 +37,8 @@ def inflate(model: model_io.ModelT, to_version: int | None = None) -> model_io.M
     """Every builtin op code raised to the newest version TFLite 2.21 lists (what a newer tool
     may stamp), one table entry per op: the interpreter still runs it, kernels ignore versions."""
     newest = {}
-    for (code, version), runtime in op_versions.RUNTIME_VERSIONS.items():
-        if op_versions.version_tuple(runtime) <= (2, 21, 0):
+    for (code, version), runtime in runtime_versions.RUNTIME_VERSIONS.items():
+        if runtime_versions.version_tuple(runtime) <= (2, 21, 0):
             newest[code] = max(newest.get(code, 1), version)
     inflated = copy.deepcopy(model)
     for op_code in inflated.operatorCodes:
@@ -107,7 +107,7 @@ def test_rules_reproduce_the_converters_versions(request, fixture):
     assert report.above_declared == ()
     assert report.no_rule == ()
     assert report.min_runtime_version == EXPECTED_MIN_RUNTIME
-    assert op_versions.read_min_runtime_version(model) == EXPECTED_MIN_RUNTIME  # the converter's
+    assert runtime_versions.read_min_runtime_version(model) == EXPECTED_MIN_RUNTIME  # the converter's
 
 
 @pytest.mark.parametrize("fixture", MODELS)
@@ -124,7 +124,7 @@ def test_lowering_an_inflated_model_gives_the_hand_derived_versions(request, fix
                 assert op_code.version == EXPECTED[key], (model_io.operator_name(op_code), key)
                 seen.add(key)
             # Every op sits at exactly the version its own rule gives.
-            assert op_code.version == op_versions.required_version(result, subgraph, op)
+            assert op_code.version == op_version_rules.required_version(result, subgraph, op)
     assert (Op.ADD, T.FLOAT32) in seen and (Op.MUL, T.FLOAT32) in seen and (Op.SUB, T.FLOAT32) in seen
     keys = [model_io.op_code_key(c) for c in result.operatorCodes]
     assert len(keys) == len(set(keys)), "duplicate op-code entries after lowering"
@@ -132,8 +132,8 @@ def test_lowering_an_inflated_model_gives_the_hand_derived_versions(request, fix
     assert used == set(range(len(keys))), "unused op-code entries (the interpreter resolves every one)"
     assert sorted(keys) == sorted(model_io.op_code_key(c) for c in compiled.operatorCodes)
     assert report.min_runtime_version == EXPECTED_MIN_RUNTIME
-    assert (op_versions.version_tuple(op_versions.min_runtime_version(inflate(compiled)))
-            > op_versions.version_tuple(EXPECTED_MIN_RUNTIME))
+    assert (runtime_versions.version_tuple(runtime_versions.min_runtime_version(inflate(compiled)))
+            > runtime_versions.version_tuple(EXPECTED_MIN_RUNTIME))
 
 
 def test_versions_split_per_op_and_merge_per_key(small_fused):
@@ -163,10 +163,10 @@ def test_structural_checks_hold_after_lowering(tiny_classifier_path, tiny_pool_n
 
     base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name),
                            lambda m: None)
-    prepared = cut.prepare_base(base.model, None if base.cut_applied else tiny_pool_name, base.source)
+    prepared = cut.prepare_base(base.model, base.cut_at, base.source)
     result, _ = lowered(inflate(model_io.read_model_bytes(tiny_fused.model_bytes)))
     audit.audit_ops(result)
-    audit.check_contract(result, pipeline.expected_contract(tiny_fused.head))
+    audit.check_contract(result, tiny_fused.metadata.signatures)
     base_entry = model_io.signature_subgraph(result, "load")
     base_entry = model_io.called_subgraphs(result.subgraphs[base_entry].operators[0])[0]
     audit.check_base_preserved(base.model, prepared.entry_subgraph, result, base_entry,
@@ -191,34 +191,34 @@ def test_frozen_subgraphs_keep_their_versions(small_fused):
 def test_the_base_converters_min_runtime_version_is_reproduced(tiny_classifier_path):
     """The converter wrote min_runtime_version into the base it made; ours agrees."""
     base = model_io.read_model(tiny_classifier_path)
-    assert op_versions.min_runtime_version(base) == op_versions.read_min_runtime_version(base) == "1.14.0"
+    assert runtime_versions.min_runtime_version(base) == runtime_versions.read_min_runtime_version(base) == "1.14.0"
 
 
 def test_min_runtime_version_metadata(tiny_fused):
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     buffers = len(model.buffers)
-    op_versions.set_min_runtime_version(model, "2.6.0")
+    runtime_versions.set_min_runtime_version(model, "2.6.0")
     assert len(model.buffers) == buffers  # its own buffer is overwritten in place
     reread = model_io.read_model_bytes(model_io.write_model_bytes(model))
     entry = next(e for e in reread.metadata if e.name == b"min_runtime_version")
     assert model_io.buffer_bytes(reread, entry.buffer) == b"2.6.0" + b"\0" * 11
-    assert op_versions.read_min_runtime_version(reread) == "2.6.0"
+    assert runtime_versions.read_min_runtime_version(reread) == "2.6.0"
     interpreter(model_io.write_model_bytes(reread)).get_signature_runner("initialize")()
     for bad in ("", "2.6.0-rc1", "1234567890.12345"):
         with pytest.raises(InvalidInputError):
-            op_versions.set_min_runtime_version(model, bad)
+            runtime_versions.set_min_runtime_version(model, bad)
     model.metadata = []
-    op_versions.set_min_runtime_version(model, "2.13.0")
-    assert op_versions.read_min_runtime_version(model) == "2.13.0"
+    runtime_versions.set_min_runtime_version(model, "2.13.0")
+    assert runtime_versions.read_min_runtime_version(model) == "2.13.0"
 
 
 def spec(type_, dims=(1, 4), scales=0, axis=0, quantized=None, sparse=False):
-    return op_versions.TensorSpec(type_, tuple(dims), bool(scales) if quantized is None else quantized,
+    return op_version_rules.TensorSpec(type_, tuple(dims), bool(scales) if quantized is None else quantized,
                                   scales, 0.5 if scales else 0.0, axis, sparse)
 
 
 def signature(inputs, outputs, options=None):
-    return op_versions.OpSignature(tuple(inputs), tuple(outputs), options)
+    return op_version_rules.OpSignature(tuple(inputs), tuple(outputs), options)
 
 
 def options(cls, **fields):
@@ -270,7 +270,7 @@ RULE_CASES = [
 
 @pytest.mark.parametrize("code, op_signature, version", RULE_CASES)
 def test_rule_branches(code, op_signature, version):
-    assert op_versions.RULES[code](op_signature) == version
+    assert op_version_rules.RULES[code](op_signature) == version
 
 
 def test_ops_without_a_rule_keep_their_version(tiny_fused):
@@ -278,11 +278,11 @@ def test_ops_without_a_rule_keep_their_version(tiny_fused):
     for op_code in model.operatorCodes:
         if model_io.builtin_code(op_code) == Op.ONE_HOT:
             op_code.version = 3
-    saved = op_versions.RULES.pop(Op.ONE_HOT)
+    saved = op_version_rules.RULES.pop(Op.ONE_HOT)
     try:
         result, report = lowered(model)
     finally:
-        op_versions.RULES[Op.ONE_HOT] = saved
+        op_version_rules.RULES[Op.ONE_HOT] = saved
     assert report.no_rule == ("ONE_HOT",)
     assert [c.version for c in result.operatorCodes if model_io.builtin_code(c) == Op.ONE_HOT] == [3]
 

@@ -44,8 +44,9 @@ def test_compile_refuses_a_model_that_fails_verification(tiny_classifier_path, t
     with pytest.raises(VerificationError, match="differ from the TensorFlow reference"):
         from tflite_transfer.compiler import bases, pipeline
 
-        base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path), lambda m: None)
-        pipeline.compile_from_base(base, tiny_pool_name, pipeline.HeadOptions(num_classes=3),
+        base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name),
+                               lambda m: None)
+        pipeline.compile_from_base(base, pipeline.HeadOptions(num_classes=3),
                                    verify_steps=5, verify_tolerance=1e-12, progress=lambda m: None)
 
 

@@ -12,56 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import colour_images
-from tflite_transfer.runtime import TransferModel
+from tests.conftest import colour_images
+from tests.fixtures.cpp_runtime import assert_same_bits, epoch_losses, run_demo
+from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
-
-REPO = Path(__file__).resolve().parents[2]
-SETUP_SCRIPT = REPO / "runtime" / "cpp" / "setup_testing_root.sh"
-TESTING_ROOT = Path(os.environ.get("TFLITE_TRANSFER_TESTING_ROOT",
-                                   Path.home() / ".cache" / "tflite_transfer_testing_root"))
-
-
-@pytest.fixture(scope="session")
-def cpp_demo(tmp_path_factory) -> str:
-    """Builds the C++ runtime in the Debian testing root (created on first use, then cached)."""
-    if os.geteuid() != 0 and not os.environ.get("CI") and not TESTING_ROOT.is_dir():
-        pytest.skip("building the C++ runtime needs root (debootstrap + chroot); CI runs it as root")
-    build_dir = tmp_path_factory.mktemp("cpp_build")
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(SETUP_SCRIPT), str(build_dir)], capture_output=True,
-                            text=True, timeout=3600)
-    if result.returncode != 0:
-        pytest.fail(f"setup_testing_root.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    print(f"C++ runtime set up and built in {time.monotonic() - started:.1f} s")
-    return result.stdout.strip().splitlines()[-1]
-
-
-def run_demo(demo: str, *arguments, expect_ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([demo, *map(str, arguments)], capture_output=True, text=True, timeout=600)
-    if expect_ok and result.returncode != 0:
-        pytest.fail(f"demo failed ({result.returncode}): {result.stderr}")
-    return result
-
-
-def epoch_losses(stdout: str) -> list[float]:
-    return [float(value) for value in re.findall(r"^epoch \d+/\d+ loss (\S+)$", stdout, re.M)]
-
-
-def assert_same_bits(actual: dict, expected: dict) -> None:
-    assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert actual[name].dtype == expected[name].dtype, name
-        assert actual[name].shape == expected[name].shape, name
-        assert actual[name].tobytes() == expected[name].tobytes(), name
-
 
 @pytest.fixture()
 def training_files(tmp_path):
@@ -153,7 +111,7 @@ def test_cpp_checkpoint_restores_bit_for_bit_in_python(cpp_demo, tiny_model_path
     python_model.restore_checkpoint(tmp_path / "cpp.ckpt")
     assert_same_bits(python_model.get_state(), saved.tensors)
     assert float(saved.tensors["learning_rate"][0]) == np.float32(0.7)
-    write_checkpoint(tmp_path / "python.ckpt", python_model.get_state(), python_model.metadata["fingerprint"],
+    write_checkpoint(tmp_path / "python.ckpt", python_model.get_state(), python_model.metadata.fingerprint,
                      {"num_samples_cached": "24"})
     assert (tmp_path / "python.ckpt").read_bytes() == (tmp_path / "cpp.ckpt").read_bytes()
 
@@ -180,7 +138,7 @@ def test_bad_checkpoints_give_one_clear_line_and_change_nothing(cpp_demo, tiny_m
     state = tiny.get_state()
     state["dense_0_kernel"] = state["dense_0_kernel"].T.copy()
     reshaped = tmp_path / "reshaped.ckpt"
-    write_checkpoint(reshaped, state, tiny.metadata["fingerprint"])
+    write_checkpoint(reshaped, state, tiny.metadata.fingerprint)
     output = tmp_path / "out.ckpt"
     output.write_bytes(b"previous checkpoint")
     for path, message in [(tmp_path / "other.ckpt", "written by another model"),
@@ -204,7 +162,9 @@ def test_a_model_missing_a_signature_is_refused(cpp_demo, tiny_fused, tiny_class
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     model.signatureDefs = [s for s in model.signatureDefs if s.signatureKey != b"restore"]
     path = tmp_path / "no_restore.tflite"
-    path.write_bytes(model_io.write_model_bytes(model))
+    edited = model_io.write_model_bytes(model)
+    # An edited model needs a fresh digest (a contract-version-2 model would be refused as damaged).
+    path.write_bytes(contract.stamp_digest(edited) if contract.find_digest(edited) else edited)
     result = run_demo(cpp_demo, "--model", path, "--epochs", 0, expect_ok=False)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {path}: not a tflite-transfer model: missing signature(s) restore"

@@ -112,8 +112,8 @@ def test_float_images_outside_the_pixel_range_or_not_finite(small_mobilenet_path
 
     base = bases.load_base(bases.BaseOptions(base=small_mobilenet_path), lambda m: None)
     base = dataclasses.replace(base, image_range=(0.0, 255.0))  # as the embedded base records it
-    result = pipeline.compile_from_base(base, None, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
-    assert result.metadata["image_range"] == [0.0, 255.0]
+    result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
+    assert result.metadata.image_range == (0.0, 255.0)
     model = TransferModel.open(result.model_bytes)
     image = np.full((96, 96, 3), 100.0, np.float32)
     model.predict(image)
@@ -162,7 +162,7 @@ def test_bad_checkpoints_change_nothing(tiny_model_path, tmp_path, damage):
     path = tmp_path / "bad.ckpt"
     model.save_checkpoint(path)
     state = model.get_state()
-    fingerprint = model.metadata["fingerprint"]
+    fingerprint = model.metadata.fingerprint
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:-5])
     elif damage == "header":

@@ -18,6 +18,7 @@ from tflite_transfer.compiler import batch
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"
 IMAGE_BATCH, TRAIN_BATCH = 1, 4
+_BUILT: dict[str, Path] = {}
 
 
 def require_tool(name: str) -> str:
@@ -45,6 +46,9 @@ def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     """tiny_static.tflite (image batch 1, train batch 4, SGD softmax head, 3 classes) and the
     same head compiled with dynamic shapes (tiny_dynamic.tflite), which LiteRT.js cannot run;
     tiny_mse.tflite: a 2-output MSE head (float targets instead of class ids)."""
+    # Each test module that imports this fixture gets its own instance of it: compile once.
+    if "web_models" in _BUILT:
+        return _BUILT["web_models"]
     directory = tmp_path_factory.mktemp("web_models")
     for name, batches in (("tiny_dynamic", batch.BatchOptions()),
                           ("tiny_static", batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))):
@@ -54,6 +58,7 @@ def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     mse = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=2, loss="mse", learning_rate=0.5,
                         batch_options=batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))
     (directory / "tiny_mse.tflite").write_bytes(mse.model_bytes)
+    _BUILT["web_models"] = directory
     return directory
 
 

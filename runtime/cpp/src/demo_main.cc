@@ -8,9 +8,13 @@
 #include <optional>
 #include <string>
 
+#include "checkpoint.h"
+#include "demo_checks.h"
+#include "demo_training.h"
 #include "errors.h"
 #include "npy.h"
 #include "tensor.h"
+#include "text.h"
 #include "transfer_model.h"
 #include "tensorflow/lite/c/c_api.h"
 
@@ -22,9 +26,15 @@ using tflite_transfer::Tensor;
 using tflite_transfer::TransferModel;
 
 constexpr char kUsage[] = R"(usage: tflite_transfer_demo --model MODEL.tflite [options]
+       tflite_transfer_demo --check_checkpoint FILE [--allow_version_1]
+       tflite_transfer_demo --check_model --model MODEL.tflite [--skip_digest_check]
+       tflite_transfer_demo --check_metadata FILE.json
 
 Trains the head of a compiled tflite-transfer model with the stock TFLite C API and saves a
 checkpoint in the format the Python runtime reads (BUILD.md, "Checkpoint file format").
+The --check_* modes only read: they validate the file with the runtime's reader and print
+what it parsed as one JSON line (checkpoint: metadata and each tensor's dtype, shape and
+sha256; model/metadata: the typed metadata record).
 
   --model PATH          compiled model (compile-transfer output)                 [required]
   --bottlenecks PATH    training bottlenecks, float32 [n, D] .npy
@@ -32,8 +42,11 @@ checkpoint in the format the Python runtime reads (BUILD.md, "Checkpoint file fo
                         bottlenecks come from `load` (or train on them with --train_on=images)
   --labels PATH         training labels .npy: class ids [n] (any integer dtype), or float
                         targets [n, k] for --loss=mse models
-  --epochs N            passes over the training data, batches in file order      [10]
-  --batch_size N        samples per `train` step                                  [8]
+  --epochs N            passes over the training data                             [10]
+  --batch_size N        samples per `train` step; a model with a fixed batch uses
+                        its own (then batches come from a stream of per-epoch
+                        orders, every sample equally often)                       [8]
+  --shuffle_seed N      a random order per epoch from this seed                   [file order]
   --learning_rate LR    call `set_learning_rate` first                            [model's]
   --train_on WHAT       bottlenecks (`train`) or images (`train_images`)          [bottlenecks]
   --restore PATH        restore this checkpoint first (validated; a bad one changes nothing)
@@ -43,6 +56,9 @@ checkpoint in the format the Python runtime reads (BUILD.md, "Checkpoint file fo
   --test_labels PATH    their class ids; default: the --labels
   --save_bottlenecks P  write the bottlenecks `load` computed for --images to P (.npy)
   --num_threads N       interpreter threads                                       [1]
+  --skip_digest_check   do not check the model's digest (only for files verified
+                        elsewhere, e.g. a signed download)
+  --allow_version_1     accept checkpoints of format version 1 (no checksum)
 
 Exit status 0 on success, 1 with one "error: ..." line on stderr for a bad model, input or
 checkpoint, 2 for a bad command line.
@@ -56,7 +72,9 @@ checkpoint, 2 for a bad command line.
 std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
   static const char* kValued[] = {"model", "bottlenecks", "images", "labels", "epochs", "batch_size",
                                   "learning_rate", "train_on", "restore", "checkpoint", "test_images",
-                                  "test_labels", "num_threads", "save_bottlenecks"};
+                                  "test_labels", "num_threads", "save_bottlenecks", "shuffle_seed",
+                                  "check_checkpoint", "check_metadata"};
+  static const char* kSwitches[] = {"initialize", "skip_digest_check", "allow_version_1", "check_model"};
   std::map<std::string, std::string> flags;
   for (int index = 1; index < argc; ++index) {
     std::string argument = argv[index];
@@ -64,20 +82,21 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (argument.rfind("--", 0) != 0) UsageError("unexpected argument '" + argument + "'");
+    if (argument.rfind("--", 0) != 0) UsageError("unexpected argument " + tflite_transfer::Quoted(argument));
     std::string name = argument.substr(2), value;
     size_t equals = name.find('=');
     if (equals != std::string::npos) {
       value = name.substr(equals + 1);
       name = name.substr(0, equals);
     }
-    if (name == "initialize") {
+    bool is_switch = false, known = false;
+    for (const char* switch_name : kSwitches) is_switch = is_switch || name == switch_name;
+    if (is_switch && equals == std::string::npos) {
       flags[name] = "1";
       continue;
     }
-    bool known = false;
     for (const char* valued : kValued) known = known || name == valued;
-    if (!known) UsageError("unknown flag --" + name);
+    if (!known) UsageError("unknown flag --" + tflite_transfer::Printable(name));
     if (equals == std::string::npos) {
       if (index + 1 >= argc) UsageError("--" + name + " needs a value");
       value = argv[++index];
@@ -93,7 +112,8 @@ long ParseInt(const std::map<std::string, std::string>& flags, const std::string
   char* end = nullptr;
   long value = std::strtol(found->second.c_str(), &end, 10);
   if (found->second.empty() || *end != '\0' || value < minimum) {
-    UsageError("--" + name + " must be an integer >= " + std::to_string(minimum) + ", got '" + found->second + "'");
+    UsageError("--" + name + " must be an integer >= " + std::to_string(minimum) + ", got " +
+               tflite_transfer::Quoted(found->second));
   }
   return value;
 }
@@ -147,23 +167,38 @@ Tensor AsFloat32(const Tensor& tensor, const std::string& path) {
   return converted;
 }
 
-// Rows [begin, end) of a batch-first tensor.
-Tensor Rows(const Tensor& tensor, int64_t begin, int64_t end) {
-  Tensor rows = tensor;
-  rows.shape[0] = end - begin;
-  size_t row_bytes = tensor.bytes.size() / static_cast<size_t>(tensor.shape[0]);
-  rows.bytes.assign(tensor.bytes.begin() + begin * row_bytes, tensor.bytes.begin() + end * row_bytes);
-  return rows;
-}
-
 int32_t Step(TransferModel& model) { return model.GetState().at("step").data<int32_t>()[0]; }
 
+// The --check_* modes: read with the runtime's readers, print what they parsed.
+int Check(const std::map<std::string, std::string>& flags) {
+  if (auto path = Flag(flags, "check_checkpoint")) {
+    tflite_transfer::CheckpointReadOptions options;
+    options.allow_version_1 = flags.count("allow_version_1") > 0;
+    std::printf("%s\n", tflite_transfer::DescribeCheckpoint(tflite_transfer::ReadCheckpoint(*path, options)).c_str());
+  } else if (auto path = Flag(flags, "check_metadata")) {
+    std::printf("%s\n", tflite_transfer::DescribeMetadata(tflite_transfer::ReadMetadataJsonFile(*path)).c_str());
+  } else {
+    std::optional<std::string> model_path = Flag(flags, "model");
+    if (!model_path) UsageError("--check_model needs --model");
+    tflite_transfer::OpenOptions options;
+    options.verify_digest = !flags.count("skip_digest_check");
+    auto model = TransferModel::Open(*model_path, options);
+    std::printf("%s\n", tflite_transfer::DescribeModel(*model).c_str());
+  }
+  return 0;
+}
+
 int Run(const std::map<std::string, std::string>& flags) {
+  if (flags.count("check_checkpoint") || flags.count("check_metadata") || flags.count("check_model")) {
+    return Check(flags);
+  }
   std::optional<std::string> model_path = Flag(flags, "model");
   if (!model_path) UsageError("--model is required");
   long epochs = ParseInt(flags, "epochs", 10, 0);
   long batch_size = ParseInt(flags, "batch_size", 8, 1);
   long num_threads = ParseInt(flags, "num_threads", 1, 1);
+  std::optional<uint64_t> shuffle_seed;
+  if (flags.count("shuffle_seed")) shuffle_seed = static_cast<uint64_t>(ParseInt(flags, "shuffle_seed", 0, 0));
   std::string train_on = Flag(flags, "train_on").value_or("bottlenecks");
   if (train_on != "bottlenecks" && train_on != "images") UsageError("--train_on must be bottlenecks or images");
   if (Flag(flags, "bottlenecks") && Flag(flags, "images")) UsageError("pass --bottlenecks or --images, not both");
@@ -173,16 +208,28 @@ int Run(const std::map<std::string, std::string>& flags) {
   }
   if (train_on == "images" && epochs > 0 && !Flag(flags, "images")) UsageError("--train_on=images needs --images");
 
-  auto model = TransferModel::Open(*model_path, static_cast<int>(num_threads));
-  std::printf("model %s: TFLite %s, image %s %s, bottleneck %lld, %lld outputs, %zu state tensors\n",
-              model_path->c_str(), TfLiteVersion(), tflite_transfer::NumpyName(model->image_dtype()),
+  tflite_transfer::OpenOptions open_options;
+  open_options.num_threads = static_cast<int>(num_threads);
+  open_options.verify_digest = !flags.count("skip_digest_check");
+  auto model = TransferModel::Open(*model_path, open_options);
+  const std::string shown_model = tflite_transfer::Printable(*model_path);
+  std::printf("model %s: TFLite %s, image %s %s, bottleneck %lld, %lld outputs, %zu state tensors%s\n",
+              shown_model.c_str(), TfLiteVersion(), tflite_transfer::NumpyName(model->image_dtype()),
               tflite_transfer::ShapeString(model->image_shape()).c_str(),
               static_cast<long long>(model->bottleneck_size()), static_cast<long long>(model->num_classes()),
-              model->metadata().state.size());
+              model->metadata().state.size(), model->digest_checked() ? ", digest ok" : "");
+  const tflite_transfer::ModelMetadata& metadata = model->metadata();
+  if (metadata.image_batch || metadata.train_batch) {
+    std::printf("fixed batches: images %s, train %s\n",
+                metadata.image_batch ? std::to_string(*metadata.image_batch).c_str() : "any",
+                metadata.train_batch ? std::to_string(*metadata.train_batch).c_str() : "any");
+  }
 
   if (auto restore = Flag(flags, "restore")) {
-    model->RestoreCheckpoint(*restore);
-    std::printf("restored %s (step %d)\n", restore->c_str(), Step(*model));
+    tflite_transfer::CheckpointReadOptions read_options;
+    read_options.allow_version_1 = flags.count("allow_version_1") > 0;
+    model->RestoreCheckpoint(*restore, read_options);
+    std::printf("restored %s (step %d)\n", tflite_transfer::Printable(*restore).c_str(), Step(*model));
   }
   if (flags.count("initialize")) std::printf("initialized (step %d)\n", model->Initialize());
   if (auto learning_rate = Flag(flags, "learning_rate")) {
@@ -210,17 +257,18 @@ int Run(const std::map<std::string, std::string>& flags) {
                             std::to_string(num_samples) + " samples");
   }
 
-  for (long epoch = 1; epoch <= epochs && num_samples > 0; ++epoch) {
-    double total = 0;
-    for (int64_t begin = 0; begin < num_samples; begin += batch_size) {
-      int64_t end = std::min<int64_t>(begin + batch_size, num_samples);
-      Tensor batch = Rows(*samples, begin, end), batch_labels = Rows(*labels, begin, end);
-      float loss = train_on == "images" ? model->TrainImages(batch, batch_labels)
-                                        : model->Train(batch, batch_labels);
-      total += static_cast<double>(loss) * static_cast<double>(end - begin);
+  if (epochs > 0 && num_samples > 0) {
+    tflite_transfer::TrainingPlan plan;
+    plan.epochs = epochs;
+    plan.batch_size = batch_size;
+    plan.on_images = train_on == "images";
+    plan.shuffle_seed = shuffle_seed;
+    plan.fixed_batch = metadata.FixedBatch(plan.on_images ? "train_images" : "train");
+    if (plan.fixed_batch && flags.count("batch_size") && batch_size != *plan.fixed_batch) {
+      UsageError("this model trains with a fixed batch of " + std::to_string(*plan.fixed_batch) +
+                 "; drop --batch_size or pass --batch_size=" + std::to_string(*plan.fixed_batch));
     }
-    std::printf("epoch %ld/%ld loss %.6f\n", epoch, epochs, total / static_cast<double>(num_samples));
-    std::fflush(stdout);
+    tflite_transfer::TrainEpochs(*model, *samples, *labels, plan);
   }
 
   std::optional<Tensor> test_images = images, test_labels = labels;
@@ -245,7 +293,7 @@ int Run(const std::map<std::string, std::string>& flags) {
   if (auto checkpoint = Flag(flags, "checkpoint")) {
     // The same extra metadata as the Python runtime's save_checkpoint, so files match byte for byte.
     model->SaveCheckpoint(*checkpoint, {{"num_samples_cached", std::to_string(num_samples)}});
-    std::printf("saved %s (step %d)\n", checkpoint->c_str(), Step(*model));
+    std::printf("saved %s (step %d)\n", tflite_transfer::Printable(*checkpoint).c_str(), Step(*model));
   }
   return 0;
 }
@@ -256,11 +304,10 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> flags = ParseFlags(argc, argv);
   try {
     return Run(flags);
-  } catch (const tflite_transfer::TransferError& error) {
-    std::fprintf(stderr, "error: %s\n", error.what());
-    return 1;
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "error: %s\n", error.what());
+    // Messages already escape what came from files; this guards the one-line contract for
+    // anything else (Printable is idempotent).
+    std::fprintf(stderr, "error: %s\n", tflite_transfer::Printable(error.what()).c_str());
     return 1;
   }
 }

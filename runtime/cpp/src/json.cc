@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <unordered_set>
 
 namespace tflite_transfer {
 namespace {
@@ -56,11 +57,14 @@ class Parser {
       ++position_;
       value.kind = Json::Kind::kObject;
       if (Consume('}')) return value;
+      // A hash set keeps the duplicate check linear: a 200k-key header took 90 s when every
+      // key was compared with every earlier one.
+      std::unordered_set<std::string> keys;
       do {
         SkipWhitespace();
         if (position_ >= text_.size() || text_[position_] != '"') Fail("expected a string key");
         std::string key = ParseString();
-        if (value.Find(key)) Fail("duplicate key " + JsonQuote(key));
+        if (!keys.insert(key).second) Fail("duplicate key " + JsonQuote(key));
         Expect(':');
         value.members.emplace_back(std::move(key), ParseValue(depth + 1));
       } while (Consume(','));
@@ -299,6 +303,39 @@ bool IsValidUtf8(std::string_view text) {
     index += length;
   }
   return true;
+}
+
+std::string JsonQuoteAscii(std::string_view text) {
+  std::string out = "\"";
+  auto escape = [&out](unsigned unit) {
+    char buffer[7];
+    std::snprintf(buffer, sizeof buffer, "\\u%04x", unit);
+    out += buffer;
+  };
+  for (size_t at = 0; at < text.size();) {
+    unsigned char lead = static_cast<unsigned char>(text[at]);
+    if (lead < 0x80) {
+      if (lead == '"') out += "\\\"";
+      else if (lead == '\\') out += "\\\\";
+      else if (lead < 0x20 || lead == 0x7F) escape(lead);
+      else out += static_cast<char>(lead);
+      ++at;
+      continue;
+    }
+    size_t length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    unsigned code_point = lead & (length == 4 ? 0x07 : length == 3 ? 0x0F : 0x1F);
+    for (size_t index = 1; index < length && at + index < text.size(); ++index) {
+      code_point = (code_point << 6) | (static_cast<unsigned char>(text[at + index]) & 0x3F);
+    }
+    at += length;
+    if (code_point >= 0x10000) {
+      escape(0xD800 + ((code_point - 0x10000) >> 10));
+      escape(0xDC00 + ((code_point - 0x10000) & 0x3FF));
+    } else {
+      escape(code_point);
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace tflite_transfer

@@ -45,6 +45,11 @@ Json ParseJson(std::string_view text);
 // writes it, so C++ and Python checkpoints of the same state are byte-identical.
 std::string JsonQuote(std::string_view text);
 
+// `text` (valid UTF-8) as a JSON string literal with every non-ASCII character and control
+// character escaped (\uXXXX, surrogate pairs above U+FFFF): Python's json.dumps default, and
+// safe to print on a terminal.
+std::string JsonQuoteAscii(std::string_view text);
+
 // Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 

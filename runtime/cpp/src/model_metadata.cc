@@ -1,128 +1,164 @@
+// Parsing the model's metadata record (contract versions 1 and 2) and checking it is
+// consistent, as contract.ModelMetadata.from_json does.
 #include "model_metadata.h"
 
-#include <cstring>
-#include <optional>
+#include <set>
 
 #include "errors.h"
 #include "json.h"
+#include "text.h"
 
 namespace tflite_transfer {
 namespace {
 
-// A bounds-checked reader of just the FlatBuffer tables we need (schema.fbs: Model.buffers is
-// field 4, Model.metadata field 6; Metadata{name: string, buffer: uint}; Buffer{data: [ubyte],
-// offset: ulong, size: ulong}). Every offset is checked, so a corrupt file is an error, not a
-// crash. The TFLite library verifies the whole model again when the interpreter loads it.
-class FlatBufferReader {
- public:
-  FlatBufferReader(const std::vector<uint8_t>& bytes, std::string source)
-      : bytes_(bytes), source_(std::move(source)) {}
-
-  uint32_t U32(size_t at) const { return Read<uint32_t>(at); }
-
-  // Position of the table that the uoffset stored at `at` points to.
-  size_t Deref(size_t at) const {
-    size_t target = at + U32(at);
-    Check(target, 4);
-    return target;
-  }
-
-  // Position of field `index` of the table at `table`, or nullopt if absent.
-  std::optional<size_t> Field(size_t table, int index) const {
-    int32_t vtable_offset = Read<int32_t>(table);
-    int64_t vtable = static_cast<int64_t>(table) - vtable_offset;
-    if (vtable < 0) Corrupt();
-    uint16_t vtable_size = Read<uint16_t>(static_cast<size_t>(vtable));
-    size_t entry = 4 + 2 * static_cast<size_t>(index);
-    if (entry + 2 > vtable_size) return std::nullopt;
-    uint16_t field_offset = Read<uint16_t>(static_cast<size_t>(vtable) + entry);
-    if (field_offset == 0) return std::nullopt;
-    return table + field_offset;
-  }
-
-  // A vector field: (position of the first element, element count).
-  std::pair<size_t, uint32_t> Vector(size_t table, int index, size_t element_size) const {
-    std::optional<size_t> field = Field(table, index);
-    if (!field) return {0, 0};
-    size_t vector = Deref(*field);
-    uint32_t count = U32(vector);
-    Check(vector + 4, static_cast<uint64_t>(count) * element_size);
-    return {vector + 4, count};
-  }
-
-  std::string String(size_t table, int index) const {
-    auto [start, length] = Vector(table, index, 1);
-    return std::string(reinterpret_cast<const char*>(bytes_.data() + start), length);
-  }
-
-  template <typename T> T Read(size_t at) const {
-    Check(at, sizeof(T));
-    T value;
-    std::memcpy(&value, bytes_.data() + at, sizeof(T));  // FlatBuffers are little-endian
-    return value;
-  }
-
-  void Check(uint64_t at, uint64_t size) const {
-    if (at > bytes_.size() || size > bytes_.size() - at) Corrupt();
-  }
-
-  [[noreturn]] void Corrupt() const {
-    throw InvalidInputError(source_ + ": corrupt TFLite file (an offset points outside it)");
-  }
-
- private:
-  const std::vector<uint8_t>& bytes_;
-  std::string source_;
-};
-
-std::string FindMetadataJson(const std::vector<uint8_t>& bytes, const std::string& source) {
-  FlatBufferReader reader(bytes, source);
-  size_t model = reader.Deref(0);
-  auto [metadata, metadata_count] = reader.Vector(model, 6, 4);
-  auto [buffers, buffer_count] = reader.Vector(model, 4, 4);
-  for (uint32_t index = 0; index < metadata_count; ++index) {
-    size_t entry = reader.Deref(metadata + 4 * index);
-    if (reader.String(entry, 0) != kMetadataName) continue;
-    std::optional<size_t> buffer_field = reader.Field(entry, 1);
-    uint32_t buffer_index = buffer_field ? reader.U32(*buffer_field) : 0;
-    if (buffer_index >= buffer_count) reader.Corrupt();
-    size_t buffer = reader.Deref(buffers + 4 * buffer_index);
-    auto [data, size] = reader.Vector(buffer, 0, 1);
-    if (size == 0) {
-      // Models over 2 GB keep buffer data outside the FlatBuffer: offset/size from file start.
-      std::optional<size_t> offset = reader.Field(buffer, 1), length = reader.Field(buffer, 2);
-      if (offset && length) {
-        uint64_t at = reader.Read<uint64_t>(*offset), count = reader.Read<uint64_t>(*length);
-        reader.Check(at, count);
-        return std::string(reinterpret_cast<const char*>(bytes.data() + at), count);
-      }
-    }
-    return std::string(reinterpret_cast<const char*>(bytes.data() + data), size);
-  }
-  throw UnsupportedModelError(source + ": not a tflite-transfer model (no '" +
-                              std::string(kMetadataName) +
-                              "' metadata); compile it with compile-transfer");
-}
+const std::set<std::string> kRoles = {"kernel", "bias", "slot", "step", "learning_rate"};
 
 [[noreturn]] void BadMetadata(const std::string& source, const std::string& problem) {
-  throw UnsupportedModelError(source + ": the '" + std::string(kMetadataName) +
-                              "' metadata is unusable: " + problem +
-                              "; recompile the model with compile-transfer");
+  throw UnsupportedModelError(Printable(source) + ": the '" + std::string(kMetadataName) +
+                              "' metadata is unusable: " + problem + "; recompile the model with compile-transfer");
 }
 
-int64_t RequireInt(const Json& root, const char* key, const std::string& source) {
-  const Json* value = root.Find(key);
-  std::optional<int64_t> number = value ? value->AsInt64() : std::nullopt;
+const Json& Require(const Json& object, const char* key, const std::string& source) {
+  const Json* value = object.Find(key);
+  if (!value) BadMetadata(source, std::string("'") + key + "' is missing");
+  return *value;
+}
+
+int64_t RequirePositive(const Json& root, const char* key, const std::string& source) {
+  std::optional<int64_t> number = Require(root, key, source).AsInt64();
   if (!number || *number < 1) BadMetadata(source, std::string("'") + key + "' is not a positive integer");
   return *number;
 }
 
-std::string RequireString(const Json& root, const char* key, const std::string& source) {
-  const Json* value = root.Find(key);
-  if (!value || !value->is_string() || value->text.empty()) {
-    BadMetadata(source, std::string("'") + key + "' is not a non-empty string");
-  }
+std::string RequireString(const Json& object, const char* key, const std::string& source) {
+  const Json& value = Require(object, key, source);
+  if (!value.is_string() || value.text.empty()) BadMetadata(source, std::string("'") + key + "' is not a non-empty string");
+  return value.text;
+}
+
+std::string OptionalString(const Json& object, const char* key, const std::string& source) {
+  const Json* value = object.Find(key);
+  if (!value || value->kind == Json::Kind::kNull) return "";
+  if (!value->is_string()) BadMetadata(source, std::string("'") + key + "' is not a string");
   return value->text;
+}
+
+std::optional<int64_t> OptionalBatch(const Json& root, const char* key, const std::string& source) {
+  const Json* value = root.Find(key);
+  if (!value || value->kind == Json::Kind::kNull) return std::nullopt;
+  std::optional<int64_t> number = value->AsInt64();
+  if (!number || *number < 1) BadMetadata(source, std::string("fixed batch '") + key + "' is not null or >= 1");
+  return number;
+}
+
+Shape ParseShape(const Json& shape, const std::string& what, const std::string& source) {
+  if (!shape.is_array()) BadMetadata(source, what + " has no 'shape' list");
+  Shape result;
+  for (const Json& size : shape.items) {
+    std::optional<int64_t> value = size.AsInt64();
+    if (!value || *value < 0) BadMetadata(source, what + " has a bad shape");
+    result.push_back(*value);
+  }
+  return result;
+}
+
+DType ParseDType(const Json* dtype, const std::string& what, const std::string& source) {
+  std::optional<DType> parsed = dtype && dtype->is_string() ? DTypeFromNumpyName(dtype->text) : std::nullopt;
+  if (!parsed) BadMetadata(source, what + " needs a known 'dtype'");
+  return *parsed;
+}
+
+// Version 2: a list of {name, shape, dtype, role, layer?, slot?, of?}.
+std::vector<StateSpec> ParseStateList(const Json& state, const std::string& source) {
+  if (!state.is_array() || state.items.empty()) BadMetadata(source, "'state' is not a non-empty list");
+  std::vector<StateSpec> specs;
+  for (const Json& entry : state.items) {
+    if (!entry.is_object()) BadMetadata(source, "a 'state' entry is not an object");
+    StateSpec spec;
+    spec.name = RequireString(entry, "name", source);
+    std::string what = "state " + Quoted(spec.name);
+    spec.dtype = ParseDType(entry.Find("dtype"), what, source);
+    spec.shape = ParseShape(Require(entry, "shape", source), what, source);
+    spec.role = RequireString(entry, "role", source);
+    spec.layer = OptionalString(entry, "layer", source);
+    spec.slot = OptionalString(entry, "slot", source);
+    spec.of = OptionalString(entry, "of", source);
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+bool EndsWith(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool StartsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+// Version 1: {name: {shape, dtype}}; roles follow from the names as contract._upgrade_version_1
+// derives them (the only place names are taken apart, for files written before roles existed).
+std::vector<StateSpec> UpgradeStateObject(const Json& state, const std::string& source) {
+  if (!state.is_object() || state.members.empty()) BadMetadata(source, "'state' is not a non-empty object");
+  std::vector<std::string> names, weights;
+  for (const auto& [name, spec] : state.members) names.push_back(name);
+  for (const std::string& name : names) {
+    if (!EndsWith(name, "_kernel") && !EndsWith(name, "_bias")) continue;
+    bool is_slot = false;
+    for (const std::string& other : names) is_slot = is_slot || (other != name && StartsWith(name, other + "_"));
+    if (!is_slot) weights.push_back(name);
+  }
+  std::vector<StateSpec> specs;
+  for (const auto& [name, entry] : state.members) {
+    StateSpec spec;
+    spec.name = name;
+    std::string what = "state " + Quoted(name);
+    if (!entry.is_object()) BadMetadata(source, what + " is not an object");
+    spec.dtype = ParseDType(entry.Find("dtype"), what, source);
+    spec.shape = ParseShape(Require(entry, "shape", source), what, source);
+    const std::string* owner = nullptr;
+    for (const std::string& weight : weights) {
+      if (!owner && StartsWith(name, weight + "_")) owner = &weight;
+    }
+    size_t last = name.rfind('_');
+    if (name == "step" || name == "learning_rate") {
+      spec.role = name;
+    } else if (owner) {
+      spec.role = "slot";
+      spec.of = *owner;
+      spec.slot = name.substr(owner->size() + 1);
+      spec.layer = owner->substr(0, owner->rfind('_'));
+    } else if (last != std::string::npos) {
+      spec.role = name.substr(last + 1);
+      spec.layer = name.substr(0, last);
+    } else {
+      BadMetadata(source, what + " has no role (a version 1 name without a '_<role>' suffix)");
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+bool IsDigest(const std::string& text) {
+  if (text.size() != 64) return false;
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+void CheckConsistent(const ModelMetadata& metadata, const std::string& source) {
+  std::set<std::string> seen;
+  for (const StateSpec& spec : metadata.state) {
+    if (!seen.insert(spec.name).second) BadMetadata(source, "duplicate state name " + Quoted(spec.name));
+    if (!kRoles.count(spec.role)) BadMetadata(source, "state " + Quoted(spec.name) + " has role " + Quoted(spec.role));
+  }
+  if (metadata.label.kind != "class_ids" && metadata.label.kind != "targets") {
+    BadMetadata(source, "label kind " + Quoted(metadata.label.kind));
+  }
+  if (!metadata.labels.empty() && static_cast<int64_t>(metadata.labels.size()) != metadata.num_outputs) {
+    BadMetadata(source, std::to_string(metadata.labels.size()) + " labels for " +
+                        std::to_string(metadata.num_outputs) + " outputs");
+  }
+  if (metadata.contract_version >= 2 && !IsDigest(metadata.model_digest)) BadMetadata(source, "no model_digest");
 }
 
 }  // namespace
@@ -134,45 +170,60 @@ const StateSpec* ModelMetadata::FindState(const std::string& name) const {
   return nullptr;
 }
 
-ModelMetadata ReadModelMetadata(const std::vector<uint8_t>& model_bytes, const std::string& source) {
-  if (model_bytes.size() < 8 || std::memcmp(model_bytes.data() + 4, "TFL3", 4) != 0) {
-    throw InvalidInputError(source + ": not a TFLite model (no TFL3 file identifier)");
-  }
-  std::string text = FindMetadataJson(model_bytes, source);
+std::optional<int64_t> ModelMetadata::FixedBatch(const std::string& signature) const {
+  if (signature == "infer" || signature == "load" || signature == "train_images") return image_batch;
+  if (signature == "train") return train_batch;
+  return std::nullopt;
+}
+
+ModelMetadata ParseModelMetadata(std::string_view json, const std::string& source) {
   Json root;
   try {
-    root = ParseJson(text);
+    root = ParseJson(json);
   } catch (const JsonError& error) {
-    BadMetadata(source, std::string("invalid JSON (") + error.what() + ")");
+    BadMetadata(source, "invalid JSON (" + Printable(error.what()) + ")");
   }
   if (!root.is_object()) BadMetadata(source, "not a JSON object");
+  const Json* format = root.Find("format");
+  const Json* version = root.Find("contract_version");
+  std::optional<int64_t> version_number = version ? version->AsInt64() : std::nullopt;
+  if (!format || !format->is_string() || format->text != kModelFormat || !version_number ||
+      (*version_number != 1 && *version_number != 2)) {
+    throw UnsupportedModelError(
+        Printable(source) + ": metadata format " + (format ? Printable(format->is_string() ? JsonQuote(format->text) : format->KindName()) : "missing") +
+        " contract version " + (version ? Printable(version->text.empty() ? version->KindName() : version->text) : "missing") +
+        "; this runtime reads 'tflite-transfer' versions 1, 2: recompile the model or update tflite-transfer");
+  }
   ModelMetadata metadata;
+  metadata.contract_version = static_cast<int>(*version_number);
   metadata.fingerprint = RequireString(root, "fingerprint", source);
-  metadata.num_outputs = RequireInt(root, "num_outputs", source);
-  metadata.bottleneck_size = RequireInt(root, "bottleneck_size", source);
+  metadata.num_outputs = RequirePositive(root, "num_outputs", source);
+  metadata.bottleneck_size = RequirePositive(root, "bottleneck_size", source);
   metadata.output = RequireString(root, "output", source);
-  const Json* loss = root.Find("loss");
-  metadata.loss = loss && loss->is_string() ? loss->text : "softmax_cross_entropy";
-  const Json* state = root.Find("state");
-  if (!state || !state->is_object() || state->members.empty()) {
-    BadMetadata(source, "'state' is not a non-empty object");
+  metadata.loss = RequireString(root, "loss", source);
+  if (metadata.contract_version == 1) {
+    metadata.state = UpgradeStateObject(Require(root, "state", source), source);
+    metadata.label = metadata.loss != "mse" ? LabelSpec{"class_ids", DType::kInt32, {}}
+                                            : LabelSpec{"targets", DType::kFloat32, {metadata.num_outputs}};
+  } else {
+    metadata.state = ParseStateList(Require(root, "state", source), source);
+    const Json& label = Require(root, "label", source);
+    if (!label.is_object()) BadMetadata(source, "'label' is not an object");
+    metadata.label.kind = RequireString(label, "kind", source);
+    metadata.label.dtype = ParseDType(label.Find("dtype"), "label", source);
+    metadata.label.shape = ParseShape(Require(label, "shape", source), "label", source);
+    metadata.model_digest = OptionalString(root, "model_digest", source);
   }
-  for (const auto& [name, spec] : state->members) {
-    const Json* dtype = spec.Find("dtype");
-    const Json* shape = spec.Find("shape");
-    std::optional<DType> parsed =
-        dtype && dtype->is_string() ? DTypeFromNumpyName(dtype->text) : std::nullopt;
-    if (!parsed || !shape || !shape->is_array()) {
-      BadMetadata(source, "state '" + name + "' needs a known 'dtype' and a 'shape' list");
+  if (const Json* labels = root.Find("labels"); labels && labels->kind != Json::Kind::kNull) {
+    if (!labels->is_array()) BadMetadata(source, "'labels' is not a list");
+    for (const Json& label : labels->items) {
+      if (!label.is_string()) BadMetadata(source, "'labels' holds a non-string");
+      metadata.labels.push_back(label.text);
     }
-    StateSpec state_spec{name, *parsed, {}};
-    for (const Json& size : shape->items) {
-      std::optional<int64_t> value = size.AsInt64();
-      if (!value || *value < 0) BadMetadata(source, "state '" + name + "' has a bad shape");
-      state_spec.shape.push_back(*value);
-    }
-    metadata.state.push_back(std::move(state_spec));
   }
+  metadata.image_batch = OptionalBatch(root, "image_batch", source);
+  metadata.train_batch = OptionalBatch(root, "train_batch", source);
+  CheckConsistent(metadata, source);
   return metadata;
 }
 

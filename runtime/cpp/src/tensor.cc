@@ -83,4 +83,21 @@ std::string Tensor::Describe() const {
   return std::string(NumpyName(dtype)) + " " + ShapeString(shape);
 }
 
+Tensor SliceRows(const Tensor& tensor, int64_t begin, int64_t end) {
+  Tensor rows = tensor;
+  rows.shape[0] = end - begin;
+  size_t row_bytes = tensor.shape[0] ? tensor.bytes.size() / static_cast<size_t>(tensor.shape[0]) : 0;
+  rows.bytes.assign(tensor.bytes.begin() + begin * row_bytes, tensor.bytes.begin() + end * row_bytes);
+  return rows;
+}
+
+void AppendRows(Tensor& into, const Tensor& rows) {
+  if (into.shape.empty()) {
+    into = rows;
+    return;
+  }
+  into.shape[0] += rows.shape.at(0);
+  into.bytes.insert(into.bytes.end(), rows.bytes.begin(), rows.bytes.end());
+}
+
 }  // namespace tflite_transfer

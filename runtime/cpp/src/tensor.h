@@ -38,6 +38,11 @@ struct Tensor {
   std::string Describe() const;  // "float32 [3, 7]"
 };
 
+// Rows [begin, end) of a batch-first tensor (begin <= end <= shape[0]).
+Tensor SliceRows(const Tensor& tensor, int64_t begin, int64_t end);
+// `rows` appended below `into` (same dtype and row shape); an empty `into` becomes `rows`.
+void AppendRows(Tensor& into, const Tensor& rows);
+
 }  // namespace tflite_transfer
 
 #endif  // TFLITE_TRANSFER_TENSOR_H_

@@ -4,11 +4,11 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <set>
 
 #include "errors.h"
+#include "model_inputs.h"
+#include "text.h"
 // TFLite 2.14 declares the signature-runner C API in c_api_experimental.h; newer LiteRT
 // releases moved it to c_api.h and keep this header, so including both works everywhere.
 #include "tensorflow/lite/c/c_api.h"
@@ -59,82 +59,81 @@ std::string Join(const std::vector<std::string>& names) {
   return text;
 }
 
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw InvalidInputError("model file '" + path + "' not found or not readable");
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-}
-
-bool AllFinite(const Tensor& tensor) {
-  if (tensor.dtype == DType::kFloat32) {
-    const float* values = tensor.data<float>();
-    for (int64_t index = 0; index < tensor.num_elements(); ++index) {
-      if (!std::isfinite(values[index])) return false;
-    }
-  } else if (tensor.dtype == DType::kFloat64) {
-    const double* values = tensor.data<double>();
-    for (int64_t index = 0; index < tensor.num_elements(); ++index) {
-      if (!std::isfinite(values[index])) return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
+
+std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata) {
+  std::vector<std::string> state;
+  for (const StateSpec& spec : metadata.state) state.push_back(spec.name);
+  return {
+      {"infer", {"image"}, {metadata.output}},
+      {"load", {"image"}, {"bottleneck"}},
+      {"train", {"bottleneck", "label"}, {"loss"}},
+      {"train_images", {"image", "label"}, {"loss"}},
+      {"save", {}, state},
+      {"restore", state, {"step"}},
+      {"initialize", {}, {"step"}},
+      {"set_learning_rate", {"learning_rate"}, {"learning_rate"}},
+  };
+}
 
 const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
 SignatureContract() {
-  static const auto* contract = new std::vector<
-      std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>{
-      {"infer", {{"image"}, {}}},
-      {"load", {{"image"}, {"bottleneck"}}},
-      {"train", {{"bottleneck", "label"}, {"loss"}}},
-      {"train_images", {{"image", "label"}, {"loss"}}},
-      {"save", {{}, {}}},
-      {"restore", {{}, {"step"}}},
-      {"initialize", {{}, {"step"}}},
-      {"set_learning_rate", {{"learning_rate"}, {"learning_rate"}}},
-  };
+  static const auto* contract = [] {
+    ModelMetadata any;  // no state, no output name: only what every model has
+    auto* list = new std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>;
+    for (SignatureSpec& spec : SignatureSpecs(any)) {
+      std::vector<std::string> outputs;
+      for (std::string& name : spec.outputs) {
+        if (!name.empty()) outputs.push_back(std::move(name));
+      }
+      list->emplace_back(spec.name, std::make_pair(std::move(spec.inputs), std::move(outputs)));
+    }
+    return list;
+  }();
   return *contract;
 }
 
-std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, int num_threads) {
+std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, const OpenOptions& options) {
   std::unique_ptr<TransferModel> model(new TransferModel());
   model->source_ = path;
-  model->model_bytes_ = ReadFile(path);
-  model->metadata_ = ReadModelMetadata(model->model_bytes_, path);
+  const std::string shown = Printable(path);
+  ModelFile file = ReadModelFile(path, ModelFileOptions{options.verify_digest});
+  model->model_bytes_ = std::move(file.bytes);
+  model->metadata_ = std::move(file.metadata);
+  model->digest_checked_ = file.digest_checked;
 
   model->model_ = TfLiteModelCreateWithErrorReporter(model->model_bytes_.data(), model->model_bytes_.size(),
                                                      CollectError, &model->errors_);
   if (!model->model_) {
-    throw InvalidInputError(path + ": TFLite cannot read the model: " + model->errors_);
+    throw InvalidInputError(shown + ": TFLite cannot read the model: " + Printable(model->errors_));
   }
-  TfLiteInterpreterOptions* options = TfLiteInterpreterOptionsCreate();
-  TfLiteInterpreterOptionsSetNumThreads(options, num_threads);
-  TfLiteInterpreterOptionsSetErrorReporter(options, CollectError, &model->errors_);
-  model->interpreter_ = TfLiteInterpreterCreate(model->model_, options);
-  TfLiteInterpreterOptionsDelete(options);
+  TfLiteInterpreterOptions* interpreter_options = TfLiteInterpreterOptionsCreate();
+  TfLiteInterpreterOptionsSetNumThreads(interpreter_options, options.num_threads);
+  TfLiteInterpreterOptionsSetErrorReporter(interpreter_options, CollectError, &model->errors_);
+  model->interpreter_ = TfLiteInterpreterCreate(model->model_, interpreter_options);
+  TfLiteInterpreterOptionsDelete(interpreter_options);
   if (!model->interpreter_) {
-    throw UnsupportedModelError(path + ": this TFLite library (" + TfLiteVersion() +
-                                ") cannot load the model: " + model->errors_);
+    throw UnsupportedModelError(shown + ": this TFLite library (" + TfLiteVersion() +
+                                ") cannot load the model: " + Printable(model->errors_));
   }
 
   std::set<std::string> keys;
   for (int32_t index = 0; index < TfLiteInterpreterGetSignatureCount(model->interpreter_); ++index) {
     keys.insert(TfLiteInterpreterGetSignatureKey(model->interpreter_, index));
   }
+  const std::vector<SignatureSpec> specs = SignatureSpecs(model->metadata_);
   std::vector<std::string> missing;
-  for (const auto& [key, names] : SignatureContract()) {
-    if (!keys.count(key)) missing.push_back(key);
+  for (const SignatureSpec& spec : specs) {
+    if (!keys.count(spec.name)) missing.push_back(spec.name);
   }
   if (!missing.empty()) {
-    throw UnsupportedModelError(path + ": not a tflite-transfer model: missing signature(s) " + Join(missing));
+    throw UnsupportedModelError(shown + ": not a tflite-transfer model: missing signature(s) " + Join(missing));
   }
-  std::vector<std::string> state_names;
-  for (const StateSpec& spec : model->metadata_.state) state_names.push_back(spec.name);
-  for (const auto& [key, names] : SignatureContract()) {
-    TfLiteSignatureRunner* runner = TfLiteInterpreterGetSignatureRunner(model->interpreter_, key.c_str());
-    model->runners_[key] = runner;
+  // Exactly the contract's names (as the compiler checks them): an extra input would be left
+  // unset, an extra output means the file was built for another contract.
+  for (const SignatureSpec& spec : specs) {
+    TfLiteSignatureRunner* runner = TfLiteInterpreterGetSignatureRunner(model->interpreter_, spec.name.c_str());
+    model->runners_[spec.name] = runner;
     std::set<std::string> have_inputs, have_outputs;
     for (size_t i = 0; i < TfLiteSignatureRunnerGetInputCount(runner); ++i) {
       have_inputs.insert(TfLiteSignatureRunnerGetInputName(runner, static_cast<int32_t>(i)));
@@ -142,15 +141,17 @@ std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, int 
     for (size_t i = 0; i < TfLiteSignatureRunnerGetOutputCount(runner); ++i) {
       have_outputs.insert(TfLiteSignatureRunnerGetOutputName(runner, static_cast<int32_t>(i)));
     }
-    std::vector<std::string> need_inputs = names.first, need_outputs = names.second;
-    if (key == "restore") need_inputs.insert(need_inputs.end(), state_names.begin(), state_names.end());
-    if (key == "save") need_outputs.insert(need_outputs.end(), state_names.begin(), state_names.end());
-    std::set<std::string> absent;
-    for (const std::string& name : need_inputs) if (!have_inputs.count(name)) absent.insert(name);
-    for (const std::string& name : need_outputs) if (!have_outputs.count(name)) absent.insert(name);
-    if (!absent.empty()) {
-      throw UnsupportedModelError(path + ": not a tflite-transfer model: signature '" + key + "' lacks " +
-                                  Join({absent.begin(), absent.end()}));
+    std::set<std::string> need_inputs(spec.inputs.begin(), spec.inputs.end());
+    std::set<std::string> need_outputs(spec.outputs.begin(), spec.outputs.end());
+    if (have_inputs != need_inputs || have_outputs != need_outputs) {
+      auto describe = [&](const std::set<std::string>& names) {
+        std::string text = "[";
+        for (const std::string& name : names) text += (text.size() > 1 ? ", " : "") + Quoted(name);
+        return text + "]";
+      };
+      throw UnsupportedModelError(shown + ": not a tflite-transfer model: signature '" + spec.name + "' has inputs " +
+                                  describe(have_inputs) + " and outputs " + describe(have_outputs) +
+                                  ", the contract says " + describe(need_inputs) + " and " + describe(need_outputs));
     }
   }
 
@@ -158,7 +159,7 @@ std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, int 
   std::optional<DType> image_dtype = FromTfLiteType(TfLiteTensorType(image));
   Shape image_shape = TensorShape(image);
   if (!image_dtype || image_shape.empty()) {
-    throw UnsupportedModelError(path + ": load's 'image' input has an unsupported type or shape");
+    throw UnsupportedModelError(shown + ": load's 'image' input has an unsupported type or shape");
   }
   model->image_dtype_ = *image_dtype;
   model->image_shape_.assign(image_shape.begin() + 1, image_shape.end());
@@ -180,15 +181,15 @@ TensorMap TransferModel::Run(const std::string& signature,
   TfLiteSignatureRunner* runner = Runner(signature);
   errors_.clear();
   auto fail = [&](const std::string& what) {
-    return TransferError(source_ + ": signature '" + signature + "': " + what +
-                         (errors_.empty() ? "" : ": " + errors_));
+    return TransferError(Printable(source_) + ": signature '" + signature + "': " + what +
+                         (errors_.empty() ? "" : ": " + Printable(errors_)));
   };
   bool resized = false;
   for (const auto& [name, value] : inputs) {
     TfLiteTensor* tensor = TfLiteSignatureRunnerGetInputTensor(runner, name.c_str());
     std::optional<DType> dtype = FromTfLiteType(TfLiteTensorType(tensor));
     if (!dtype || *dtype != value->dtype) {
-      throw InvalidInputError(source_ + ": signature '" + signature + "' input '" + name + "' is " +
+      throw InvalidInputError(Printable(source_) + ": signature '" + signature + "' input '" + name + "' is " +
                               (dtype ? NumpyName(*dtype) : "of an unsupported type") + ", got " +
                               value->Describe());
     }
@@ -221,7 +222,7 @@ TensorMap TransferModel::Run(const std::string& signature,
     const char* name = TfLiteSignatureRunnerGetOutputName(runner, static_cast<int32_t>(index));
     const TfLiteTensor* tensor = TfLiteSignatureRunnerGetOutputTensor(runner, name);
     std::optional<DType> dtype = FromTfLiteType(TfLiteTensorType(tensor));
-    if (!dtype) throw fail(std::string("output '") + name + "' has an unsupported type");
+    if (!dtype) throw fail("output " + Quoted(name) + " has an unsupported type");
     Tensor value;
     value.dtype = *dtype;
     value.shape = TensorShape(tensor);
@@ -232,100 +233,52 @@ TensorMap TransferModel::Run(const std::string& signature,
   return outputs;
 }
 
-Tensor TransferModel::CheckImages(const Tensor& images) const {
-  if (images.shape.size() != image_shape_.size() + 1 ||
-      !std::equal(image_shape_.begin(), image_shape_.end(), images.shape.begin() + 1)) {
-    throw InvalidInputError("image: shape " + ShapeString(images.shape) + " does not fit the model's [batch, " +
-                            ShapeString(image_shape_).substr(1));
+Tensor TransferModel::RunImagesInChunks(const std::string& signature, const std::string& output,
+                                        const Tensor& images) {
+  Tensor checked = CheckImages(images, image_shape_, image_dtype_);
+  const int64_t count = checked.shape[0];
+  const std::optional<int64_t> fixed = metadata_.FixedBatch(signature);
+  if (!fixed || count == *fixed) return Run(signature, {{"image", &checked}}).at(output);
+  Tensor results;
+  for (int64_t begin = 0; begin < count; begin += *fixed) {
+    const int64_t real = std::min(*fixed, count - begin);
+    Tensor chunk = SliceRows(checked, begin, begin + real);
+    // Pad with copies of the chunk's last real image: per-sample outputs, dropped below.
+    const Tensor last = SliceRows(chunk, real - 1, real);
+    for (int64_t padding = real; padding < *fixed; ++padding) AppendRows(chunk, last);
+    AppendRows(results, SliceRows(Run(signature, {{"image", &chunk}}).at(output), 0, real));
   }
-  if (images.dtype == image_dtype_) {
-    if (!AllFinite(images)) throw InvalidInputError("image: contains NaN or Inf");
-    return images;
-  }
-  if (image_dtype_ != DType::kFloat32) {
-    throw InvalidInputError(std::string("image: dtype ") + NumpyName(images.dtype) + ", the model takes " +
-                            NumpyName(image_dtype_) + " (quantized input: pass the raw pixel values)");
-  }
-  // A float model takes any numeric pixels, converted to float32 as the Python runtime does.
-  Tensor converted = Tensor::Zeros(DType::kFloat32, images.shape);
-  float* out = converted.data<float>();
-  for (int64_t index = 0; index < images.num_elements(); ++index) {
-    switch (images.dtype) {
-      case DType::kFloat64: out[index] = static_cast<float>(images.data<double>()[index]); break;
-      case DType::kUInt8: out[index] = images.data<uint8_t>()[index]; break;
-      case DType::kInt8: out[index] = images.data<int8_t>()[index]; break;
-      case DType::kInt32: out[index] = static_cast<float>(images.data<int32_t>()[index]); break;
-      case DType::kInt64: out[index] = static_cast<float>(images.data<int64_t>()[index]); break;
-      default:
-        throw InvalidInputError(std::string("image: dtype ") + NumpyName(images.dtype) + " is not supported");
-    }
-  }
-  if (!AllFinite(converted)) throw InvalidInputError("image: contains NaN or Inf");
-  return converted;
+  return results;
 }
 
-void TransferModel::CheckLabels(const Tensor& labels, int64_t batch) const {
-  if (metadata_.classifies()) {
-    if (labels.dtype != DType::kInt32 || labels.shape != Shape{batch}) {
-      throw InvalidInputError("label: expected " + std::to_string(batch) + " int32 class ids, got " +
-                              labels.Describe());
-    }
-    for (int64_t index = 0; index < batch; ++index) {
-      int32_t label = labels.data<int32_t>()[index];
-      if (label < 0 || label >= num_classes()) {
-        throw InvalidInputError("label: " + std::to_string(label) + " is outside [0, " +
-                                std::to_string(num_classes()) + ")");
-      }
-    }
-    return;
-  }
-  if (labels.dtype != DType::kFloat32 || labels.shape != Shape{batch, num_classes()}) {
-    throw InvalidInputError("label: expected float32 targets [" + std::to_string(batch) + ", " +
-                            std::to_string(num_classes()) + "], got " + labels.Describe());
-  }
-  if (!AllFinite(labels)) throw InvalidInputError("label: contains NaN or Inf");
-}
+Tensor TransferModel::Load(const Tensor& images) { return RunImagesInChunks("load", "bottleneck", images); }
 
-Tensor TransferModel::Load(const Tensor& images) {
-  Tensor checked = CheckImages(images);
-  return Run("load", {{"image", &checked}}).at("bottleneck");
-}
-
-Tensor TransferModel::Infer(const Tensor& images) {
-  Tensor checked = CheckImages(images);
-  return Run("infer", {{"image", &checked}}).at(metadata_.output);
-}
+Tensor TransferModel::Infer(const Tensor& images) { return RunImagesInChunks("infer", metadata_.output, images); }
 
 float TransferModel::RunTrain(const std::string& signature, const std::string& input_name,
                               const Tensor& input, const Tensor& labels) {
-  CheckLabels(labels, input.shape.at(0));
+  CheckFixedBatch(signature.c_str(), input_name.c_str(), input.shape.at(0), metadata_.FixedBatch(signature));
+  CheckLabels(labels, input.shape.at(0), metadata_);
   Tensor loss = Run(signature, {{input_name, &input}, {"label", &labels}}).at("loss");
   if (loss.dtype != DType::kFloat32 || loss.num_elements() != 1) {
-    throw UnsupportedModelError(source_ + ": '" + signature + "' returned loss " + loss.Describe() +
+    throw UnsupportedModelError(Printable(source_) + ": '" + signature + "' returned loss " + loss.Describe() +
                                 ", expected float32 [1]");
   }
   return loss.data<float>()[0];
 }
 
 float TransferModel::Train(const Tensor& bottlenecks, const Tensor& labels) {
-  if (bottlenecks.dtype != DType::kFloat32 || bottlenecks.shape.size() != 2 ||
-      bottlenecks.shape[1] != bottleneck_size()) {
-    throw InvalidInputError("bottleneck: " + bottlenecks.Describe() + " does not fit float32 [batch, " +
-                            std::to_string(bottleneck_size()) + "]");
-  }
-  if (!AllFinite(bottlenecks)) throw InvalidInputError("bottleneck: contains NaN or Inf");
+  CheckBottlenecks(bottlenecks, bottleneck_size());
   return RunTrain("train", "bottleneck", bottlenecks, labels);
 }
 
 float TransferModel::TrainImages(const Tensor& images, const Tensor& labels) {
-  Tensor checked = CheckImages(images);
+  Tensor checked = CheckImages(images, image_shape_, image_dtype_);
   return RunTrain("train_images", "image", checked, labels);
 }
 
 void TransferModel::SetLearningRate(float learning_rate) {
-  if (!std::isfinite(learning_rate) || learning_rate < 0) {
-    throw InvalidInputError("learning rate must be finite and >= 0, got " + std::to_string(learning_rate));
-  }
+  CheckLearningRate(learning_rate, "learning rate");
   Tensor value = Tensor::Zeros(DType::kFloat32, {1});
   value.data<float>()[0] = learning_rate;
   Run("set_learning_rate", {{"learning_rate", &value}});
@@ -346,16 +299,20 @@ int32_t TransferModel::SetState(const TensorMap& state) {
     if (!metadata_.FindState(name)) unexpected.push_back(name);
   }
   if (!missing.empty() || !unexpected.empty()) {
-    throw InvalidInputError("state: missing [" + Join(missing) + "], unexpected [" + Join(unexpected) + "]");
+    std::vector<std::string> shown_missing, shown_unexpected;
+    for (const std::string& name : missing) shown_missing.push_back(Quoted(name));
+    for (const std::string& name : unexpected) shown_unexpected.push_back(Quoted(name));
+    throw InvalidInputError("state: missing [" + Join(shown_missing) + "], unexpected [" + Join(shown_unexpected) + "]");
   }
   std::vector<std::pair<std::string, const Tensor*>> inputs;
   for (const StateSpec& spec : metadata_.state) {
     const Tensor& value = state.at(spec.name);
     if (value.shape != spec.shape || value.dtype != spec.dtype) {
-      throw InvalidInputError("state '" + spec.name + "': " + value.Describe() + ", expected " +
+      throw InvalidInputError("state " + Quoted(spec.name) + ": " + value.Describe() + ", expected " +
                               NumpyName(spec.dtype) + " " + ShapeString(spec.shape));
     }
-    if (!AllFinite(value)) throw InvalidInputError("state '" + spec.name + "': contains NaN or Inf");
+    if (!AllFinite(value)) throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
+    CheckStateMeaning(spec, value);
     inputs.emplace_back(spec.name, &value);
   }
   return Run("restore", inputs).at("step").data<int32_t>()[0];
@@ -366,13 +323,13 @@ void TransferModel::SaveCheckpoint(const std::string& path,
   WriteCheckpoint(path, GetState(), metadata_.fingerprint, extra_metadata);
 }
 
-void TransferModel::RestoreCheckpoint(const std::string& path) {
-  Checkpoint saved = ReadCheckpoint(path);
+void TransferModel::RestoreCheckpoint(const std::string& path, const CheckpointReadOptions& options) {
+  Checkpoint saved = ReadCheckpoint(path, options);
   CheckCompatible(saved, metadata_.state, metadata_.fingerprint, path);
   try {
     SetState(saved.tensors);
   } catch (const InvalidInputError& error) {
-    throw CheckpointError(path + ": " + error.what());
+    throw CheckpointError("checkpoint " + Printable(path) + ": " + error.what());
   }
 }
 

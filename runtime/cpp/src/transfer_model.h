@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "checkpoint.h"
+#include "model_file.h"
 #include "model_metadata.h"
 #include "tensor.h"
 
@@ -27,17 +28,38 @@ struct TfLiteSignatureRunner;
 
 namespace tflite_transfer {
 
-// signature -> (inputs it must have, outputs it must have); `restore` must also take, and
-// `save` return, every state variable named in the metadata.
+// The exact input and output names of one signature (contract.signature_specs).
+struct SignatureSpec {
+  std::string name;
+  std::vector<std::string> inputs, outputs;
+};
+
+// Every signature of a compiled model with this metadata, in the contract's order.
+std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata);
+
+// The metadata-independent part, for callers that list the signatures (kept for code written
+// against the first version of this API): signature -> (inputs, outputs) without the state
+// names and infer's output name. Prefer SignatureSpecs(model.metadata()).
 const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
 SignatureContract();
 
+struct OpenOptions {
+  int num_threads = 1;
+  bool verify_digest = true;  // false: skip the model digest check (file verified elsewhere)
+};
+
 class TransferModel {
  public:
-  // Reads the file, its metadata and checks the signature contract; throws InvalidInputError
-  // (missing/corrupt file) or UnsupportedModelError (not our model, missing signature, or an
-  // op/op version this TFLite library lacks: the library's own message is quoted).
-  static std::unique_ptr<TransferModel> Open(const std::string& path, int num_threads = 1);
+  // Reads the file (regular files only), checks its model digest before the TFLite library
+  // sees a byte, reads its metadata and checks the signature contract; throws
+  // InvalidInputError (missing/damaged file) or UnsupportedModelError (not our model, missing
+  // signature, or an op/op version this TFLite library lacks: the library's message is quoted).
+  static std::unique_ptr<TransferModel> Open(const std::string& path, const OpenOptions& options = {});
+  static std::unique_ptr<TransferModel> Open(const std::string& path, int num_threads) {
+    OpenOptions options;
+    options.num_threads = num_threads;
+    return Open(path, options);
+  }
   ~TransferModel();
   TransferModel(const TransferModel&) = delete;
   TransferModel& operator=(const TransferModel&) = delete;
@@ -48,9 +70,14 @@ class TransferModel {
   DType image_dtype() const { return image_dtype_; }
   int64_t num_classes() const { return metadata_.num_outputs; }
   int64_t bottleneck_size() const { return metadata_.bottleneck_size; }
-  DType label_dtype() const { return metadata_.classifies() ? DType::kInt32 : DType::kFloat32; }
+  DType label_dtype() const { return metadata_.label.dtype; }
+  bool digest_checked() const { return digest_checked_; }
 
   // The signatures. Batch-first inputs; every input is validated before the interpreter sees it.
+  // With a fixed image batch B (metadata image_batch), Load and Infer take any number of images
+  // and run them in chunks of B, the last chunk padded with copies of its last real image whose
+  // outputs are dropped (per-sample signatures, so nothing is biased). Train and TrainImages
+  // with a fixed batch take exactly that many samples (one optimizer step is one batch).
   Tensor Load(const Tensor& images);                               // -> float32 [b, D]
   Tensor Infer(const Tensor& images);                              // -> [b, num_classes]
   float Train(const Tensor& bottlenecks, const Tensor& labels);    // one step, returns the loss
@@ -65,7 +92,7 @@ class TransferModel {
   void SaveCheckpoint(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {});
   // Reads and validates the whole file against this model first; on any problem throws
   // CheckpointError and the model's state is unchanged.
-  void RestoreCheckpoint(const std::string& path);
+  void RestoreCheckpoint(const std::string& path, const CheckpointReadOptions& options = {});
 
  private:
   TransferModel() = default;
@@ -74,14 +101,14 @@ class TransferModel {
                 const std::vector<std::pair<std::string, const Tensor*>>& inputs);
   float RunTrain(const std::string& signature, const std::string& input_name,
                  const Tensor& input, const Tensor& labels);
-  Tensor CheckImages(const Tensor& images) const;
-  void CheckLabels(const Tensor& labels, int64_t batch) const;
+  Tensor RunImagesInChunks(const std::string& signature, const std::string& output, const Tensor& images);
 
   std::string source_;
   std::vector<uint8_t> model_bytes_;  // must outlive the TfLiteModel built on it
   ModelMetadata metadata_;
   Shape image_shape_;
   DType image_dtype_ = DType::kFloat32;
+  bool digest_checked_ = false;
   std::string errors_;  // what the TFLite error reporter said since the last call
   TfLiteModel* model_ = nullptr;
   TfLiteInterpreter* interpreter_ = nullptr;

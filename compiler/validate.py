@@ -1,0 +1,99 @@
+"""The last check before anything is written: the final bytes, opened the way the runtime
+opens them (metadata record, digest, exact signature contract) in the LiteRT interpreter, and
+every signature run once at batch 1 and once at batch 3 (or at the batch the metadata fixes).
+
+Structural audits read the model; this runs it. A fused model that parses and passes every
+audit can still fail to run at a batch > 1 (a base with a constant [1, N] reshape), which only
+running it shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tflite_transfer.compiler.errors import TransferError, VerificationError
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.interpreter import open_model
+
+BATCHES = (1, 3)        # dynamic-batch signatures run at both; fixed-batch ones at their batch
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationReport:
+    interpreter: str
+    runs: tuple[tuple[str, int], ...]       # (signature, batch) pairs run
+
+
+def _image(details: dict, batch: int, rng: np.random.Generator) -> np.ndarray:
+    shape = (batch, *(int(d) for d in details["shape_signature"][1:]))
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+    return (rng.random(shape) * 255.0).astype(dtype)
+
+
+def _label(metadata: contract.ModelMetadata, batch: int, rng: np.random.Generator) -> np.ndarray:
+    if metadata.label.class_ids:
+        return rng.integers(0, metadata.num_outputs, batch).astype(metadata.label.dtype)
+    return rng.normal(size=(batch, *metadata.label.shape)).astype(metadata.label.dtype)
+
+
+def _check(signature: str, batch: int, name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
+    value = np.asarray(value)
+    if value.shape != shape or (value.dtype.kind == "f" and not np.isfinite(value).all()):
+        raise VerificationError(
+            f"the compiled model's '{signature}' at batch {batch} returned '{name}' "
+            f"{value.dtype} {list(value.shape)}{'' if np.isfinite(value).all() else ' with NaN/Inf'}, "
+            f"expected {list(shape)} finite values")
+
+
+def validate_model_bytes(model_bytes: bytes) -> ValidationReport:
+    """Opens the final bytes as the runtime does and runs every signature; raises
+    VerificationError naming the signature and batch on any failure."""
+    if contract.digest_matches(model_bytes) is not True:
+        raise VerificationError("the compiled model's model_digest does not match its bytes")
+    try:
+        opened = open_model(model_bytes)
+    except TransferError as error:
+        raise VerificationError(f"the compiled model does not open in the runtime: {error}") from None
+    metadata, runners = opened.metadata, opened.runners
+    rng = np.random.default_rng(0)
+    runs = []
+
+    def run(signature: str, batch: int, **inputs) -> dict:
+        try:
+            outputs = runners[signature](**inputs)
+        except (RuntimeError, ValueError) as error:
+            raise VerificationError(f"the compiled model's '{signature}' fails at batch {batch} in "
+                                    f"{opened.interpreter_name}: {str(error).strip()[:300]}") from None
+        runs.append((signature, batch))
+        return outputs
+
+    state = run(contract.SAVE, 1)
+    for entry in metadata.state:
+        _check(contract.SAVE, 1, entry.name, state[entry.name], entry.shape)
+    run(contract.RESTORE, 1, **{name: np.asarray(value) for name, value in state.items()})
+    run(contract.INITIALIZE, 1)
+    learning_rate = np.asarray(state[contract.LEARNING_RATE])
+    run(contract.SET_LEARNING_RATE, 1, **{contract.LEARNING_RATE: learning_rate})
+    image_details = runners[contract.LOAD].get_input_details()[contract.IMAGE]
+    for signature in (contract.LOAD, contract.INFER, contract.TRAIN, contract.TRAIN_IMAGES):
+        fixed = metadata.fixed_batch(signature)
+        for batch in (fixed,) if fixed else BATCHES:
+            if signature == contract.LOAD:
+                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
+                _check(signature, batch, contract.BOTTLENECK, outputs[contract.BOTTLENECK],
+                       (batch, metadata.bottleneck_size))
+            elif signature == contract.INFER:
+                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
+                _check(signature, batch, metadata.output, outputs[metadata.output], (batch, metadata.num_outputs))
+            else:
+                first = (contract.BOTTLENECK, rng.random((batch, metadata.bottleneck_size), dtype=np.float32))
+                if signature == contract.TRAIN_IMAGES:
+                    first = (contract.IMAGE, _image(image_details, batch, rng))
+                outputs = run(signature, batch, **{first[0]: first[1], contract.LABEL: _label(metadata, batch, rng)})
+                _check(signature, batch, contract.LOSS, outputs[contract.LOSS], (1,))
+    return ValidationReport(opened.interpreter_name, tuple(runs))

@@ -1,0 +1,40 @@
+// Reading a compiled model file before the TFLite library sees it: a regular file only, its
+// model digest checked (contract decision 3), its metadata parsed. LiteRT aborts the whole
+// process on some corrupt files, so a damaged file must be refused here, not there.
+#ifndef TFLITE_TRANSFER_MODEL_FILE_H_
+#define TFLITE_TRANSFER_MODEL_FILE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model_metadata.h"
+
+namespace tflite_transfer {
+
+struct ModelFileOptions {
+  // Skips the digest check, for apps that verified the file elsewhere (a signed download).
+  bool verify_digest = true;
+};
+
+struct ModelFile {
+  std::vector<uint8_t> bytes;
+  ModelMetadata metadata;
+  bool digest_checked = false;  // false only for version 1 files or with verify_digest off
+};
+
+// Offset of the 64 hex digits of the one `"model_digest":"<64 lowercase hex>"` in the file, or
+// nullopt unless there is exactly one.
+std::optional<size_t> FindModelDigest(const std::vector<uint8_t>& bytes);
+
+// sha256 of the whole file with the 64 bytes at `digest_at` read as ASCII '0'.
+std::string ComputeModelDigest(const std::vector<uint8_t>& bytes, size_t digest_at);
+
+// Reads and checks `path`; InvalidInputError (missing, not regular, damaged) or
+// UnsupportedModelError (not a tflite-transfer model, unusable metadata) on failure.
+ModelFile ReadModelFile(const std::string& path, const ModelFileOptions& options = {});
+
+}  // namespace tflite_transfer
+
+#endif  // TFLITE_TRANSFER_MODEL_FILE_H_
