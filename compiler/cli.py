@@ -55,7 +55,7 @@ flags.DEFINE_string("labels", None, "Text file with one class name per line, sto
 flags.DEFINE_string("loss", HEAD_DEFAULTS.loss, f"Loss: {losses.help_text()}.")
 flags.DEFINE_float("label_smoothing", HEAD_DEFAULTS.label_smoothing, "Label smoothing, in [0, 1), for "
                    f"{', '.join(n for n, r in losses.LOSSES.items() if r.takes_label_smoothing)}.")
-flags.DEFINE_string("optimizer", HEAD_DEFAULTS.optimizer, f"Optimizer: one of {', '.join(optimizers.OPTIMIZERS)} "
+flags.DEFINE_string("optimizer", HEAD_DEFAULTS.optimizer, f"Optimizer: one of {optimizers.describe()} "
                     "(Keras 3 formulas).")
 flags.DEFINE_float("learning_rate", HEAD_DEFAULTS.learning_rate, "Initial learning rate (changeable on device through "
                    "the set_learning_rate signature). SGD on softmax is stable below about "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Callable
 
 from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
@@ -24,6 +23,7 @@ from tflite_transfer.compiler.metadata import build_metadata
 from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
                                               BaseOptions, HeadOptions)
 from tflite_transfer.runtime import contract
+from tflite_transfer.runtime import files
 
 Progress = Callable[[str], None]
 __all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
@@ -104,7 +104,9 @@ def prepare_base(plan: CompilePlan, build: Build) -> Build:
 
 def build_head(plan: CompilePlan, build: Build) -> Build:
     head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
-    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer)
+    # With fixed signature batches the wide layers' forward op is chosen statically (no IF).
+    dispatch = training_graph.forward_dispatch(not plan.batch.dynamic, plan.batch.train_batch)
+    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer, dispatch)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
                               train_batch=plan.batch.train_batch)
@@ -252,18 +254,10 @@ def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Writes via a temporary file in the same directory, so no partial file is ever left."""
+    """Writes via a temporary file in the same directory (runtime/files.py: no partial file,
+    stale temporaries removed, umask respected, symlinks written through)."""
+    path = files.check_path(path, "output", InvalidInputError)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InvalidInputError(f"output directory '{directory}' does not exist")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".tflite")
-    try:
-        with os.fdopen(handle, "wb") as output:
-            output.write(data)
-            output.flush()
-            os.fsync(output.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    files.write_atomically(path, [data], "output", InvalidInputError)

@@ -73,7 +73,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
         dense.set_weights([initial[kernel_name].T, initial[bias_name]])  # ours: [units, inputs]
         layers.append(dense)
     loss_fn = head.loss.keras_reference()
-    optimizer = head.optimizer.keras_optimizer()
+    optimizer = head.optimizer.record.keras_reference(head.optimizer)  # the registry record's reference
     optimizer.learning_rate = float(initial[contract.LEARNING_RATE][0])
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
     losses = []

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -281,14 +281,38 @@ def find_digest(model_bytes: bytes) -> tuple[int, str] | None:
     return matches[0].start(1), matches[0].group(1).decode()
 
 
+def sha256_with_hex_zeroed(chunks: Iterable[bytes | memoryview], hex_offset: int) -> str:
+    """sha256 of the concatenated chunks with the 64 bytes at `hex_offset` read as ASCII '0'.
+
+    The self-digest scheme shared by models (`model_digest`) and checkpoints (their
+    `checksum`, runtime/checkpoint.py): a file stores the digest of itself with the digest's
+    own hex digits zeroed. Chunks are hashed as they come, so a reader streams a file of any
+    size through it in bounded memory.
+    """
+    digest = hashlib.sha256()
+    zero_begin, zero_end = hex_offset, hex_offset + len(DIGEST_PLACEHOLDER)
+    position = 0
+    for chunk in chunks:
+        chunk = memoryview(chunk).cast("B")
+        end = position + len(chunk)
+        if end <= zero_begin or position >= zero_end:
+            digest.update(chunk)
+        else:  # the chunk overlaps the hex digits: hash before, zeros, after
+            inside_begin, inside_end = max(zero_begin, position), min(zero_end, end)
+            digest.update(chunk[:inside_begin - position])
+            digest.update(b"0" * (inside_end - inside_begin))
+            digest.update(chunk[inside_end - position:])
+        position = end
+    return digest.hexdigest()
+
+
 def model_digest(model_bytes: bytes) -> str:
     """The digest of a file whose digest field holds anything (it is zeroed for hashing)."""
     found = find_digest(model_bytes)
     if found is None:
         raise UnsupportedModelError("model has no (or more than one) model_digest field")
     offset, _ = found
-    zeroed = model_bytes[:offset] + DIGEST_PLACEHOLDER.encode() + model_bytes[offset + 64:]
-    return hashlib.sha256(zeroed).hexdigest()
+    return sha256_with_hex_zeroed([model_bytes], offset)
 
 
 def stamp_digest(model_bytes: bytes) -> bytes:

@@ -1,16 +1,24 @@
-"""Opens a compiled model: the LiteRT interpreter (tf.lite as a fallback), its metadata, and
-a check of the signature contract. Imports no TensorFlow unless LiteRT is missing."""
+"""Opens a compiled model: checks its digest before anything parses the bytes, reads its
+metadata (contract.ModelMetadata), loads the LiteRT interpreter (tf.lite as a fallback),
+checks the signature contract, and wraps each signature so interpreter failures become one
+project error naming the signature and the input shapes. Imports no TensorFlow unless LiteRT
+is missing."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import struct
 
 import numpy as np
 
-from tflite_transfer.runtime import contract
-from tflite_transfer.runtime.contract import METADATA_KEY
-from tflite_transfer.runtime.errors import InvalidInputError, TransferError, UnsupportedModelError
+from tflite_transfer.runtime import contract, files
+from tflite_transfer.runtime.errors import (InvalidInputError, TransferError, UnsupportedModelError,
+                                            VerificationError)
+
+# What a parser of untrusted FlatBuffer bytes raises on damage (offsets out of range, wrong types).
+_PARSE_ERRORS = (IndexError, ValueError, TypeError, AttributeError, KeyError, struct.error,
+                 UnicodeDecodeError, OverflowError, RecursionError, MemoryError)
+
 
 def _interpreter_class():
     try:
@@ -33,26 +41,52 @@ def _schema():
     return schema_py_generated
 
 
+def check_digest(model_bytes: bytes, source: str) -> None:
+    """Refuses a model whose `model_digest` does not match its bytes (decision 3). A model
+    without a digest field passes here; its metadata must then be contract version 1."""
+    if contract.digest_matches(model_bytes) is False:
+        raise VerificationError(
+            f"{source}: the file does not match its model_digest (damaged in transfer or "
+            "storage); copy or download it again, or recompile it (verify_digest=False skips "
+            "this check for apps that verified the file elsewhere)")
+
+
 def read_metadata(model_bytes: bytes, source: str) -> contract.ModelMetadata:
-    """The compiler's metadata record, read straight from the FlatBuffer (version-checked)."""
+    """The compiler's metadata record, read straight from the FlatBuffer."""
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
         raise InvalidInputError(f"{source}: not a TFLite model")
-    schema = _schema()
     try:
-        model = schema.Model.GetRootAs(model_bytes, 0)
+        model = _schema().Model.GetRootAs(model_bytes, 0)
         for index in range(model.MetadataLength()):
             entry = model.Metadata(index)
-            if entry.Name() == METADATA_KEY.encode():
-                data = bytes(np.asarray(model.Buffers(entry.Buffer()).DataAsNumpy(), np.uint8))
-                break
-        else:
-            data = None
-    except (IndexError, ValueError, UnicodeDecodeError) as error:
-        raise InvalidInputError(f"{source}: corrupt TFLite file ({type(error).__name__})") from None
-    if data is None:
-        raise UnsupportedModelError(
-            f"{source}: not a tflite-transfer model (no '{METADATA_KEY}' metadata); compile it with compile-transfer")
-    return contract.ModelMetadata.from_json(data, source)
+            if entry.Name() == contract.METADATA_KEY.encode():
+                data = model.Buffers(entry.Buffer()).DataAsNumpy()
+                return contract.ModelMetadata.from_json(bytes(np.asarray(data, np.uint8)), source)
+    except _PARSE_ERRORS as error:
+        raise InvalidInputError(f"{source}: corrupt TFLite file ({type(error).__name__} while "
+                                "reading its metadata); copy or recompile it") from None
+    raise UnsupportedModelError(f"{source}: not a tflite-transfer model (no "
+                                f"'{contract.METADATA_KEY}' metadata); compile it with compile-transfer")
+
+
+class Signature:
+    """One signature runner; failures inside the interpreter become UnsupportedModelError."""
+
+    def __init__(self, name: str, runner, source: str):
+        self.name, self._runner, self._source = name, runner, source
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self._runner(**inputs)
+        except (RuntimeError, ValueError) as error:
+            shapes = ", ".join(f"{name} {value.dtype}{list(value.shape)}" for name, value in inputs.items())
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            raise UnsupportedModelError(
+                f"{self._source}: signature '{self.name}' failed on {shapes or 'no inputs'}: "
+                f"{reason[:300]} (the interpreter cannot run these inputs on this model)") from None
+
+    def input_details(self) -> dict:
+        return self._runner.get_input_details()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,41 +94,53 @@ class OpenedModel:
     interpreter: object
     interpreter_name: str
     metadata: contract.ModelMetadata
-    runners: dict            # signature key -> signature runner
+    signatures: dict[str, Signature]  # signature key -> wrapped runner
+    source: str
 
 
-def open_model(path_or_bytes: str | bytes, num_threads: int | None = None) -> OpenedModel:
-    if isinstance(path_or_bytes, (bytes, bytearray)):
+def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: bool = True) -> OpenedModel:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         model_bytes, source = bytes(path_or_bytes), "<bytes>"
     else:
-        source = str(path_or_bytes)
-        if not os.path.isfile(source):
-            raise InvalidInputError(f"model file '{source}' not found")
-        with open(source, "rb") as handle:
-            model_bytes = handle.read()
+        source = files.check_path(path_or_bytes, "model", InvalidInputError)
+        model_bytes = files.read_regular_file(source, "model", InvalidInputError)
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    if verify_digest:
+        check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
     metadata = read_metadata(model_bytes, source)
     interpreter_class, name = _interpreter_class()
     try:
         interpreter = interpreter_class(model_content=model_bytes, num_threads=num_threads)
-    except ValueError as error:
-        raise InvalidInputError(f"{source}: the interpreter cannot load it: {error}") from None
-    runners = _check_contract(interpreter, metadata, source)
-    return OpenedModel(interpreter, name, metadata, runners)
+        signatures = _check_contract(interpreter, metadata, source)
+    except (RuntimeError, ValueError) as error:
+        reason = next((line for line in str(error).splitlines() if line.strip()), "")
+        raise InvalidInputError(f"{source}: the interpreter cannot load it: {reason[:300]}") from None
+    return OpenedModel(interpreter, name, metadata, signatures, source)
 
 
-def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) -> dict:
-    """Every signature of the contract with exactly its tensor names (as the compiler checks)."""
-    signatures = interpreter.get_signature_list()
-    specs = metadata.signatures
-    missing = [key for key in specs if key not in signatures]
+def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) -> dict[str, Signature]:
+    found = interpreter.get_signature_list()
+    missing = [key for key in contract.SIGNATURES if key not in found]
     if missing:
-        raise UnsupportedModelError(f"{source}: not a tflite-transfer model: missing signature(s) {', '.join(missing)}")
-    for key, spec in specs.items():
-        have_in, have_out = set(signatures[key]["inputs"]), set(signatures[key]["outputs"])
+        raise UnsupportedModelError(
+            f"{source}: not a tflite-transfer model: missing signature(s) {', '.join(missing)}")
+    for key, spec in metadata.signatures.items():  # exactly its tensor names (as the compiler checks)
+        have_in, have_out = set(found[key]["inputs"]), set(found[key]["outputs"])
         if have_in != set(spec.inputs) or have_out != set(spec.outputs):
             absent = sorted((set(spec.inputs) - have_in) | (set(spec.outputs) - have_out))
             extra = sorted((have_in - set(spec.inputs)) | (have_out - set(spec.outputs)))
             raise UnsupportedModelError(
                 f"{source}: signature '{key}' does not match the contract: lacks {absent or 'nothing'}, "
                 f"has unexpected {extra or 'nothing'}; recompile the model")
-    return {key: interpreter.get_signature_runner(key) for key in specs}
+    signatures = {key: Signature(key, interpreter.get_signature_runner(key), source)
+                  for key in contract.SIGNATURES}
+    for key in contract.SIGNATURES:
+        batch = metadata.fixed_batch(key)
+        first = next(iter(signatures[key].input_details().values()), None)
+        declared = int(first["shape_signature"][0]) if first is not None and len(first["shape_signature"]) else None
+        if batch is not None and declared not in (-1, batch):
+            raise UnsupportedModelError(
+                f"{source}: signature '{key}' takes batch {declared} but the metadata says {batch}")
+    return signatures

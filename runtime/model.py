@@ -5,6 +5,9 @@
     model.fit(epochs=20, batch_size=16)      # `train` over the cache
     model.predict(images)                    # `infer`
     model.save_checkpoint("me.ckpt")         # `save` -> safetensors file, atomically
+
+Models with fixed batches (metadata `image_batch`/`train_batch`, decision 2) are run in
+chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
 """
 
 from __future__ import annotations
@@ -15,31 +18,39 @@ from typing import Callable
 import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
-from tflite_transfer.runtime import contract
-from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, UnsupportedModelError
+from tflite_transfer.runtime import contract, inputs, samples
+from tflite_transfer.runtime.errors import (CheckpointError, InvalidInputError, UnsupportedModelError,
+                                            VerificationError)
 from tflite_transfer.runtime.interpreter import open_model
 
 Progress = Callable[[str], None]
+_RECOVER = "call reset() or restore_checkpoint() and train with a lower learning rate"
 
 
 class TransferModel:
     """A compiled tflite-transfer model in the interpreter, with a cache of training samples."""
 
-    def __init__(self, opened, source: str):
-        self._opened, self._source = opened, source
-        self._runners = opened.runners
+    def __init__(self, opened):
+        self._opened, self._source = opened, opened.source
+        self._signatures = opened.signatures
         self.metadata: contract.ModelMetadata = opened.metadata
-        image = self._runners["load"].get_input_details()["image"]
+        image = self._signatures[contract.LOAD].input_details()[contract.IMAGE]
         self.image_shape: tuple[int, ...] = tuple(int(d) for d in image["shape_signature"][1:])
         self.image_dtype = np.dtype(image["dtype"])
+        if not self.image_shape or min(self.image_shape) < 1:
+            raise UnsupportedModelError(f"{self._source}: the image input has shape "
+                                        f"{list(image['shape_signature'])}; expected [batch, sizes >= 1]")
         self.bottleneck_shape: tuple[int, ...] = (self.metadata.bottleneck_size,)
-        self._state_spec = {entry.name: (entry.shape, entry.numpy_dtype) for entry in self.metadata.state}
-        self._bottlenecks = np.zeros((0, *self.bottleneck_shape), np.float32)
-        self._labels = np.zeros((0, *self._label_shape()), self._label_dtype())
+        self._cache = samples.SampleCache(self.metadata.bottleneck_size, self.metadata.label.shape,
+                                          np.dtype(self.metadata.label.dtype))
+        self._stream = samples.BatchStream()
+        self._step: int | None = None  # the optimizer step, tracked to refuse the int32 wrap
 
     @classmethod
-    def open(cls, path, num_threads: int | None = None) -> "TransferModel":
-        return cls(open_model(path, num_threads), str(path) if not isinstance(path, bytes) else "<bytes>")
+    def open(cls, path, num_threads: int | None = None, verify_digest: bool = True) -> "TransferModel":
+        """Opens a compiled model file (or its bytes). The file's model_digest is checked first;
+        verify_digest=False skips that for apps that verified the file elsewhere."""
+        return cls(open_model(path, num_threads, verify_digest))
 
     # What the model is.
     @property
@@ -52,7 +63,7 @@ class TransferModel:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        return tuple(self._state_spec)
+        return self.metadata.state_names
 
     @property
     def optimizer(self) -> dict:
@@ -66,169 +77,199 @@ class TransferModel:
     def classifies(self) -> bool:
         return self.metadata.label.class_ids
 
-    # Input validation: refuse bad values before they reach the interpreter.
-    def _label_shape(self) -> tuple[int, ...]:
-        return () if self.classifies else (self.num_classes,)
+    @property
+    def image_batch(self) -> int | None:
+        return self.metadata.image_batch
 
-    def _label_dtype(self):
-        return np.int32 if self.classifies else np.float32
+    @property
+    def train_batch(self) -> int | None:
+        return self.metadata.train_batch
 
+    # Input checks (runtime/inputs.py) with this model's shapes.
     def _images(self, images) -> np.ndarray:
-        array = np.asarray(images)
-        if array.ndim == len(self.image_shape):
-            array = array[None]
-        if array.ndim != len(self.image_shape) + 1 or tuple(array.shape[1:]) != self.image_shape:
-            raise InvalidInputError(f"image: shape {list(array.shape)} does not fit the model's "
-                                    f"[batch, {', '.join(map(str, self.image_shape))}]")
-        if self.image_dtype.kind == "f":
-            if array.dtype.kind not in "fiu":
-                raise InvalidInputError(f"image: dtype {array.dtype} is not numeric")
-            array = np.ascontiguousarray(array, self.image_dtype)
-            if not np.isfinite(array).all():
-                raise InvalidInputError("image: contains NaN or Inf")
-            value_range = self.metadata.image_range
-            if value_range and (array.min() < value_range[0] or array.max() > value_range[1]):
-                raise InvalidInputError(
-                    f"image: values span [{array.min():g}, {array.max():g}] but the base expects "
-                    f"pixels in [{value_range[0]:g}, {value_range[1]:g}]")
-        elif array.dtype != self.image_dtype:
-            raise InvalidInputError(f"image: dtype {array.dtype}, the model takes {self.image_dtype} "
-                                    "(quantized input: pass the raw pixel values)")
-        return np.ascontiguousarray(array)
+        return inputs.images(images, self.image_shape, self.image_dtype, self.metadata.image_range)
 
     def _label_array(self, labels, batch: int) -> np.ndarray:
-        array = np.asarray(labels)
-        if self.classifies:
-            if array.ndim == 0:
-                array = array[None]
-            if array.dtype.kind not in "iu" or array.shape != (batch,):
-                raise InvalidInputError(f"label: expected {batch} integer class ids, got "
-                                        f"{array.dtype} shape {list(array.shape)}")
-            bad = array[(array < 0) | (array >= self.num_classes)]
-            if bad.size:
-                raise InvalidInputError(f"label: {bad[0]} is outside [0, {self.num_classes})")
-            return array.astype(np.int32)
-        if array.ndim == 1:
-            array = array[None]
-        if array.shape != (batch, self.num_classes) or array.dtype.kind not in "fiu":
-            raise InvalidInputError(f"label: expected float targets [{batch}, {self.num_classes}], "
-                                    f"got {array.dtype} shape {list(array.shape)}")
-        array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            raise InvalidInputError("label: contains NaN or Inf")
-        return array
+        return inputs.labels(labels, batch, self.metadata.label, self.num_classes)
 
-    def _bottleneck_array(self, bottlenecks) -> np.ndarray:
-        array = np.asarray(bottlenecks, np.float32)
-        if array.ndim == 1:
-            array = array[None]
-        if array.ndim != 2 or array.shape[1:] != self.bottleneck_shape:
-            raise InvalidInputError(f"bottleneck: shape {list(array.shape)} does not fit "
-                                    f"[batch, {self.bottleneck_shape[0]}]")
-        if not np.isfinite(array).all():
-            raise InvalidInputError("bottleneck: contains NaN or Inf")
-        return np.ascontiguousarray(array)
+    def _exact_batch(self, batch: int | None, count: int, what: str) -> None:
+        if batch is not None and count != batch:
+            raise InvalidInputError(f"{what}: this model's signature takes exactly {batch} samples "
+                                    f"per call (a fixed batch), got {count}")
 
     # The signatures.
+    def _run_images(self, signature: str, output: str, images: np.ndarray) -> np.ndarray:
+        run = self._signatures[signature]
+        batch = self.metadata.image_batch
+        if batch is None:
+            return run(**{contract.IMAGE: images})[output]
+        parts = [run(**{contract.IMAGE: chunk})[output][:real]
+                 for chunk, real in samples.image_chunks(images, batch)]
+        return np.concatenate(parts)
+
     def load(self, images) -> np.ndarray:
-        return self._runners["load"](image=self._images(images))["bottleneck"]
+        return self._run_images(contract.LOAD, contract.BOTTLENECK, self._images(images))
 
     def predict(self, images) -> np.ndarray:
-        return self._runners["infer"](image=self._images(images))[self.metadata.output]
+        return self._run_images(contract.INFER, self.metadata.output, self._images(images))
 
     def train_step(self, images, labels) -> float:
         """One optimizer step on images (base + head in one call: `train_images`)."""
         images = self._images(images)
+        self._exact_batch(self.metadata.image_batch, len(images), "train_step")
         labels = self._label_array(labels, len(images))
-        return float(self._runners["train_images"](image=images, label=labels)["loss"][0])
+        self._check_steps_left(1)
+        return self._checked_loss(self._signatures[contract.TRAIN_IMAGES](
+            **{contract.IMAGE: images, contract.LABEL: labels})[contract.LOSS])
 
     def train_bottlenecks(self, bottlenecks, labels) -> float:
         """One optimizer step on bottlenecks (`train`)."""
-        bottlenecks = self._bottleneck_array(bottlenecks)
+        bottlenecks = inputs.bottlenecks(bottlenecks, self.metadata.bottleneck_size)
+        self._exact_batch(self.metadata.train_batch, len(bottlenecks), "train_bottlenecks")
         labels = self._label_array(labels, len(bottlenecks))
-        return float(self._runners["train"](bottleneck=bottlenecks, label=labels)["loss"][0])
+        self._check_steps_left(1)
+        return self._checked_loss(self._train(bottlenecks, labels))
+
+    def _train(self, bottlenecks: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        loss = self._signatures[contract.TRAIN](**{contract.BOTTLENECK: bottlenecks,
+                                                   contract.LABEL: labels})[contract.LOSS]
+        if self._step is not None:
+            self._step += 1
+        return loss
+
+    def _checked_loss(self, loss: np.ndarray) -> float:
+        value = float(loss.reshape(-1)[0])
+        if not np.isfinite(value):
+            raise VerificationError(f"training diverged: the loss is {value} and the weights are "
+                                    f"probably NaN now; {_RECOVER}")
+        return value
+
+    def _steps_taken(self) -> int | None:
+        if self._step is None:
+            steps = self.metadata.entries_with_role(contract.STEP)
+            if steps:
+                self._step = int(self.get_state()[steps[0].name].reshape(-1)[0])
+        return self._step
+
+    def _check_steps_left(self, needed: int) -> None:
+        taken = self._steps_taken()
+        if taken is not None and taken + needed > inputs.MAX_STEP:
+            raise InvalidInputError(
+                f"the optimizer step counter is {taken}; {needed} more step(s) would pass "
+                f"{inputs.MAX_STEP} (the int32 step wraps and Adam's update becomes NaN): "
+                "save a checkpoint and call reset(), or set_state() with a smaller step")
 
     def set_learning_rate(self, learning_rate: float) -> None:
-        if not np.isfinite(learning_rate) or learning_rate < 0:
-            raise InvalidInputError(f"learning rate must be finite and >= 0, got {learning_rate}")
-        self._runners["set_learning_rate"](learning_rate=np.array([learning_rate], np.float32))
+        """Sets the optimizer's learning rate: a finite real number in (0, 1e6]."""
+        rate = inputs.learning_rate(learning_rate)
+        self._signatures[contract.SET_LEARNING_RATE](
+            **{contract.LEARNING_RATE: np.array([rate], np.float32)})
 
     def reset(self) -> None:
         """Back to the compiled initial weights and optimizer state (the cache is kept)."""
-        self._runners["initialize"]()
+        self._signatures[contract.INITIALIZE]()
+        self._step = None
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {name: np.array(value) for name, value in self._runners["save"]().items()}
+        return {name: np.array(value) for name, value in self._signatures[contract.SAVE]().items()}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Validates every tensor first, so a bad state changes nothing."""
-        missing = sorted(set(self._state_spec) - set(state))
-        extra = sorted(set(state) - set(self._state_spec))
-        if missing or extra:
-            raise InvalidInputError(f"state: missing {missing}, unexpected {extra}")
-        values = {}
-        for name, (shape, dtype) in self._state_spec.items():
-            value = np.asarray(state[name])
-            if value.shape != shape or value.dtype != dtype:
-                raise InvalidInputError(f"state '{name}': {value.dtype} {list(value.shape)}, "
-                                        f"expected {dtype} {list(shape)}")
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                raise InvalidInputError(f"state '{name}': contains NaN or Inf")
-            # np.require keeps 0-d arrays 0-d (ascontiguousarray makes them [1], and the
-            # interpreter would silently reshape the variable).
-            values[name] = np.require(value, requirements="C")
-        self._runners["restore"](**values)
+        """Validates every tensor first (form and meaning), so a bad state changes nothing."""
+        values = inputs.state(state, self.metadata.state)
+        self._signatures[contract.RESTORE](**values)
+        self._step = None
 
     @property
     def steps(self) -> int:
-        return int(self.get_state()["step"][0])
+        steps = self.metadata.entries_with_role(contract.STEP)
+        return int(self.get_state()[steps[0].name].reshape(-1)[0]) if steps else 0
 
     # The sample cache and training over it.
     @property
     def num_samples(self) -> int:
-        return len(self._labels)
+        return len(self._cache)
 
     def add_sample(self, image, label) -> None:
         """Runs `load` once on the image and caches its bottleneck with the label."""
-        self.add_samples(self._images(image), [label] if self.classifies else np.asarray(label)[None])
+        label = inputs.as_array(label, "label")
+        self.add_samples(self._images(image), label[None] if label.ndim == len(self.metadata.label.shape) else label)
 
     def add_samples(self, images, labels) -> None:
         images = self._images(images)
         labels = self._label_array(labels, len(images))
-        self.add_bottlenecks(self._runners["load"](image=images)["bottleneck"], labels)
+        self._cache.append(self.load(images), labels)
 
     def add_bottlenecks(self, bottlenecks, labels) -> None:
         """Caches bottlenecks computed elsewhere (e.g. by `load` in another process)."""
-        bottlenecks = self._bottleneck_array(bottlenecks)
-        labels = self._label_array(labels, len(bottlenecks))
-        self._bottlenecks = np.concatenate([self._bottlenecks, bottlenecks])
-        self._labels = np.concatenate([self._labels, labels])
+        bottlenecks = inputs.bottlenecks(bottlenecks, self.metadata.bottleneck_size)
+        self._cache.append(bottlenecks, self._label_array(labels, len(bottlenecks)))
 
     def clear_samples(self) -> None:
-        self._bottlenecks = self._bottlenecks[:0]
-        self._labels = self._labels[:0]
+        self._cache.clear()
+        self._stream.reset()
 
     def fit(self, epochs: int = 10, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
             progress: bool | Progress = True) -> list[float]:
-        """Trains over the cached samples; returns the mean loss of each epoch."""
+        """Trains over the cached samples; returns the mean loss of each epoch.
+
+        With a fixed train batch B, `batch_size` must be B (or left at its default) and
+        batches run on across epochs (module docstring of samples.py); an epoch's loss is the
+        mean over the batches that ended in it (NaN if none did: fewer than B samples).
+        If the loss becomes NaN/Inf, the weights are rolled back to the end of the last good
+        epoch and VerificationError says so.
+        """
+        epochs = inputs.positive_int(epochs, "fit: epochs")
+        batch_size = inputs.positive_int(batch_size, "fit: batch_size")
+        fixed = self.metadata.train_batch
+        if fixed is not None:
+            if batch_size not in (fixed, 32):
+                raise InvalidInputError(f"fit: batch_size {batch_size}, but this model trains on "
+                                        f"fixed batches of {fixed}; pass batch_size={fixed}")
+            batch_size = fixed
         if not self.num_samples:
             raise InvalidInputError("fit: no samples cached; call add_sample first")
-        if epochs < 1 or batch_size < 1:
-            raise InvalidInputError(f"fit: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+        planned = epochs * -(-self.num_samples // batch_size) + 1
+        self._check_steps_left(min(planned, inputs.MAX_STEP))
         report = _progress_printer(progress)
-        rng = np.random.default_rng(seed)
-        train = self._runners["train"]
-        epoch_losses = []
-        for epoch in range(epochs):
-            order = rng.permutation(self.num_samples) if shuffle else np.arange(self.num_samples)
-            total = 0.0
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                loss = train(bottleneck=self._bottlenecks[batch], label=self._labels[batch])["loss"][0]
-                total += float(loss) * len(batch)
-            epoch_losses.append(total / self.num_samples)
-            report(_bar(epoch + 1, epochs, epoch_losses[-1]))
+        good_state = self.get_state()
+        totals, counts = np.zeros(epochs), np.zeros(epochs)
+        batches = self._stream.batches(self._cache, epochs, batch_size, fixed is not None,
+                                       np.random.default_rng(seed), shuffle)
+        epoch_losses: list[float] = []
+        for batch in batches:
+            while len(epoch_losses) < batch.epoch:  # epochs that ended before this batch
+                epoch_losses.append(self._end_epoch(len(epoch_losses), totals, counts, epochs, report))
+                good_state = self._checked_state(good_state, len(epoch_losses))
+            loss = float(self._train(batch.bottlenecks, batch.labels).reshape(-1)[0])
+            if not np.isfinite(loss):
+                self._roll_back(good_state, len(epoch_losses), f"the loss became {loss}")
+            weight = len(batch.labels) if fixed is None else 1
+            totals[batch.epoch] += loss * weight
+            counts[batch.epoch] += weight
+        while len(epoch_losses) < epochs:
+            epoch_losses.append(self._end_epoch(len(epoch_losses), totals, counts, epochs, report))
+            good_state = self._checked_state(good_state, len(epoch_losses))
         return epoch_losses
+
+    def _end_epoch(self, epoch: int, totals, counts, epochs: int, report: Progress) -> float:
+        loss = float(totals[epoch] / counts[epoch]) if counts[epoch] else float("nan")
+        report(_bar(epoch + 1, epochs, loss))
+        return loss
+
+    def _checked_state(self, good_state: dict, epochs_done: int) -> dict:
+        state = self.get_state()
+        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+        if bad:
+            self._roll_back(good_state, epochs_done - 1, f"{', '.join(bad)} became NaN/Inf")
+        return state
+
+    def _roll_back(self, good_state: dict, epochs_done: int, what: str) -> None:
+        self._signatures[contract.RESTORE](**good_state)
+        self._step = None
+        raise VerificationError(
+            f"training diverged in epoch {epochs_done + 1}: {what}; the weights were rolled back "
+            "to the end of the last good epoch; lower the learning rate (set_learning_rate) or "
+            "call reset()")
 
     def imprint(self) -> None:
         """Weight imprinting: sets a single-layer softmax head from the cached samples so the
@@ -249,10 +290,12 @@ class TransferModel:
         if not self.num_samples:
             raise InvalidInputError("imprint: no samples cached; call add_sample first")
         kernel_name = kernels[0].name
-        bias_name = next(e.name for e in self.metadata.entries_with_role(contract.BIAS) if e.layer == kernels[0].layer)
-        present = np.unique(self._labels)
-        means = np.stack([self._bottlenecks[self._labels == c].mean(axis=0) for c in present]).astype(np.float64)
-        distances = ((self._bottlenecks[:, None, :] - means[None]) ** 2).sum(-1)
+        bias_name = next(entry.name for entry in self.metadata.entries_with_role(contract.BIAS)
+                         if entry.layer == kernels[0].layer)
+        bottlenecks, labels = self._cache.bottlenecks, self._cache.labels
+        present = np.unique(labels)
+        means = np.stack([bottlenecks[labels == c].mean(axis=0) for c in present]).astype(np.float64)
+        distances = ((bottlenecks[:, None, :] - means[None]) ** 2).sum(-1)
         scale = 8.0 / max(float(distances.mean()), 1e-12)
         state = self.get_state()
         kernel = np.zeros_like(state[kernel_name], dtype=np.float64)
@@ -263,25 +306,27 @@ class TransferModel:
         bias[absent] = bias[present].min() - 10.0 - scale * distances.max()
         state[kernel_name] = kernel.astype(np.float32)
         state[bias_name] = bias.astype(np.float32)
-        for slot in self.metadata.entries_with_role(contract.SLOT):
-            if slot.of in (kernel_name, bias_name):
-                state[slot.name] = np.zeros_like(state[slot.name])
+        for entry in self.metadata.entries_with_role(contract.SLOT):
+            if entry.of in (kernel_name, bias_name):
+                state[entry.name] = np.zeros_like(state[entry.name])
         self.set_state(state)
 
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
-        """Writes every variable and optimizer slot atomically (safetensors, see BUILD.md)."""
+        """Writes every variable and optimizer slot atomically (format version 2, BUILD.md)."""
         checkpoint_file.write_checkpoint(path, self.get_state(), self.metadata.fingerprint,
                                          {"num_samples_cached": str(self.num_samples)})
 
-    def restore_checkpoint(self, path) -> None:
-        """Restores a checkpoint of this model; on any problem raises and changes nothing."""
-        saved = checkpoint_file.read_checkpoint(path)
-        checkpoint_file.check_compatible(saved, self._state_spec, self.metadata.fingerprint, path)
+    def restore_checkpoint(self, path, allow_version_1: bool = False) -> None:
+        """Restores a checkpoint of this model; on any problem raises and changes nothing.
+        Version 1 files (no checksum) only with allow_version_1=True."""
+        saved = checkpoint_file.read_checkpoint(path, allow_version_1=allow_version_1)
+        expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in self.metadata.state}
+        checkpoint_file.check_compatible(saved, expected, self.metadata.fingerprint, path)
         try:
             self.set_state(saved.tensors)
         except InvalidInputError as error:
-            raise CheckpointError(f"{path}: {error}") from None
+            raise CheckpointError(f"checkpoint {path}: {error}") from None
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

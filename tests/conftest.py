@@ -10,10 +10,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.fixtures.bases import tiny_uint8_classifier  # noqa: E402
+from tests.helpers import compile_model, tensor_produced_by  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,19 +23,6 @@ def tiny_classifier_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("bases") / "tiny_classifier_quant.tflite"
     path.write_bytes(tiny_uint8_classifier())
     return str(path)
-
-
-def tensor_produced_by(path: str, op_name: str) -> str:
-    """The name of the first tensor an op of that type writes (names depend on Keras' global
-    layer counter, so tests look them up instead of hard-coding them)."""
-    from tflite_transfer.compiler import model_io
-
-    model = model_io.read_model(path)
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
-            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
-    raise LookupError(op_name)
 
 
 @pytest.fixture(scope="session")
@@ -62,16 +49,6 @@ def small_mobilenet_path(tmp_path_factory) -> str:
     return str(path)
 
 
-def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
-                  batch_options=None, **head):
-    from tflite_transfer.compiler import bases, batch, pipeline
-
-    base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
-    return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
-                                      batch_options=batch_options or batch.BatchOptions(),
-                                      progress=lambda m: None)
-
-
 @pytest.fixture(scope="session")
 def tiny_fused(tiny_classifier_path, tiny_pool_name):
     """A softmax head (SGD) on the tiny classifier cut at its pool."""
@@ -83,30 +60,6 @@ def small_fused(small_mobilenet_path):
     """An MLP head (Adam) on the small MobileNetV2."""
     return compile_model(small_mobilenet_path, head="mlp:16", num_classes=4, optimizer="adam",
                          learning_rate=0.01)
-
-
-def interpreter(model_bytes: bytes, kind: str = "litert", xnnpack: bool = True):
-    """A fresh interpreter of either Python API, with or without the default XNNPACK delegate."""
-    if kind == "litert":
-        from ai_edge_litert import interpreter as litert
-
-        resolver = (litert.OpResolverType.AUTO if xnnpack
-                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        return litert.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
-    import tensorflow as tf
-
-    resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack
-                else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    return tf.lite.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
-
-
-def random_images(shape, dtype, batch: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if np.dtype(dtype) == np.uint8:
-        return rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
-    if np.dtype(dtype) == np.int8:
-        return rng.integers(-128, 128, (batch, *shape), dtype=np.int8)
-    return (rng.random((batch, *shape)) * 255.0).astype(np.float32)
 
 
 # Compiled models as files, for the runtime.
@@ -133,12 +86,3 @@ def other_model_path(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> 
     return str(path)
 
 
-def colour_images(count_per_class: int, seed: int, shape=(16, 12, 3), classes: int = 3):
-    """uint8 images whose dominant colour channel is the class: a separable task."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(classes), count_per_class).astype(np.int32)
-    images = rng.integers(0, 90, (len(labels), *shape)).astype(np.int32)
-    for index, label in enumerate(labels):
-        images[index, ..., label % shape[-1]] += 150
-    order = rng.permutation(len(labels))
-    return images[order].astype(np.uint8), labels[order]

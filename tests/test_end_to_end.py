@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import interpreter, random_images
+from tests.helpers import interpreter, random_images
 from tflite_transfer.compiler import bases, model_io, pipeline, pretrained  # noqa: F401
 from tflite_transfer.runtime import contract
 from test_cli_helpers import run_cli  # noqa: F401  (see tests/test_cli_helpers.py)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import compile_model, interpreter
+from tests.helpers import compile_model, interpreter
 from tflite_transfer.compiler.errors import InvalidInputError
 
 

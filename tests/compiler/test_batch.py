@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import compile_model, interpreter, random_images
+from tests.helpers import compile_model, interpreter, random_images
 from test_cli_helpers import run_cli
 from tflite_transfer.compiler import audit, batch, model_io
 from tflite_transfer.compiler.errors import InvalidInputError

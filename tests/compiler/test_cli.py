@@ -18,7 +18,7 @@ def assert_one_line_error(process, output, *phrases):
         assert phrase in last, last
     assert process.stdout == ""
     assert not output.exists() or output.read_bytes() == b"previous model"
-    assert not list(output.parent.glob(".tmp_*")), "a temporary file was left behind"
+    assert not list(output.parent.glob(".*.tmp")), "a temporary file was left behind"
 
 
 def test_compiles_and_prints_a_summary(tiny_classifier_path, tiny_pool_name, tmp_path):

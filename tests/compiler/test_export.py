@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import colour_images, interpreter
+from tests.helpers import colour_images, interpreter
 from test_cli_helpers import run_cli
 from tflite_transfer.compiler import audit, export, model_io
 from tflite_transfer.runtime import TransferModel

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import compile_model, interpreter, random_images
+from tests.helpers import compile_model, interpreter, random_images
 from tests.fixtures.fixed_batch_bases import fixed_batch_base
 from tflite_transfer.compiler import batch, summary
 from tflite_transfer.compiler.errors import InvalidInputError

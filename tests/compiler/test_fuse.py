@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import interpreter, random_images
+from tests.helpers import interpreter, random_images
 
 from tflite_transfer.runtime import contract
 

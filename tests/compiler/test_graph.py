@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import interpreter
+from tests.helpers import interpreter
 from tflite_transfer.compiler import graph, model_io
 from tflite_transfer.compiler.model_io import BuiltinOperator, TensorType
 from tflite_transfer.runtime import contract

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from tensorflow.lite.python import schema_py_generated as schema
 
-from conftest import compile_model, interpreter, random_images
+from tests.helpers import compile_model, interpreter, random_images
 from tflite_transfer.compiler import model_io
 from tflite_transfer.compiler.errors import InvalidInputError
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorflow.lite.python import schema_py_generated as schema
 
-from conftest import compile_model, interpreter, random_images
+from tests.helpers import compile_model, interpreter, random_images
 from tflite_transfer.compiler import audit, model_io, op_version_rules, op_versions, runtime_versions
 from tflite_transfer.compiler.errors import InvalidInputError
 

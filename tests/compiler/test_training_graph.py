@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import compile_model
+from tests.helpers import compile_model
 from tflite_transfer.compiler import heads, losses, optimizers, training_graph, verify
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 
@@ -22,6 +22,9 @@ CASES = [
     dict(optimizer="adam", learning_rate=0.01, label_smoothing=0.2),
     dict(optimizer="sgd", learning_rate=0.05, head="mlp:6,4"),
     dict(optimizer="adam", learning_rate=0.01, head="mlp:9", loss="mse"),
+    # >= MIN_UNITS_FOR_BATCH_MATMUL units: the hidden layer's forward pass is an IF between
+    # BATCH_MATMUL (batch > 1) and FULLY_CONNECTED (batch 1); both branches are checked below.
+    dict(optimizer="momentum", learning_rate=0.05, momentum=0.9, head="mlp:40"),
 ]
 
 
@@ -36,6 +39,34 @@ def test_train_steps_match_tensorflow_eager(tiny_classifier_path, tiny_pool_name
     wrong = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, **dict(case, optimizer=other))
     mismatch = verify.verify_training(result.model_bytes, wrong.head, steps=15, batch_size=6, seed=3)
     assert mismatch.max_relative_difference > 100 * TOLERANCE
+
+
+@pytest.mark.parametrize("batch_size", [1, 6])
+def test_wide_layers_train_like_keras_at_batch_1_and_above(tiny_classifier_path, tiny_pool_name, batch_size):
+    assert training_graph.MIN_UNITS_FOR_BATCH_MATMUL <= 40
+    result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, optimizer="adam",
+                           learning_rate=0.01, head="mlp:40")
+    report = verify.verify_training(result.model_bytes, result.head, steps=8, batch_size=batch_size, seed=5)
+    assert report.max_relative_difference <= TOLERANCE, report.per_variable
+
+
+@pytest.mark.parametrize("batches", [(2, 4), (1, 1)])
+def test_wide_layers_with_fixed_signature_batches(tiny_classifier_path, tiny_pool_name, batches):
+    """--batch: no IF (train and train_images would share its branches at two batches); the
+    forward op is chosen for train's batch and still trains like Keras."""
+    from tflite_transfer.compiler import batch
+
+    result = compile_model(tiny_classifier_path, tiny_pool_name, verify_steps=4, num_classes=3, optimizer="adam",
+                           learning_rate=0.01, head="mlp:40", batch_options=batch.BatchOptions(*batches))
+    assert result.parity.batch_size == batches[1]
+    assert result.parity.max_relative_difference <= TOLERANCE, result.parity.per_variable
+
+
+def test_every_registered_optimizer_is_checked_against_keras():
+    """Adding an optimizer = one record in optimizers.OPTIMIZERS plus its case in CASES."""
+    assert set(optimizers.OPTIMIZERS) == {case["optimizer"] for case in CASES}
+    for name, record in optimizers.OPTIMIZERS.items():
+        assert record.name == name and record.summary in optimizers.describe()
 
 
 def test_compile_refuses_a_model_that_fails_verification(tiny_classifier_path, tiny_pool_name):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import colour_images
+from tests.helpers import colour_images
 from tests.fixtures.cpp_runtime import assert_one_error_line, epoch_losses, run_demo, rewrite_model
 
 IMAGE_BATCH, TRAIN_BATCH = 2, 4
@@ -25,7 +25,7 @@ def fixed_model_path(tiny_classifier_path, tiny_pool_name, tiny_fused, tmp_path_
         model_bytes = rewrite_model(tiny_fused.model_bytes, static_batches=True,
                                     image_batch=IMAGE_BATCH, train_batch=TRAIN_BATCH)
     else:
-        from tests.conftest import compile_model
+        from tests.helpers import compile_model
 
         compiled = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
                                  batch_options=batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import colour_images
+from tests.helpers import colour_images
 from tests.fixtures.cpp_runtime import assert_same_bits, epoch_losses, run_demo
 from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint

@@ -22,7 +22,7 @@ import safetensors.numpy
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tflite_transfer.runtime import checkpoint
+from tflite_transfer.runtime import checkpoint, contract
 from tflite_transfer.runtime.checkpoint import (
     FORMAT_NAME, FORMAT_VERSION, Checkpoint, check_compatible, fingerprint, read_checkpoint,
     write_checkpoint)
@@ -73,9 +73,28 @@ def split_file(file_bytes):
 
 
 def join_file(header, data):
-    header_bytes = json.dumps(header).encode("utf-8")
+    """A file from an edited header, re-stamped so the edit reaches the reader's later checks."""
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)
-    return struct.pack("<Q", len(header_bytes)) + header_bytes + data
+    return restamp(struct.pack("<Q", len(header_bytes)) + header_bytes + data)
+
+
+def restamp(file_bytes):
+    """The file with a correct checksum, computed independently of the writer: hashlib over the
+    bytes with the 64 digits after the single '"checksum":"' zeroed (BUILD.md)."""
+    (header_length,) = struct.unpack("<Q", file_bytes[:8])
+    marker = b'"checksum":"'
+    header = file_bytes[8:8 + header_length]
+    if header.count(marker) != 1:
+        return file_bytes
+    start = 8 + header.index(marker) + len(marker)
+    zeroed = file_bytes[:start] + b"0" * 64 + file_bytes[start + 64:]
+    digest = hashlib.sha256(zeroed).hexdigest().encode()
+    return file_bytes[:start] + digest + file_bytes[start + 64:]
+
+
+def without_checksum(metadata):
+    return {key: value for key, value in metadata.items() if key != "checksum"}
 
 
 @pytest.fixture
@@ -101,7 +120,9 @@ def test_round_trip_matches_input_and_safetensors_reference(tensors, extra):
             reference_metadata = reference_file.metadata()
     assert_same_tensors(restored.tensors, tensors)
     assert_same_tensors(reference, tensors)
-    assert restored.metadata == reference_metadata == {**OUR_METADATA, **extra}
+    assert restored.metadata == reference_metadata
+    assert without_checksum(restored.metadata) == {**OUR_METADATA, **extra}
+    assert list(restored.metadata)[:4] == ["format", "format_version", "model_fingerprint", "checksum"]
     assert restored.model_fingerprint == MODEL_FINGERPRINT
     assert restored.format_version == FORMAT_VERSION
 
@@ -109,12 +130,51 @@ def test_round_trip_matches_input_and_safetensors_reference(tensors, extra):
 @FILE_SETTINGS
 @given(tensors=tensor_dicts)
 def test_files_written_by_safetensors_read_back(tensors):
+    # The reference writer orders keys its own way; we stamp its file's checksum ourselves.
+    metadata = {**OUR_METADATA, "checksum": "0" * 64}
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "reference.safetensors")
-        safetensors.numpy.save_file(tensors, path, metadata=OUR_METADATA)
+        safetensors.numpy.save_file(tensors, path, metadata=metadata)
+        with open(path, "rb") as reference_file:
+            stamped = restamp(reference_file.read())
+        with open(path, "wb") as reference_file:
+            reference_file.write(stamped)
         restored = read_checkpoint(path)
     assert_same_tensors(restored.tensors, tensors)
-    assert restored.metadata == OUR_METADATA
+    assert without_checksum(restored.metadata) == OUR_METADATA
+
+
+@FILE_SETTINGS
+@given(tensors=tensor_dicts)
+def test_version_1_files_read_only_when_allowed(tensors):
+    version_1 = {**OUR_METADATA, "format_version": "1"}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "version_1.safetensors")
+        safetensors.numpy.save_file(tensors, path, metadata=version_1)
+        with pytest.raises(CheckpointError, match="no checksum: it is format version 1 .*"
+                                                  "allow_version_1=True"):
+            read_checkpoint(path)
+        restored = read_checkpoint(path, allow_version_1=True)
+    assert_same_tensors(restored.tensors, tensors)
+    assert restored.metadata == version_1 and restored.format_version == 1
+
+
+def test_checksum_is_sha256_of_the_file_with_its_digits_zeroed(valid_file):
+    file_bytes = valid_file.read_bytes()
+    header, _ = split_file(file_bytes)
+    stored = header["__metadata__"]["checksum"]
+    assert file_bytes.count(stored.encode()) == 1
+    zeroed = file_bytes.replace(stored.encode(), b"0" * 64)
+    assert hashlib.sha256(zeroed).hexdigest() == stored
+    assert restamp(file_bytes) == file_bytes
+
+
+def test_checksum_helper_zeroes_across_chunk_boundaries():
+    data = bytes(range(256)) * 3
+    expected = hashlib.sha256(data[:100] + b"0" * 64 + data[164:]).hexdigest()
+    for size in (1, 7, 64, 100, 1000):
+        chunks = [data[i:i + size] for i in range(0, len(data), size)]
+        assert contract.sha256_with_hex_zeroed(chunks, 100) == expected
 
 
 @FILE_SETTINGS
@@ -243,12 +303,18 @@ def drop_metadata(key):
     return edit_header(lambda header: header["__metadata__"].pop(key))
 
 
+CHECKSUM_FIELD = '"checksum":"' + "0" * 64 + '"'
+
+
 def replace_header_text(header_text):
-    return lambda file_bytes: join_file_raw(header_text.encode("utf-8"), split_file(file_bytes)[1])
+    """A raw header; `{C}` in it becomes a checksum field (stamped), so the reader gets past
+    the checksum to the check under test."""
+    header_bytes = header_text.replace("{C}", CHECKSUM_FIELD).encode("utf-8")
+    return lambda file_bytes: join_file_raw(header_bytes, split_file(file_bytes)[1])
 
 
 def join_file_raw(header_bytes, data):
-    return struct.pack("<Q", len(header_bytes)) + header_bytes + data
+    return restamp(struct.pack("<Q", len(header_bytes)) + header_bytes + data)
 
 
 def shift_offsets(name, delta_begin, delta_end):
@@ -271,24 +337,36 @@ CORRUPTIONS = {
         lambda file_bytes: struct.pack("<Q", 2**40) + file_bytes[8:], "limit"),
     "largest header length": (
         lambda file_bytes: b"\xff" * 8 + file_bytes[8:], "limit"),
-    "header not UTF-8": (lambda file_bytes: join_file_raw(b"{\xff\xfe}   ", b""), "not UTF-8"),
-    "header not JSON": (replace_header_text('{"a": [1, 2'), "not valid JSON"),
-    "header empty": (replace_header_text(""), "not valid JSON"),
-    "header deeply nested": (replace_header_text("[" * 100_000), "not valid JSON"),
-    "header is an array": (replace_header_text("[1, 2, 3]"), "JSON list, not an object"),
+    "header not UTF-8": (lambda file_bytes: join_file_raw(
+        b"{" + CHECKSUM_FIELD.encode() + b"\xff\xfe}   ", b""), "not UTF-8"),
+    "header not JSON": (replace_header_text('{{C},"a": [1, 2'), "not valid JSON"),
+    "header empty": (replace_header_text(""), "no checksum"),
+    "header deeply nested": (replace_header_text("{{C}," + "[" * 100_000), "not valid JSON"),
+    "header is an array": (replace_header_text("[{{C}}, 2, 3]"), "JSON list, not an object"),
     "duplicate tensor name": (replace_header_text(
-        '{"__metadata__": {}, "w": {}, "w": {}}'), "duplicate keys"),
-    "no metadata": (edit_header(lambda header: header.pop("__metadata__")), "no __metadata__"),
-    "metadata not an object": (
-        edit_header(lambda header: header.__setitem__("__metadata__", ["x"])), "string values"),
+        '{"__metadata__": {{C}}, "w": {}, "w": {}}'), "duplicate key 'w'"),
+    "no metadata": (edit_header(lambda header: header.__setitem__(
+        "renamed", header.pop("__metadata__"))), "no __metadata__"),
+    "metadata not an object": (edit_header(lambda header: header.__setitem__(
+        "__metadata__", [header["__metadata__"]])), "string values"),
     "metadata value not a string": (set_metadata("epochs", 3), "string values"),
     "wrong format": (set_metadata("format", "pytorch"), "is not a tflite-transfer-checkpoint"),
     "no format": (drop_metadata("format"), "is not a tflite-transfer-checkpoint"),
     "no format_version": (drop_metadata("format_version"),
-                          "format_version missing; this reader supports version 1"),
-    "newer format_version": (set_metadata("format_version", "2"),
-                             "'2'; this reader supports version 1 only .written by a newer"),
-    "garbage format_version": (set_metadata("format_version", "one"), "supports version 1"),
+                          "format_version missing with a checksum; this reader supports version 2"),
+    "newer format_version": (set_metadata("format_version", "3"),
+                             "'3' with a checksum; this reader supports version 2 .*written by a newer"),
+    "version 1 with a checksum": (set_metadata("format_version", "1"), "'1' with a checksum"),
+    "garbage format_version": (set_metadata("format_version", "one"), "supports version 2"),
+    "checksum removed": (drop_metadata("checksum"), "no checksum: it is format version 1"),
+    "checksum uppercase": (lambda file_bytes: file_bytes.replace(
+        split_file(file_bytes)[0]["__metadata__"]["checksum"].encode(),
+        split_file(file_bytes)[0]["__metadata__"]["checksum"].upper().encode()), "no checksum"),
+    "data changed": (lambda file_bytes: file_bytes[:-1] + bytes([file_bytes[-1] ^ 1]),
+                     "checksum does not match its content"),
+    "header changed": (lambda file_bytes: file_bytes.replace(b'"F32"', b'"I32"', 1),
+                       "checksum does not match"),
+    "two checksums": (set_metadata("another", '","checksum":"' + "0" * 64), None),
     "no model_fingerprint": (drop_metadata("model_fingerprint"), "no model_fingerprint"),
     "unknown dtype": (set_entry(BIAS, "dtype", "BF16"), f"'{BIAS}' has unsupported dtype 'BF16'"),
     "dtype not a string": (set_entry(BIAS, "dtype", 4), "unsupported dtype 4"),
@@ -316,15 +394,19 @@ CORRUPTIONS = {
     "lone surrogate name": (
         lambda file_bytes: join_file_raw(
             *_renamed(file_bytes, BIAS, "bad\\ud800")), "not valid Unicode"),
-    "trailing garbage": (lambda file_bytes: file_bytes + b"\0" * 8, "8 bytes of trailing data"),
-    "truncated data": (lambda file_bytes: file_bytes[:-4], "outside the"),
+    "trailing garbage": (lambda file_bytes: restamp(file_bytes + b"\0" * 8),
+                         "8 bytes of trailing data"),
+    "trailing garbage, unstamped": (lambda file_bytes: file_bytes + b"\0" * 8, "checksum"),
+    "truncated data": (lambda file_bytes: restamp(file_bytes[:-4]), "outside the"),
+    "truncated data, unstamped": (lambda file_bytes: file_bytes[:-4], "checksum"),
 }
 
 
 def _renamed(file_bytes, old_name, escaped_new_name):
     header, data = split_file(file_bytes)
     entry = header.pop(old_name)
-    header_text = json.dumps(header)[:-1] + f', "{escaped_new_name}": {json.dumps(entry)}}}'
+    header_text = (json.dumps(header, separators=(",", ":"))[:-1]
+                   + f', "{escaped_new_name}": {json.dumps(entry)}}}')
     return header_text.encode("ascii"), data
 
 
@@ -332,16 +414,121 @@ def _renamed(file_bytes, old_name, escaped_new_name):
 def test_corrupt_file_raises_checkpoint_error_naming_file_and_problem(valid_file, corruption):
     corrupt, message = CORRUPTIONS[corruption]
     valid_file.write_bytes(corrupt(valid_file.read_bytes()))
+    if message is None:  # a value holding an escaped marker: still one checksum, still valid
+        assert read_checkpoint(valid_file).metadata["another"].startswith('","checksum"')
+        return
     with pytest.raises(CheckpointError, match=message) as raised:
         read_checkpoint(valid_file)
     assert str(valid_file) in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_missing_file_and_directory_raise_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         read_checkpoint(tmp_path / "absent.ckpt")
-    with pytest.raises(CheckpointError, match="could not read checkpoint"):
+    with pytest.raises(CheckpointError, match="is a directory"):
         read_checkpoint(tmp_path)
+
+
+def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    # In a child with a timeout: a reader that blocks on the FIFO must fail the test, not hang it.
+    script = ("import sys\nfrom tflite_transfer.runtime.checkpoint import read_checkpoint\n"
+              "from tflite_transfer.runtime.errors import CheckpointError\n"
+              "try:\n    read_checkpoint(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "is a FIFO (named pipe); pass a regular file" in result.stdout
+
+
+def test_device_is_refused():
+    with pytest.raises(CheckpointError, match="is a device"):
+        read_checkpoint("/dev/zero")
+
+
+@pytest.mark.parametrize("path, message", [
+    ("bad\0name.ckpt", "NUL byte"), ("", "empty"), (7, "got int 7"), (None, "got NoneType"),
+])
+def test_unusable_paths_are_refused(path, message):
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+    with pytest.raises(InvalidInputError, match=message):
+        write_checkpoint(path, small_tensors(), MODEL_FINGERPRINT)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    """Root reads any file, so (as in CI) the read runs in a forked child that dropped to user
+    nobody (the child has every module loaded already, so it needs no file of the venv)."""
+    import tflite_transfer.runtime.checkpoint_reader  # noqa: F401 (loaded before the fork)
+
+    os.chmod(tmp_path, 0o755)
+    path = tmp_path / "secret.ckpt"
+    write_checkpoint(path, small_tensors(), MODEL_FINGERPRINT)
+    os.chmod(path, 0)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                read_checkpoint(path)
+                message = "accepted"
+            except CheckpointError as error:
+                message = str(error)
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert "is not readable (permission denied)" in message
+
+
+def test_sparse_file_declaring_a_huge_tensor_is_refused_before_allocation(tmp_path):
+    """512 MiB declared, a 512 MiB sparse file: the checksum is checked (streamed) before numpy
+    allocates anything; peak memory stays far below the declared size."""
+    path = tmp_path / "sparse.ckpt"
+    header = {"__metadata__": {**OUR_METADATA, "checksum": "1" * 64},
+              "w": {"dtype": "U8", "shape": [2**29], "data_offsets": [0, 2**29]}}
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with open(path, "wb") as sparse:
+        sparse.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
+        sparse.truncate(8 + len(header_bytes) + 2**29)
+    script = ("import sys\nfrom tflite_transfer.runtime.checkpoint import read_checkpoint\n"
+              "from tflite_transfer.runtime.errors import CheckpointError\n"
+              "try:\n    read_checkpoint(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n"
+              # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking
+              # pytest process (hundreds of MB once TensorFlow is loaded).
+              "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    message, peak_kib = result.stdout.strip().splitlines()[-2:]
+    assert "checksum does not match" in message, result.stdout
+    assert int(peak_kib) < 300 * 1024  # the interpreter + numpy, not the declared 512 MiB
+
+
+def test_duplicate_among_many_keys_is_found_in_linear_time(tmp_path):
+    """100k keys and one duplicate at the end: refused at once (listing duplicates with
+    list.count per key was quadratic: minutes for such a header)."""
+    path = tmp_path / "many.ckpt"
+    entries = ",".join(f'"t{index}":{{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}' for index in range(100_000))
+    header_text = ('{"__metadata__":{"format":"tflite-transfer-checkpoint","format_version":"2",'
+                   f'"model_fingerprint":"{MODEL_FINGERPRINT}",{CHECKSUM_FIELD}}},{entries},'
+                   '"t5":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}')
+    header_bytes = header_text.encode() + b" " * (-len(header_text) % 8)
+    path.write_bytes(restamp(struct.pack("<Q", len(header_bytes)) + header_bytes))
+    with pytest.raises(CheckpointError, match="duplicate key 't5'"):
+        read_checkpoint(path)
+    head, _, tail = header_bytes.rpartition(b'"t5":')
+    path.write_bytes(restamp(struct.pack("<Q", len(header_bytes)) + head + b'"u5":' + tail))
+    assert len(read_checkpoint(path).tensors) == 100_001
 
 
 def test_truncation_at_every_byte_raises_checkpoint_error(valid_file):
@@ -350,6 +537,24 @@ def test_truncation_at_every_byte_raises_checkpoint_error(valid_file):
         valid_file.write_bytes(file_bytes[:length])
         with pytest.raises(CheckpointError):  # any other exception type fails the test
             read_checkpoint(valid_file)
+
+
+def test_every_single_bit_flip_is_refused(valid_file):
+    """All 8 x size flips of a small checkpoint: each is a CheckpointError (never accepted,
+    never another exception)."""
+    file_bytes = valid_file.read_bytes()
+    flipped = bytearray(file_bytes)
+    outcomes = {}
+    for position in range(len(file_bytes)):
+        for bit in range(8):
+            flipped[position] = file_bytes[position] ^ (1 << bit)
+            valid_file.write_bytes(flipped)
+            with pytest.raises(CheckpointError) as raised:
+                read_checkpoint(valid_file)
+            kind = str(raised.value).split(": ", 1)[-1][:30]
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        flipped[position] = file_bytes[position]
+    assert sum(outcomes.values()) == 8 * len(file_bytes)
 
 
 @settings(deadline=None, max_examples=300)
@@ -374,8 +579,9 @@ def test_random_byte_edits_never_raise_anything_but_checkpoint_error(edits, inse
             restored = read_checkpoint(path)
         except CheckpointError:
             return
-    # An edit that keeps the file valid (a digit in the data, a space in the padding) is fine.
-    assert isinstance(restored, Checkpoint)
+    # The checksum refuses every real change; only an edit writing the same byte is accepted.
+    assert isinstance(restored, Checkpoint) and not insert
+    assert_same_tensors(restored.tensors, small_tensors())
 
 
 # --- atomic write --------------------------------------------------------------------------------
@@ -435,8 +641,10 @@ def test_disk_full_mid_write_keeps_previous_checkpoint(previous_checkpoint, monk
                 raise OSError(errno.ENOSPC, "No space left on device")
             return self.real_file.write(data)
 
-    monkeypatch.setattr(checkpoint.os, "fdopen",
-                        lambda *args, **kwargs: FileThatFillsUp(real_fdopen(*args, **kwargs)))
+    def fdopen(descriptor, mode="r", *args, **kwargs):
+        opened = real_fdopen(descriptor, mode, *args, **kwargs)
+        return FileThatFillsUp(opened) if "w" in mode else opened
+    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
     with pytest.raises(CheckpointError, match="No space left on device"):
         write_checkpoint(previous_checkpoint[0], new_tensors(), MODEL_FINGERPRINT)
     assert_previous_intact(previous_checkpoint)

@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from conftest import colour_images
+from tests.helpers import colour_images
 from tests.web.page_server import serve
 from tests.web.web_fixtures import (WEB_DIR, reference_interpreter, require_tool, web_models,  # noqa: F401
                                     web_packages)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compile_model
+from tests.helpers import compile_model
 from tflite_transfer.compiler import batch
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import colour_images, compile_model
+from tests.helpers import colour_images, compile_model
 from tflite_transfer.runtime import TransferModel, contract
 from tflite_transfer.runtime.checkpoint import read_checkpoint
 from tflite_transfer.runtime.errors import InvalidInputError

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import colour_images
+from tests.helpers import colour_images
 from tflite_transfer.runtime import CheckpointError, TransferModel
 from tflite_transfer.runtime.federated import head
 from tflite_transfer.runtime.federated.client_data import ClientData

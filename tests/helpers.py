@@ -1,0 +1,66 @@
+"""Plain helpers the tests share (the fixtures that use them live in tests/conftest.py):
+compiling a model from a base file, an interpreter over model bytes, and synthetic images.
+Imported as `tests.helpers` (several conftest.py files exist, so `from conftest import` is
+ambiguous)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def tensor_produced_by(path: str, op_name: str) -> str:
+    """The name of the first tensor an op of that type writes (names depend on Keras' global
+    layer counter, so tests look them up instead of hard-coding them)."""
+    from tflite_transfer.compiler import model_io
+
+    model = model_io.read_model(path)
+    subgraph = model.subgraphs[0]
+    for op in subgraph.operators:
+        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
+            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
+    raise LookupError(op_name)
+
+
+def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
+                  batch_options=None, **head):
+    from tflite_transfer.compiler import bases, batch, pipeline
+
+    base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
+    return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
+                                      batch_options=batch_options or batch.BatchOptions(),
+                                      progress=lambda m: None)
+
+
+def interpreter(model_bytes: bytes, kind: str = "litert", xnnpack: bool = True):
+    """A fresh interpreter of either Python API, with or without the default XNNPACK delegate."""
+    if kind == "litert":
+        from ai_edge_litert import interpreter as litert
+
+        resolver = (litert.OpResolverType.AUTO if xnnpack
+                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return litert.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+    import tensorflow as tf
+
+    resolver = (tf.lite.experimental.OpResolverType.AUTO if xnnpack
+                else tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return tf.lite.Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+
+
+def random_images(shape, dtype, batch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype) == np.uint8:
+        return rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+    if np.dtype(dtype) == np.int8:
+        return rng.integers(-128, 128, (batch, *shape), dtype=np.int8)
+    return (rng.random((batch, *shape)) * 255.0).astype(np.float32)
+
+
+def colour_images(count_per_class: int, seed: int, shape=(16, 12, 3), classes: int = 3):
+    """uint8 images whose dominant colour channel is the class: a separable task."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), count_per_class).astype(np.int32)
+    images = rng.integers(0, 90, (len(labels), *shape)).astype(np.int32)
+    for index, label in enumerate(labels):
+        images[index, ..., label % shape[-1]] += 150
+    order = rng.permutation(len(labels))
+    return images[order].astype(np.uint8), labels[order]
