@@ -16,6 +16,7 @@ import numpy as np
 
 from tflite_transfer.compiler import graph, model_io
 from tflite_transfer.compiler.model_io import TensorType
+from tflite_transfer.runtime.interpreter import new_interpreter
 
 PROBE = "batch_probe"
 _NUMPY_TYPES = {TensorType.UINT8: np.uint8, TensorType.INT8: np.int8,
@@ -46,17 +47,10 @@ def _images(tensor: model_io.schema.TensorT, count: int, seed: int = 0) -> np.nd
 
 
 def _interpreters(model_bytes: bytes):
-    """(label, interpreter) for LiteRT with XNNPACK and with builtin kernels only (tf.lite when
-    LiteRT is missing)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
-        label = "LiteRT"
-    except ImportError:  # pragma: no cover - depends on the machine
-        import tensorflow as tf  # noqa: PLC0415
-        Interpreter, OpResolverType, label = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, "tf.lite"
-    for resolver, kernels in ((OpResolverType.AUTO, "XNNPACK"),
-                              (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, "builtin kernels")):
-        yield f"{label} {kernels}", Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
+    """(label, interpreter) with XNNPACK and with builtin kernels only."""
+    for xnnpack, kernels in ((True, "XNNPACK"), (False, "builtin kernels")):
+        interpreter, name = new_interpreter(model_bytes, xnnpack=xnnpack)
+        yield f"{name} {kernels}", interpreter
 
 
 def run_batch_against_singles(model: model_io.ModelT, base_subgraph: int, cut: int,

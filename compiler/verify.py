@@ -20,6 +20,7 @@ import numpy as np
 
 from tflite_transfer.compiler.training_graph import TrainingHead, weight_names
 from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.interpreter import new_interpreter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,17 +35,6 @@ class ParityReport:
 
     def passed(self, tolerance: float) -> bool:
         return self.max_relative_difference <= tolerance
-
-
-def make_interpreter(model_bytes: bytes, num_threads: int = 1):
-    """LiteRT when installed (the runtime's interpreter), else tf.lite."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
-        name = "ai_edge_litert"
-    except ImportError:  # pragma: no cover - depends on the machine
-        import tensorflow as tf  # noqa: PLC0415
-        Interpreter, name = tf.lite.Interpreter, "tf.lite"
-    return Interpreter(model_content=model_bytes, num_threads=num_threads), name
 
 
 def random_batches(head: TrainingHead, steps: int, batch_size: int, seed: int):
@@ -98,7 +88,7 @@ DEFAULT_BATCH = 8   # batch of the checked steps when `train` takes any batch
 
 def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = DEFAULT_BATCH,
                     seed: int = 0) -> ParityReport:
-    interpreter, interpreter_name = make_interpreter(model_bytes)
+    interpreter, interpreter_name = new_interpreter(model_bytes, num_threads=1)
     initial = interpreter.get_signature_runner(contract.SAVE)()
     batches = list(random_batches(head, steps, batch_size, seed))
     train = interpreter.get_signature_runner(contract.TRAIN)

@@ -20,17 +20,22 @@ _PARSE_ERRORS = (IndexError, ValueError, TypeError, AttributeError, KeyError, st
                  UnicodeDecodeError, OverflowError, RecursionError, MemoryError)
 
 
-def _interpreter_class():
+def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack: bool = True):
+    """(interpreter, its API's name): LiteRT, or tf.lite when LiteRT is missing; with the default
+    XNNPACK delegate, or builtin kernels only. Every part of the project builds its Python
+    interpreters here (the runtime, the compiler's checks)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
-        return Interpreter, "ai_edge_litert"
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+        name = "ai_edge_litert"
     except ImportError:
-        pass
-    try:
-        import tensorflow as tf  # noqa: PLC0415
-        return tf.lite.Interpreter, "tf.lite"
-    except ImportError:
-        raise TransferError("no TFLite interpreter found: pip install ai-edge-litert") from None
+        try:
+            import tensorflow as tf  # noqa: PLC0415
+        except ImportError:
+            raise TransferError("no TFLite interpreter found: pip install ai-edge-litert") from None
+        Interpreter, OpResolverType, name = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, "tf.lite"
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_content=model_bytes, num_threads=num_threads,
+                       experimental_op_resolver_type=resolver), name
 
 
 def _schema():
@@ -110,9 +115,8 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if verify_digest:
         check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
     metadata = read_metadata(model_bytes, source)
-    interpreter_class, name = _interpreter_class()
     try:
-        interpreter = interpreter_class(model_content=model_bytes, num_threads=num_threads)
+        interpreter, name = new_interpreter(model_bytes, num_threads)
         signatures = _check_contract(interpreter, metadata, source)
     except (RuntimeError, ValueError) as error:
         reason = next((line for line in str(error).splitlines() if line.strip()), "")

@@ -106,7 +106,8 @@ def run_base(name: str, paths: dict, images: Images, settings: Settings, progres
     facts = {"bottleneck_seconds": round(time.perf_counter() - start, 1),
              "bottleneck_norm2_mean": float((test_bottlenecks.astype(np.float64) ** 2).sum(1).mean()),
              "test_bottlenecks": test_bottlenecks, "infer_agreement": {}, "weights_vs_tf": {}}
-    references = {o: few_shot.KerasReference(m.get_state(), m.optimizer) for o, m in models.items()}
+    names = few_shot.head_weight_names(models["sgd"].metadata)   # every model here has the same head
+    references = {o: few_shot.KerasReference(m.get_state(), m.optimizer, names) for o, m in models.items()}
     schedule = few_shot.Schedule(steps=settings.steps)
     rows = []
     for draw in range(settings.draws):
@@ -130,7 +131,7 @@ def run_base(name: str, paths: dict, images: Images, settings: Settings, progres
                     predictions = few_shot.nearest_class_mean(task)
                 else:
                     trained[method] = states[method]()
-                    predictions = few_shot.head_predictions(trained[method], test_bottlenecks)
+                    predictions = few_shot.head_predictions(trained[method], test_bottlenecks, names)
                     if draw == 0 and k == max_k and method in ("ours_adam", "imprint"):
                         facts["infer_agreement"][method] = _infer_agreement(
                             models["sgd" if method == "imprint" else "adam"], images.test,

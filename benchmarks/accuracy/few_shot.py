@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from tflite_transfer.runtime import TransferModel
+from tflite_transfer.runtime import TransferModel, contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +38,17 @@ class FewShotTask:
     seed: int                        # shuffling seed of `fit` (and of the reference)
 
 
-def head_predictions(state: dict[str, np.ndarray], bottlenecks: np.ndarray) -> np.ndarray:
-    """Class ids from a single-layer softmax head's state ([units, inputs] kernel): what `infer`
-    computes after `load`, without running the base again on every test image."""
-    kernel_name = next(name for name in state if name.endswith("_kernel"))
-    bias_name = kernel_name[: -len("kernel")] + "bias"
+def head_weight_names(metadata: contract.ModelMetadata) -> tuple[str, str]:
+    """(kernel, bias) of a single-layer head, found by their contract roles."""
+    (kernel,), (bias,) = metadata.entries_with_role(contract.KERNEL), metadata.entries_with_role(contract.BIAS)
+    return kernel.name, bias.name
+
+
+def head_predictions(state: dict[str, np.ndarray], bottlenecks: np.ndarray,
+                     names: tuple[str, str]) -> np.ndarray:
+    """Class ids from a single-layer softmax head's state ([units, inputs] kernel; `names` from
+    head_weight_names): what `infer` computes after `load`, without running the base again."""
+    kernel_name, bias_name = names
     logits = bottlenecks.astype(np.float64) @ state[kernel_name].T.astype(np.float64)
     return (logits + state[bias_name]).argmax(axis=1)
 
@@ -107,14 +113,13 @@ class KerasReference:
     each run, so the `tf.function` step is traced once (a fresh optimizer would retrace it).
     """
 
-    def __init__(self, initial_state: dict[str, np.ndarray], optimizer: dict):
+    def __init__(self, initial_state: dict[str, np.ndarray], optimizer: dict, names: tuple[str, str]):
         import keras  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
 
         from tflite_transfer.compiler.optimizers import OptimizerSpec  # noqa: PLC0415
 
-        self._kernel_name = next(n for n in initial_state if n.endswith("_kernel"))
-        self._bias_name = self._kernel_name[: -len("kernel")] + "bias"
+        self._kernel_name, self._bias_name = names
         kernel = initial_state[self._kernel_name]            # ours: [units, inputs]
         self._initial = [kernel.T.copy(), initial_state[self._bias_name].copy()]
         self._dense = keras.layers.Dense(kernel.shape[0])

@@ -46,59 +46,57 @@ EXIT STATUS
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from tflite_transfer.runtime.errors import InvalidInputError, TransferError
 
 
-def _define_flags() -> None:
-    # Defined only when run as a program, so importing the package (tests, other benchmarks)
-    # never collides with flags another module defines in absl's global registry.
-    from absl import flags
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.android", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--model", help="The compiled .tflite to benchmark (required unless --help).")
+    add("--tool", default="bench", choices=("bench", "benchmark_model"),
+        help="bench: our tflite_transfer_bench; benchmark_model: TFLite's tool.")
+    add("--program", default="runtime/cpp/build/bin/tflite_transfer_bench",
+        help="The program built for the device's ABI (tflite_transfer_bench or benchmark_model).")
+    add("--library", action="append", default=[], help="A shared library to push when the device "
+        "lacks it (Android: libtensorflowlite_jni.so of the LiteRT AAR); repeat for several.")
+    add("--bundle_root", help="The Debian root --program was built against (e.g. the C++ testing "
+        "root): push every library it uses there, with its glibc loader, when the device lacks them.")
+    add("--serial", action="append", default=[], help="adb serial of a device, as `adb devices` "
+        "lists it; repeat for several; default: the only attached device.")
+    add("--threads", default="1", help="Interpreter thread counts, comma-separated.")
+    add("--runs", type=int, default=20, help="Timed runs per signature and batch (benchmark_model: --num_runs).")
+    add("--train_batches", default="1,8,32", help="Batch sizes of `train` (bench only).")
+    add("--signatures", default="load,infer,train", help="Signatures (benchmark_model only).")
+    add("--use_xnnpack", default="true", choices=("true", "false", "both"), help="XNNPACK (benchmark_model only).")
+    add("--keep_going", action="store_true", help="Record a failed benchmark_model run and continue.")
+    add("--no_peak_memory", dest="peak_memory", action="store_false",
+        help="Do not pass benchmark_model --report_peak_memory_footprint.")
+    add("--results_dir", default="benchmarks/results", help="Where the .json and .md report go.")
+    add("--adb", default="adb", help="The adb executable.")
+    add("--emulate", choices=("arm64",), help="Build and use an emulated device instead of a real one.")
+    return parser
 
-    flags.DEFINE_string("model", None, "The compiled .tflite to benchmark.")
-    flags.DEFINE_enum("tool", "bench", ["bench", "benchmark_model"],
-                      "bench: our tflite_transfer_bench; benchmark_model: TFLite's tool.")
-    flags.DEFINE_string("program", "runtime/cpp/build/tflite_transfer_bench",
-                        "The program built for the device's ABI (tflite_transfer_bench or benchmark_model).")
-    flags.DEFINE_multi_string("library", [], "A shared library to push when the device lacks it "
-                              "(Android: libtensorflowlite_jni.so of the LiteRT AAR).")
-    flags.DEFINE_string("bundle_root", None, "The Debian root --program was built in (e.g. the C++ "
-                        "testing root): push every library it uses there, with its glibc loader, "
-                        "when the device lacks them. --program is then its path inside the root.")
-    flags.DEFINE_multi_string("serial", [], "adb serial of a device, as `adb devices` lists it; "
-                              "default: the only attached device.")
-    flags.DEFINE_list("threads", ["1"], "Interpreter thread counts, comma-separated.")
-    flags.DEFINE_integer("runs", 20, "Timed runs per signature and batch (benchmark_model: --num_runs).")
-    flags.DEFINE_list("train_batches", ["1", "8", "32"], "Batch sizes of `train` (bench only).")
-    flags.DEFINE_list("signatures", ["load", "infer", "train"], "Signatures (benchmark_model only).")
-    flags.DEFINE_enum("use_xnnpack", "true", ["true", "false", "both"], "XNNPACK (benchmark_model only).")
-    flags.DEFINE_bool("keep_going", False, "Record a failed benchmark_model run and continue.")
-    flags.DEFINE_bool("peak_memory", True, "benchmark_model --report_peak_memory_footprint.")
-    flags.DEFINE_string("results_dir", "benchmarks/results", "Where the .json and .md report go.")
-    flags.DEFINE_string("adb", "adb", "The adb executable.")
-    flags.DEFINE_enum("emulate", None, ["arm64"], "Build and use an emulated device instead of a real one.")
-    flags.mark_flag_as_required("model")
 
-
-def _integers(values: list[str], flag: str) -> tuple[int, ...]:
+def _integers(text: str, flag: str) -> tuple[int, ...]:
     try:
-        return tuple(int(value) for value in values)
+        return tuple(int(value) for value in text.split(","))
     except ValueError:
-        raise InvalidInputError(f"--{flag} {','.join(values)}: give integers, e.g. 1,4.") from None
+        raise InvalidInputError(f"--{flag} {text}: give integers, e.g. 1,4.") from None
 
 
-def main(argv: list[str]) -> int:
-    from absl import flags
-
+def main(argv: list[str] | None = None) -> int:
     from benchmarks.android.emulate import run_emulated
     from benchmarks.android.runner import RunPlan, run_on_devices
     from benchmarks.android.staging import ProgramBundle, bundle_from_debian_root
 
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; see --help.", file=sys.stderr)
+    FLAGS = _parser().parse_args(argv)
+    if not FLAGS.model:
+        print("error: --model is required; see --help.", file=sys.stderr)
         return 1
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -110,13 +108,13 @@ def main(argv: list[str]) -> int:
                 Path(FLAGS.results_dir), progress)
         else:
             if FLAGS.bundle_root:
-                bundle = bundle_from_debian_root(Path(FLAGS.bundle_root), FLAGS.program)
+                bundle = bundle_from_debian_root(Path(FLAGS.bundle_root), Path(FLAGS.program))
             else:
                 bundle = ProgramBundle(Path(FLAGS.program), tuple(Path(p) for p in FLAGS.library))
             plan = RunPlan(
                 model=Path(FLAGS.model), bundle=bundle, tool=FLAGS.tool, serials=tuple(FLAGS.serial),
                 threads=threads, runs=FLAGS.runs, train_batches=train_batches,
-                signatures=tuple(FLAGS.signatures),
+                signatures=tuple(FLAGS.signatures.split(",")),
                 use_xnnpack={"true": (True,), "false": (False,), "both": (True, False)}[FLAGS.use_xnnpack],
                 keep_going=FLAGS.keep_going, peak_memory=FLAGS.peak_memory, adb=(FLAGS.adb,),
                 results_dir=Path(FLAGS.results_dir))
@@ -130,10 +128,7 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())
 
 
 if __name__ == "__main__":

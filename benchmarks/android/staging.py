@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+import os
 import tempfile
 from pathlib import Path
 
@@ -48,9 +49,21 @@ class StagedProgram:
     version_line: str
 
 
-def bundle_from_debian_root(root: Path, program_in_root: str) -> ProgramBundle:
-    """The program built inside a Debian root, with every library `ldd` resolves there."""
-    root = Path(root)
+def bundle_from_debian_root(root: Path, program: Path) -> ProgramBundle:
+    """A program built against a Debian root (the file may live outside it), with every library
+    `ldd` resolves for it in that root."""
+    root, program = Path(root), Path(program)
+    # ldd runs inside the root, so the program must be visible there: a copy in the root's /tmp.
+    program_in_root = f"/tmp/{program.name}.{os.getpid()}"
+    (root / program_in_root.lstrip("/")).write_bytes(program.read_bytes())
+    (root / program_in_root.lstrip("/")).chmod(0o755)
+    try:
+        return _bundle(root, program_in_root, program.name)
+    finally:
+        (root / program_in_root.lstrip("/")).unlink(missing_ok=True)
+
+
+def _bundle(root: Path, program_in_root: str, program_name: str) -> ProgramBundle:
     ldd = _chroot(root, ["ldd", program_in_root])
     needed, loader = [], None
     for line in ldd.splitlines():
@@ -73,7 +86,7 @@ def bundle_from_debian_root(root: Path, program_in_root: str) -> ProgramBundle:
     # Copies, taken now: another build in the same root may replace the files later.
     staging = Path(tempfile.mkdtemp(prefix="tflite_transfer_bundle_"))
     copies = []
-    for name, source in [(Path(program_in_root).name, root / program_in_root.lstrip("/")),
+    for name, source in [(program_name, root / program_in_root.lstrip("/")),
                          (Path(loader).name, root / real_loader.lstrip("/")), *libraries]:
         target = staging / name
         target.write_bytes(source.read_bytes())

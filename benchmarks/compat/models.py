@@ -8,7 +8,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tests.fixtures.bases import tiny_uint8_classifier
+from tests.fixtures.bases import pool_output_name, tiny_uint8_classifier
 
 
 def inflate_op_versions(model, up_to: str = "2.14.0"):
@@ -66,8 +66,8 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
                     pipeline.HeadOptions(head="mlp:16", num_classes=4, optimizer="adam", learning_rate=0.01)))
     progress("building the tiny uint8 classifier base")
     (workdir / "tiny_base.tflite").write_bytes(tiny_uint8_classifier())
-    sources.append(("tiny_uint8_sgd", str(workdir / "tiny_base.tflite"), _first_output_of(
-        str(workdir / "tiny_base.tflite"), "MEAN"),
+    sources.append(("tiny_uint8_sgd", str(workdir / "tiny_base.tflite"), pool_output_name(
+        str(workdir / "tiny_base.tflite")),
         pipeline.HeadOptions(num_classes=3, learning_rate=0.1)))
     variants = []
     for name, base_path, base_output, head in sources:
@@ -98,13 +98,3 @@ def _write(workdir: Path, name: str, model, lowered_ops: int) -> ModelVariant:
     return ModelVariant(name, str(path), dict(sorted(highest.items())),
                         runtime_versions.read_min_runtime_version(model) or "", lowered_ops)
 
-
-def _first_output_of(path: str, op_name: str) -> str:
-    from tflite_transfer.compiler import model_io
-
-    model = model_io.read_model(path)
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
-            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
-    raise LookupError(op_name)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.fixtures.bases import pool_output_name, tiny_uint8_classifier
+
 FEATURES = 1280
 # (label, --head flag, classes): the 4-class headline and realistic heads.
 HEADS = (("1280->4", "softmax", 4), ("1280->100", "softmax", 100),
@@ -42,38 +44,13 @@ class Subject:
                 "learning_rate": LEARNING_RATE, "inputs": inputs_dir}
 
 
-def tiny_base(features: int = FEATURES) -> bytes:
-    """uint8 image 4x4x3 -> int8 1x1 conv to `features` channels -> average pool -> 1x1 conv
-    -> softmax: a classifier whose pool is a `features`-wide bottleneck, converted in seconds."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(2)
-    image = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(features, 1, activation="relu")(image)
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
-    x = keras.layers.Reshape((5,))(keras.layers.Conv2D(5, 1)(x))
-    model = keras.Model(image, keras.layers.Softmax()(x))
-    rng = np.random.default_rng(0)
-
-    def calibration():
-        for _ in range(8):
-            yield [rng.random((1, 4, 4, 3), dtype=np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.uint8
-    return converter.convert()
-
-
 def build_subjects(workdir: Path, heads=HEADS, optimizers=OPTIMIZERS, progress=print) -> list[Subject]:
-    from tflite_transfer.compiler import bases, model_io, pipeline, training_graph
+    from tflite_transfer.compiler import bases, pipeline, training_graph
 
+    # A MobileNetV2-wide bottleneck from a base that converts in seconds: only the head is timed.
     base_path = workdir / "base.tflite"
-    base_path.write_bytes(tiny_base())
-    pool = _first_output_of(model_io, str(base_path), "MEAN")
+    base_path.write_bytes(tiny_uint8_classifier(image_shape=(4, 4, 3), features=FEATURES, kernel=1, seed=2))
+    pool = pool_output_name(str(base_path))
     base = bases.load_base(bases.BaseOptions(base=str(base_path), base_output=pool), lambda m: None)
     subjects = []
     for label, flag, classes in heads:
@@ -109,12 +86,3 @@ def write_inputs(directory: Path, num_classes: dict[int, None] | tuple[int, ...]
         np.save(directory / f"label_{batch}.npy", rng.integers(0, smallest, batch).astype(np.int64))
     (directory / "inputs.json").write_text(json.dumps({"features": FEATURES, "batches": list(batches)}))
     return str(directory)
-
-
-def _first_output_of(model_io, path: str, op_name: str) -> str:
-    model = model_io.read_model(path)
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
-            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
-    raise LookupError(f"{path}: no {op_name} op")

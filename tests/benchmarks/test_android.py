@@ -185,7 +185,7 @@ def run_cli(*args):
 
 
 def test_cli_help_reads_like_a_man_page():
-    result = run_cli("--help")  # absl prints the module docstring, then the flags
+    result = run_cli("--help")  # argparse prints the module docstring, then the flags
     for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "EXAMPLES", "EXIT STATUS", "--emulate", "--bundle_root"):
         assert section in result.stdout
 
@@ -211,13 +211,9 @@ def test_cli_failure_is_one_line_without_traceback(fake_adb, local_files, tmp_pa
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
-def test_importing_the_package_defines_no_global_flags():
-    from absl import flags
-
-    import benchmarks.android.__main__ as cli
-
-    assert "emulate" not in flags.FLAGS
-    assert callable(cli.run)
+def test_cli_without_model_is_one_line():
+    result = run_cli("--threads", "1")
+    assert result.returncode == 1 and result.stderr == "error: --model is required; see --help.\n"
 
 
 def test_emulate_refuses_unknown_architectures_before_building_anything(tmp_path):

@@ -52,11 +52,11 @@ def bench_bundle() -> ProgramBundle:
                             capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         pytest.fail(f"setup_testing_root.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    # The launcher the script wrote names the binary inside the root (its build folder may be
-    # per-checkout); the bundle takes copies of it and of every library it uses there.
+    # The launcher the script wrote names the binary it runs with the root's libraries; the
+    # bundle takes copies of it and of every library it uses in the root.
     launcher = (BUILD_DIR / "tflite_transfer_bench").read_text()
     program = re.search(r'"(\S+/tflite_transfer_bench)"', launcher).group(1)
-    return bundle_from_debian_root(TESTING_ROOT, "/" + str(Path(program).relative_to(TESTING_ROOT)))
+    return bundle_from_debian_root(TESTING_ROOT, Path(program))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The browser runtime's latency: LiteRT.js (wasm) in headless Chromium beside native LiteRT."""

@@ -1,0 +1,224 @@
+/**
+ * The model contract as the web runtime reads it: signature and tensor names, the typed
+ * `tflite_transfer` metadata record (contract versions 1 and 2) and the model digest.
+ * Mirrors tflite_transfer/runtime/contract.py; tests check it against files that module writes.
+ */
+
+import {UnsupportedModelError, VerificationError} from './errors.js';
+import {readMetadataEntry} from './flatbuffer.js';
+
+export const METADATA_KEY = 'tflite_transfer';
+export const FORMAT = 'tflite-transfer';
+export const SUPPORTED_CONTRACT_VERSIONS = [1, 2];
+
+export const INFER = 'infer', LOAD = 'load', TRAIN = 'train', TRAIN_IMAGES = 'train_images';
+export const SAVE = 'save', RESTORE = 'restore', INITIALIZE = 'initialize', SET_LEARNING_RATE = 'set_learning_rate';
+export const IMAGE_SIGNATURES = [INFER, LOAD, TRAIN_IMAGES];
+export const IMAGE = 'image', BOTTLENECK = 'bottleneck', LABEL = 'label', LOSS = 'loss';
+export const STEP = 'step', LEARNING_RATE = 'learning_rate';
+export const KERNEL = 'kernel', BIAS = 'bias', SLOT = 'slot';
+const ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE];
+
+/** Every signature's exact input and output names (contract.signature_specs). */
+export function signatureSpecs(outputName, stateNames) {
+  return {
+    [INFER]: {inputs: [IMAGE], outputs: [outputName]},
+    [LOAD]: {inputs: [IMAGE], outputs: [BOTTLENECK]},
+    [TRAIN]: {inputs: [BOTTLENECK, LABEL], outputs: [LOSS]},
+    [TRAIN_IMAGES]: {inputs: [IMAGE, LABEL], outputs: [LOSS]},
+    [SAVE]: {inputs: [], outputs: [...stateNames]},
+    [RESTORE]: {inputs: [...stateNames], outputs: [STEP]},
+    [INITIALIZE]: {inputs: [], outputs: [STEP]},
+    [SET_LEARNING_RATE]: {inputs: [LEARNING_RATE], outputs: [LEARNING_RATE]},
+  };
+}
+
+/**
+ * The model's metadata as a frozen record with the fields of contract.ModelMetadata
+ * (camelCase): bottleneckSize, numOutputs, loss, output, label {kind, dtype, shape},
+ * state [{name, shape, dtype, role, layer, slot, of}], fingerprint, optimizer, labels,
+ * imageRange, imageBatch, trainBatch, modelDigest, contractVersion.
+ */
+export function readModelMetadata(modelBytes, source = '<model>') {
+  const entry = readMetadataEntry(modelBytes, METADATA_KEY, source);
+  if (entry === null) {
+    throw new UnsupportedModelError(
+      `${source}: not a tflite-transfer model (no '${METADATA_KEY}' metadata); compile it with compile-transfer`);
+  }
+  let record;
+  try {
+    record = JSON.parse(new TextDecoder('utf-8', {fatal: true}).decode(entry));
+  } catch (error) {
+    throw new UnsupportedModelError(`${source}: '${METADATA_KEY}' metadata is not valid JSON (${error.message})`);
+  }
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+    throw new UnsupportedModelError(`${source}: '${METADATA_KEY}' metadata is not a JSON object`);
+  }
+  return metadataFromRecord(record, source);
+}
+
+export function metadataFromRecord(record, source = '<model>') {
+  const version = record.contract_version;
+  if (record.format !== FORMAT || !SUPPORTED_CONTRACT_VERSIONS.includes(version)) {
+    throw new UnsupportedModelError(
+      `${source}: metadata format ${JSON.stringify(record.format)} contract version ${JSON.stringify(version)}; ` +
+      `this runtime reads '${FORMAT}' versions ${SUPPORTED_CONTRACT_VERSIONS.join(', ')}: recompile the model or update tflite-transfer`);
+  }
+  let metadata;
+  try {
+    const upgraded = version === 1 ? upgradeVersion1(record) : record;
+    const state = upgraded.state.map((entry) => Object.freeze({
+      name: requireString(entry.name), shape: entry.shape.map(requireInt), dtype: requireString(entry.dtype),
+      role: requireString(entry.role), layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null,
+    }));
+    metadata = Object.freeze({
+      bottleneckSize: requireInt(upgraded.bottleneck_size),
+      numOutputs: requireInt(upgraded.num_outputs),
+      loss: requireString(upgraded.loss),
+      output: requireString(upgraded.output),
+      label: Object.freeze({kind: requireString(upgraded.label.kind), dtype: requireString(upgraded.label.dtype),
+                            shape: upgraded.label.shape.map(requireInt)}),
+      state: Object.freeze(state),
+      fingerprint: requireString(upgraded.fingerprint),
+      optimizer: Object.freeze({...upgraded.optimizer}),
+      labels: Object.freeze((upgraded.labels ?? []).map(String)),
+      imageRange: upgraded.image_range ? Object.freeze(upgraded.image_range.map(Number)) : null,
+      imageBatch: optionalInt(upgraded.image_batch),
+      trainBatch: optionalInt(upgraded.train_batch),
+      modelDigest: upgraded.model_digest ?? null,
+      contractVersion: version,
+    });
+  } catch (error) {
+    throw new UnsupportedModelError(
+      `${source}: '${METADATA_KEY}' metadata is incomplete or malformed (${error.message}); recompile the model`);
+  }
+  checkMetadata(metadata, source);
+  return metadata;
+}
+
+function requireInt(value) {
+  if (!Number.isSafeInteger(value)) throw new TypeError(`expected an integer, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function requireString(value) {
+  if (typeof value !== 'string') throw new TypeError(`expected a string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function optionalInt(value) {
+  return value === null || value === undefined ? null : requireInt(value);
+}
+
+function checkMetadata(metadata, source) {
+  const problems = [];
+  if (metadata.bottleneckSize < 1 || metadata.numOutputs < 1) {
+    problems.push(`bottleneck_size ${metadata.bottleneckSize}, num_outputs ${metadata.numOutputs}`);
+  }
+  if (!['class_ids', 'targets'].includes(metadata.label.kind)) problems.push(`label kind '${metadata.label.kind}'`);
+  const names = metadata.state.map((entry) => entry.name);
+  if (new Set(names).size !== names.length) problems.push('duplicate state names');
+  for (const entry of metadata.state) {
+    if (!ROLES.includes(entry.role) || entry.shape.some((d) => d < 0) || !['float32', 'int32'].includes(entry.dtype)) {
+      problems.push(`state '${entry.name}' role '${entry.role}' ${entry.dtype} [${entry.shape}]`);
+    }
+  }
+  for (const batch of [metadata.imageBatch, metadata.trainBatch]) {
+    if (batch !== null && batch < 1) problems.push(`fixed batch ${batch}`);
+  }
+  if (metadata.labels.length && metadata.labels.length !== metadata.numOutputs) {
+    problems.push(`${metadata.labels.length} labels for ${metadata.numOutputs} outputs`);
+  }
+  if (metadata.contractVersion >= 2 && !/^[0-9a-f]{64}$/.test(metadata.modelDigest ?? '')) problems.push('no model_digest');
+  if (problems.length) {
+    throw new UnsupportedModelError(`${source}: inconsistent '${METADATA_KEY}' metadata: ${problems.join('; ')}`);
+  }
+}
+
+/** Version 1 stored state as {name: {shape, dtype}} and implied roles and labels. */
+function upgradeVersion1(record) {
+  const names = Object.keys(record.state);
+  const weights = names.filter((n) => (n.endsWith('_kernel') || n.endsWith('_bias')) &&
+    !names.some((w) => n !== w && n.startsWith(w + '_')));
+  const state = names.map((name) => {
+    const spec = record.state[name];
+    const entry = {name, shape: spec.shape, dtype: spec.dtype};
+    const owner = weights.find((w) => name.startsWith(w + '_'));
+    if (name === STEP || name === LEARNING_RATE) return {...entry, role: name};
+    if (owner) {
+      return {...entry, role: SLOT, of: owner, slot: name.slice(owner.length + 1), layer: owner.slice(0, owner.lastIndexOf('_'))};
+    }
+    const cut = name.lastIndexOf('_');
+    return {...entry, role: name.slice(cut + 1), layer: name.slice(0, cut)};
+  });
+  const classes = record.loss !== 'mse';
+  const label = classes ? {kind: 'class_ids', dtype: 'int32', shape: []}
+                        : {kind: 'targets', dtype: 'float32', shape: [record.num_outputs]};
+  return {...record, state, label};
+}
+
+// The model digest (decision 3): sha256 of the whole file with the 64 hex digits of
+// `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
+const DIGEST_MARKER = new TextEncoder().encode('"model_digest":"');
+const HEX_DIGITS = new Set(new TextEncoder().encode('0123456789abcdef'));
+
+/**
+ * Offset of the hex digits of the single `"<key>":"<64 lowercase hex>"` in `bytes` (marker
+ * given as bytes), or null unless there is exactly one. Shared with checkpoint checksums.
+ */
+export function findHexField(bytes, marker, limit = bytes.length) {
+  const found = [];
+  const first = marker[0];
+  for (let start = bytes.indexOf(first); start >= 0 && start < limit && found.length < 2;
+       start = bytes.indexOf(first, start + 1)) {
+    let matches = start + marker.length + 65 <= limit;
+    for (let i = 1; matches && i < marker.length; i++) matches = bytes[start + i] === marker[i];
+    if (!matches) continue;
+    const digits = start + marker.length;
+    let hex = bytes[digits + 64] === 0x22;  // closing quote
+    for (let i = 0; hex && i < 64; i++) hex = HEX_DIGITS.has(bytes[digits + i]);
+    if (hex) found.push(digits);
+  }
+  return found.length === 1 ? found[0] : null;
+}
+
+/** sha256 (hex) of `bytes` with the 64 bytes at `hexOffset` read as ASCII '0' (SubtleCrypto). */
+export async function sha256WithHexZeroed(bytes, hexOffset) {
+  const zeroed = bytes.slice();  // SubtleCrypto hashes one buffer, no streaming: hash a copy
+  zeroed.fill(0x30, hexOffset, hexOffset + 64);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', zeroed));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+export function hexAt(bytes, offset) {
+  return new TextDecoder().decode(bytes.subarray(offset, offset + 64));
+}
+
+/** true / false when the file has one digest field, null when it has none (contract version 1). */
+export async function digestMatches(modelBytes) {
+  const offset = findHexField(modelBytes, DIGEST_MARKER);
+  if (offset === null) return null;
+  return hexAt(modelBytes, offset) === await sha256WithHexZeroed(modelBytes, offset);
+}
+
+/**
+ * Checks the digest before any parser or interpreter sees the bytes (decision 3): contract
+ * version 2 models without a valid digest are refused; `skip` is for apps that verified the
+ * file elsewhere.
+ */
+export async function verifyModelDigest(modelBytes, source, skip = false) {
+  if (skip) return;
+  const matches = await digestMatches(modelBytes);
+  if (matches === false) {
+    throw new VerificationError(
+      `${source}: the model's bytes do not match its model_digest (corrupt or edited after compiling); ` +
+      'download the model again or recompile it');
+  }
+  if (matches === null) {
+    // Version 1 models carry no digest: read the metadata only to say which case this is.
+    const metadata = readModelMetadata(modelBytes, source);
+    if (metadata.contractVersion >= 2) {
+      throw new VerificationError(`${source}: contract version 2 model without one valid model_digest field; recompile it`);
+    }
+  }
+}

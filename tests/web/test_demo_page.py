@@ -1,0 +1,111 @@
+"""The demo page in a real browser (headless Debian Chromium driven by playwright-core): it
+opens a compiled static-batch model served from 127.0.0.1, trains on images picked through
+its file inputs and a frame of Chromium's fake camera (the loss falls), predicts, and its checkpoints move to and from Python bit
+for bit. Nothing is requested from another origin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from tests.helpers import colour_images
+from tests.web.page_server import serve
+from tests.web.web_fixtures import (WEB_DIR, reference_interpreter, require_tool, web_models,  # noqa: F401
+                                    web_packages)
+from tflite_transfer.runtime import checkpoint, contract
+
+
+def _write_images(directory, images, labels):
+    paths = {label: [] for label in range(3)}
+    for index, (image, label) in enumerate(zip(images, labels)):
+        path = directory / f"sample_{index}.png"
+        Image.fromarray(image).save(path)
+        paths[int(label)].append(str(path))
+    return [paths[label] for label in range(3)]
+
+
+def _python_trained_checkpoint(model_path, directory):
+    """A state the page has never had: 5 Python `train` steps, written by the Python writer."""
+    interpreter = reference_interpreter(model_path)
+    runner = lambda key: interpreter.get_signature_runner(key)  # noqa: E731
+    rng = np.random.default_rng(11)
+    runner("initialize")()
+    for _ in range(5):
+        runner("train")(bottleneck=rng.normal(size=(4, 7)).astype(np.float32),
+                        label=rng.integers(0, 3, 4).astype(np.int32))
+    state = {name: np.array(value) for name, value in runner("save")().items()}
+    metadata = contract.ModelMetadata.from_json(_metadata_bytes(model_path))
+    path = directory / "python_trained.ckpt"
+    checkpoint.write_checkpoint(path, state, metadata.fingerprint, {"num_samples_cached": "0"})
+    return path, state, metadata
+
+
+def _metadata_bytes(model_path):
+    from tests.web.web_fixtures import _metadata_json
+
+    return _metadata_json(model_path.read_bytes())
+
+
+def _bits(array: np.ndarray) -> str:
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes().hex()
+
+
+def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, web_models, tmp_path):
+    node = require_tool("node")
+    require_tool("chromium")
+    model_path = web_models / "tiny_static.tflite"
+    images, labels = colour_images(4, seed=2)                  # 12 images, 3 colour classes
+    class_images = _write_images(tmp_path, images, labels)
+    uploaded_path, uploaded_state, metadata = _python_trained_checkpoint(model_path, tmp_path)
+    corrupt = bytearray(uploaded_path.read_bytes())
+    corrupt[-3] ^= 0x40
+    (tmp_path / "corrupt.ckpt").write_bytes(bytes(corrupt))
+    (tmp_path / "not_an_image.png").write_bytes(b"this is not a PNG")
+    plan = {"modelPath": "/models/tiny_static.tflite", "classImages": class_images, "epochs": 15, "learningRate": 1.0,
+            "predictImage": class_images[2][0], "downloadTo": str(tmp_path / "page.ckpt"),
+            "uploadCheckpoint": str(uploaded_path), "corruptCheckpoint": str(tmp_path / "corrupt.ckpt"),
+            "notAnImage": str(tmp_path / "not_an_image.png")}
+    with serve(WEB_DIR, web_models) as origin:
+        (tmp_path / "plan.json").write_text(json.dumps({**plan, "origin": origin}))
+        result = subprocess.run([node, "browser/drive_demo.mjs", str(tmp_path / "plan.json")], cwd=WEB_DIR,
+                                capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert "failure" not in report, (report.get("failure"), report.get("pageErrorAtFailure"))
+    assert report["consoleErrors"] == [] and report["foreignRequests"] == []
+    assert "3 classes, images uint8 [16,12,3] (batch 1), train batch 4" in report["status"]
+    assert report["counts"] == [4, 4, 4]
+    assert report["countsAfterCapture"] == [4, 4, 5]            # one frame of Chromium's fake camera
+    assert abs(sum(report["cameraProbabilities"]) - 1) < 1e-5
+
+    # Training in the page lowers the loss (13 samples, batch 4: 49 steps over 15 epochs; the
+    # tiny base's bottlenecks are small, |x|^2 ~ 0.2, hence learning rate 1).
+    losses = report["losses"]
+    assert len(losses) == 15 and losses[-1] < 0.7 * losses[0], losses
+    assert "(49 steps in total)" in report["trainStatus"]
+    assert abs(sum(report["probabilities"]) - 1) < 1e-5
+
+    # The page's download restores bit-exactly in Python and is what Python writes for that state.
+    downloaded = checkpoint.read_checkpoint(tmp_path / "page.ckpt")
+    checkpoint.check_compatible(downloaded, {e.name: (e.shape, e.numpy_dtype) for e in metadata.state},
+                                metadata.fingerprint)
+    assert {name: _bits(value) for name, value in downloaded.tensors.items()} == \
+        {name: entry["hex"] for name, entry in report["trainedState"].items()}
+    interpreter = reference_interpreter(model_path)
+    interpreter.get_signature_runner("restore")(**downloaded.tensors)
+    restored = interpreter.get_signature_runner("save")()
+    assert {n: _bits(v) for n, v in restored.items()} == {n: _bits(v) for n, v in downloaded.tensors.items()}
+    checkpoint.write_checkpoint(tmp_path / "python_rewrite.ckpt", downloaded.tensors, metadata.fingerprint,
+                                {"num_samples_cached": "13"})
+    assert (tmp_path / "python_rewrite.ckpt").read_bytes() == (tmp_path / "page.ckpt").read_bytes()
+
+    # A Python checkpoint uploaded to the page restores bit for bit; a damaged one is refused
+    # with one line and changes nothing.
+    assert report["uploadError"] == ""
+    assert {n: e["hex"] for n, e in report["uploadedState"].items()} == {n: _bits(v) for n, v in uploaded_state.items()}
+    assert report["corruptUploadError"].startswith("CheckpointError: corrupt.ckpt is corrupt or incomplete: its checksum")
+    assert report["stateAfterCorruptUpload"] == report["uploadedState"]
+    assert "not_an_image.png: not an image this browser can decode" in report["notAnImageError"]
