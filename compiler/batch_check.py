@@ -63,7 +63,12 @@ def run_batch_against_singles(model: model_io.ModelT, base_subgraph: int, cut: i
     except ValueError as error:
         return f"cannot make test images ({error})", 0.0
     largest = 0.0
-    for label, interpreter in _interpreters(_probe_model(model, base_subgraph, cut)):
+    try:
+        interpreters = list(_interpreters(_probe_model(model, base_subgraph, cut)))
+    except (RuntimeError, ValueError) as error:  # a damaged base: unknown op version, bad params
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the base does not load in the interpreter: {first}", 0.0
+    for label, interpreter in interpreters:
         runner = interpreter.get_signature_runner(PROBE)
         try:
             singles = [np.array(runner(image=images[i:i + 1])["features"]) for i in range(batch)]

@@ -63,8 +63,8 @@ def read_model(path: str) -> ModelT:
 def _check_references(model: ModelT, source: str) -> None:
     """Structure checks that catch a damaged-but-parsable file (a flipped bit, a truncation
     the FlatBuffer reader did not notice) before a pass or the interpreter trips over it:
-    every index in range, every name UTF-8. Absent vectors become empty ones (the same thing
-    in a FlatBuffer), so passes can iterate them."""
+    every index in range, every name UTF-8. Absent vectors and names become empty ones (the
+    same thing in a FlatBuffer), so passes can iterate and decode them."""
     corrupt = f"{source}: corrupt TFLite file:"
     buffers, op_codes = len(model.buffers or []), len(model.operatorCodes or [])
     subgraphs = len(model.subgraphs)
@@ -104,6 +104,9 @@ def _check_references(model: ModelT, source: str) -> None:
             if not 0 <= tensor.buffer < buffers:
                 raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} refers to missing buffer {tensor.buffer}")
             _check_name(tensor.name, f"{corrupt} tensor {position} of subgraph {index}")
+            tensor.name = b"" if tensor.name is None else tensor.name
+            if tensor.shape is None:
+                tensor.shape = np.zeros(0, np.int32)
             if tensor.type not in _TENSOR_TYPE_NAMES:
                 raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} has unknown type {tensor.type}")
             _check_buffer_size(model, tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
@@ -117,15 +120,18 @@ def _check_references(model: ModelT, source: str) -> None:
     for signature in model.signatureDefs or []:
         where = f"{corrupt} a signature"
         _check_name(signature.signatureKey, where)
+        signature.signatureKey = b"" if signature.signatureKey is None else signature.signatureKey
         if not 0 <= signature.subgraphIndex < subgraphs:
             raise InvalidInputError(f"{where} refers to missing subgraph {signature.subgraphIndex}")
         count = len(model.subgraphs[signature.subgraphIndex].tensors)
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
             _check_name(tensor_map.name, where)
+            tensor_map.name = b"" if tensor_map.name is None else tensor_map.name
             if not 0 <= tensor_map.tensorIndex < count:
                 raise InvalidInputError(f"{where} refers to missing tensor {tensor_map.tensorIndex}")
     for entry in model.metadata or []:
         _check_name(entry.name, f"{corrupt} a metadata entry")
+        entry.name = b"" if entry.name is None else entry.name
         if not 0 <= entry.buffer < buffers:
             raise InvalidInputError(f"{corrupt} metadata entry refers to missing buffer {entry.buffer}")
 
@@ -175,7 +181,7 @@ def _check_shape_and_quantization(tensor: schema.TensorT, where: str) -> None:
     zero_points = np.asarray(quantization.zeroPoint if quantization.zeroPoint is not None else [], np.int64)
     if not (np.isfinite(scales).all() and (scales >= 0).all()):
         raise InvalidInputError(f"{where} has quantization scales that are not finite and >= 0")
-    if len(zero_points) not in (0, len(scales)):
+    if len(zero_points) != len(scales):
         raise InvalidInputError(f"{where} has {len(scales)} quantization scales but {len(zero_points)} zero points")
     low, high = _ZERO_POINT_RANGES.get(tensor.type, (-2**31, 2**31 - 1))
     if len(zero_points) and (zero_points.min() < low or zero_points.max() > high):
