@@ -200,8 +200,19 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
+def print_help() -> None:
+    """This module's docstring and its own flags: absl's --help lists only the flags of the
+    `__main__` module, which for a console script is the generated wrapper (no flags)."""
+    print(__doc__)
+    print("FLAGS\n")
+    print(FLAGS.module_help(sys.modules[__name__]))
+
+
 def run() -> None:
     """Console-script entry point."""
+    if any(arg in ("-h", "--help", "-?") for arg in sys.argv[1:]):
+        print_help()
+        sys.exit(0)
     app.run(main, flags_parser=_parse_flags)
 
 

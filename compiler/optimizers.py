@@ -22,6 +22,7 @@ import math
 from typing import Callable
 
 from tflite_transfer.compiler.errors import InvalidInputError
+from tflite_transfer.runtime import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +159,7 @@ def describe() -> str:
     return ", ".join(f"'{name}' ({record.summary})" for name, record in OPTIMIZERS.items())
 
 
-FLOAT32_MAX = 3.4028234663852886e38   # the largest learning rate the float32 variable holds
+
 
 
 def build_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nesterov: bool = False,
@@ -170,9 +171,9 @@ def build_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nest
         raise InvalidInputError(f"unknown --optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
     # The learning rate lives in a float32 variable: above float32's largest value it becomes
     # inf and the first step turns every weight into NaN.
-    if not (learning_rate > 0 and math.isfinite(learning_rate)) or learning_rate > FLOAT32_MAX:
-        raise InvalidInputError(f"--learning_rate must be > 0 and finite in float32 (at most "
-                                f"{FLOAT32_MAX:.3g}), got {learning_rate}")
+    if not (learning_rate > 0 and math.isfinite(learning_rate)) or learning_rate > contract.MAX_LEARNING_RATE:
+        raise InvalidInputError(f"--learning_rate must be > 0, finite and <= {contract.MAX_LEARNING_RATE:g} "
+                                f"(the bound every runtime enforces), got {learning_rate}")
     if not 0.0 <= momentum < 1.0:
         raise InvalidInputError(f"--momentum must be in [0, 1), got {momentum}")
     for flag, value in (("beta_1", beta_1), ("beta_2", beta_2)):

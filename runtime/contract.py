@@ -58,6 +58,16 @@ def signature_specs(output_name: str, state_names: tuple[str, ...]) -> dict[str,
     return {spec.name: spec for spec in specs}
 
 
+# What the state's scalars may hold (checked by the compiler's flags, `set_learning_rate`,
+# restore and training, in every runtime). A float32 step lr * gradient overflows to inf near
+# 3e38; 1e6 keeps the first step finite for any bottleneck a real base produces (|x| < 1e4) and
+# is far beyond any rate that trains (0.0001..10). Adam's bias correction computes
+# beta ** (step + 1) with an int32 step: at 2**31 - 1 the increment wraps negative and the next
+# update is NaN, so training stops one short of that.
+MAX_LEARNING_RATE = 1e6
+MAX_STEP = 2**31 - 2
+
+
 # State naming. Every variable `save` returns has a role; names are built here and never
 # taken apart by suffix elsewhere (read the role from the metadata instead).
 KERNEL, BIAS, SLOT = "kernel", "bias", "slot"

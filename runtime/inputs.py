@@ -12,13 +12,7 @@ import numpy as np
 from tflite_transfer.runtime import contract
 from tflite_transfer.runtime.errors import InvalidInputError
 
-# The largest learning rate accepted. A float32 step lr * gradient overflows to inf near 3e38;
-# 1e6 keeps the first step finite for any bottleneck a real base produces (|x| < 1e4) and is
-# already far beyond any rate that trains (0.0001..10).
-MAX_LEARNING_RATE = 1e6
-# Adam's bias correction computes beta ** (step + 1) with an int32 step: at 2**31 - 1 the
-# increment wraps negative and the next update is NaN. Training stops one short of that.
-MAX_STEP = 2**31 - 2
+MAX_LEARNING_RATE, MAX_STEP = contract.MAX_LEARNING_RATE, contract.MAX_STEP
 
 
 def as_array(value, what: str) -> np.ndarray:

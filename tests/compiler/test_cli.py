@@ -83,3 +83,15 @@ def test_conflicting_variable_names(tiny_classifier_path, tiny_pool_name, tmp_pa
     process = run_cli(f"--base={tiny_classifier_path}", f"--base_output={tiny_pool_name}",
                       f"--head=keras:{tmp_path / 'head.keras'}", "--num_classes=3", f"--output={output}")
     assert_one_line_error(process, output, "conflicting variable names")
+
+
+def test_help_reads_like_a_man_page_with_every_flag_and_registry_name():
+    from tflite_transfer.compiler import optimizers
+
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("compile-transfer: fuse a frozen base model")
+    for flag in ("--base", "--base_output", "--head", "--loss", "--optimizer", "--batch", "--output", "--[no]verify"):
+        assert f"  {flag}:" in result.stdout, flag
+    for name in optimizers.OPTIMIZERS:
+        assert name in result.stdout
