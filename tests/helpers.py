@@ -5,6 +5,8 @@ ambiguous)."""
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 
@@ -64,3 +66,21 @@ def colour_images(count_per_class: int, seed: int, shape=(16, 12, 3), classes: i
         images[index, ..., label % shape[-1]] += 150
     order = rng.permutation(len(labels))
     return images[order].astype(np.uint8), labels[order]
+
+
+def outcomes_of(read, cases) -> collections.Counter:
+    """Runs read(label, data) on every (label, data) case; counts the outcomes (the project's
+    error class names, or "read") and fails the test on any raw exception or multi-line error."""
+    from tflite_transfer.runtime.errors import TransferError
+    outcomes, raw = collections.Counter(), []
+    for label, data in cases:
+        try:
+            read(label, data)
+            outcomes["read"] += 1
+        except TransferError as error:
+            outcomes[type(error).__name__] += 1
+            assert "\n" not in str(error), f"{label}: a multi-line error: {error!r}"
+        except Exception as error:  # noqa: BLE001 (the bug this test looks for)
+            raw.append(f"{label}: {type(error).__name__}: {error}")
+    assert not raw, f"{len(raw)} raw exceptions (outcomes {dict(outcomes)}):\n" + "\n".join(raw[:20])
+    return outcomes

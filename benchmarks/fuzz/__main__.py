@@ -26,16 +26,9 @@ import time
 import traceback
 from pathlib import Path
 
+from benchmarks.fuzz.damage import damage
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-
-def _damage(data: bytes, case: list) -> bytes:
-    kind, where = case
-    if kind == "flip":
-        damaged = bytearray(data)
-        damaged[where // 8] ^= 1 << (where % 8)
-        return bytes(damaged)
-    return data[:where]
 
 
 def _outcome(error: BaseException) -> str:
@@ -62,7 +55,7 @@ def worker(subject: str, model_path: str, data_path: str, work_dir: str) -> None
     target = os.path.join(work_dir, f"case-{os.getpid()}")
     for line in sys.stdin:
         case = json.loads(line)
-        damaged = _damage(data, case)
+        damaged = damage(data, case)
         try:
             if subject in ("restore", "checkpoint"):
                 with open(target, "wb") as handle:

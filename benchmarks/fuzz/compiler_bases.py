@@ -24,19 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.fuzz.damage import damage
+
 from benchmarks.common.report import machine_facts, result_paths, write_document
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def damage(data: bytes, case: list) -> bytes:
-    kind, where = case
-    if kind == "flip":
-        damaged = bytearray(data)
-        damaged[where // 8] ^= 1 << (where % 8)
-        return bytes(damaged)
-    return data[:where]
 
 
 def worker() -> None:

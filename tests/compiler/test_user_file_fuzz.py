@@ -5,7 +5,6 @@ raw exception. (Bases: test_base_fuzz.py.)"""
 
 from __future__ import annotations
 
-import collections
 import random
 
 import keras
@@ -14,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tflite_transfer.compiler import base_conversion, heads
-from tflite_transfer.compiler.errors import TransferError
+from tests.helpers import outcomes_of
 
 SEED = 20261201
 
@@ -31,22 +30,6 @@ def damaged_copies(data: bytes, seed: int, count: int):
             damaged = bytearray(data)
             damaged[bit // 8] ^= 1 << (bit % 8)
             yield f"bit {bit} flipped", bytes(damaged)
-
-
-def outcomes_of(read, cases) -> collections.Counter:
-    """Runs read(label, data) on every case; fails the test on any raw exception."""
-    outcomes, raw = collections.Counter(), []
-    for label, data in cases:
-        try:
-            read(label, data)
-            outcomes["read"] += 1
-        except TransferError as error:
-            outcomes[type(error).__name__] += 1
-            assert "\n" not in str(error), f"{label}: a multi-line error: {error!r}"
-        except Exception as error:  # noqa: BLE001 (the bug this test looks for)
-            raw.append(f"{label}: {type(error).__name__}: {error}")
-    assert not raw, f"{len(raw)} raw exceptions (outcomes {dict(outcomes)}):\n" + "\n".join(raw[:20])
-    return outcomes
 
 
 def test_damaged_labels_files(tmp_path):
