@@ -15,11 +15,17 @@ import dataclasses
 import math
 from typing import Callable
 
-from tflite_transfer.compiler import audit, batch, cut, fuse, heads, losses, model_io, op_versions, optimizers
-from tflite_transfer.compiler import summary, training_graph, user_files, validate, verify
-from tflite_transfer.compiler.bases import BaseSource, load_base
+from tflite_transfer.compiler.checks import audit
+from tflite_transfer.compiler.passes import batch, cut, fuse, op_versions
+from tflite_transfer.compiler.head import heads, losses, optimizers
+from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler.cli import summary
+from tflite_transfer.compiler.head import training_graph
+from tflite_transfer.compiler import user_files
+from tflite_transfer.compiler.checks import validate, verify
+from tflite_transfer.compiler.base.sources import BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
-from tflite_transfer.compiler.metadata import build_metadata
+from tflite_transfer.compiler.passes.metadata import build_metadata
 from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
                                               BaseOptions, HeadOptions)
 from tflite_transfer.runtime import contract

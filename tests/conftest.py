@@ -40,7 +40,7 @@ def tiny_conv_name(tiny_classifier_path) -> str:
 @pytest.fixture(scope="session")
 def small_mobilenet_path(tmp_path_factory) -> str:
     """The embedded MobileNetV2 at test size: alpha 0.35, 96x96, int8, synthetic weights."""
-    from tflite_transfer.compiler import mobilenet
+    from tflite_transfer.compiler.base import mobilenet
 
     converted = mobilenet.build_default_mobilenet_v2(alpha=0.35, image_size=96,
                                                       num_calibration_images=8, progress=lambda m: None)

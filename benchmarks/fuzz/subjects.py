@@ -15,7 +15,7 @@ def rewrite_model(model_bytes: bytes, image_batch: int | None = None, train_batc
                   **metadata_changes) -> bytes:
     """The model as contract version 2 with a stamped digest; fixed batches (if given) set in
     the metadata and in the batch dimension of every signature input/output tensor."""
-    from tflite_transfer.compiler import model_io
+    from tflite_transfer.compiler.flatbuffer import model_io
 
     model = model_io.read_model_bytes(model_bytes)
     entry = next(m for m in model.metadata if m.name.decode() == contract.METADATA_KEY)

@@ -77,9 +77,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--output", default=os.path.join("benchmarks", "results", "fusion_figures.json"))
     args = parser.parse_args()
-    from tflite_transfer.compiler import bases, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler import pipeline
 
-    base = bases.load_base(bases.BaseOptions(alpha=args.alpha, image_size=args.image_size), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(alpha=args.alpha, image_size=args.image_size), lambda m: None)
     result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
     with tempfile.TemporaryDirectory() as directory:
         base_path, fused_path = os.path.join(directory, "base.tflite"), os.path.join(directory, "fused.tflite")

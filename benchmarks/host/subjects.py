@@ -32,14 +32,15 @@ def build_subjects(workdir: str | Path, alpha: float, image_size: int, num_class
     """Compile the fused models from the embedded int8 MobileNetV2 (or a given BaseSource)."""
     import time
 
-    from tflite_transfer.compiler import bases, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler import pipeline
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if base is None:
         progress(f"building the int8 MobileNetV2 alpha {alpha} {image_size}x{image_size} base")
-        base = bases.load_base(bases.BaseOptions(alpha=alpha, image_size=image_size), progress=lambda m: None)
+        base = sources.load_base(sources.BaseOptions(alpha=alpha, image_size=image_size), progress=lambda m: None)
     base_path = workdir / "base.tflite"
     base_path.write_bytes(base.tflite)
     fused_paths, head_sizes, state_bytes = {}, {}, {}

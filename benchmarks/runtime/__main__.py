@@ -24,14 +24,15 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def _models(classes: tuple[int, ...]) -> dict[int, bytes]:
     from benchmarks.fuzz.subjects import rewrite_model
-    from tflite_transfer.compiler import bases, keras_base, pipeline
+    from tflite_transfer.compiler.base import sources, from_keras
+    from tflite_transfer.compiler import pipeline
 
-    base_bytes = keras_base.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=4,
+    base_bytes = from_keras.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=4,
                                                        progress=lambda m: None).tflite
     path = Path("/tmp") / f"runtime-bench-base-{os.getpid()}.tflite"
     path.write_bytes(base_bytes)
     try:
-        base = bases.load_base(bases.BaseOptions(base=str(path)), lambda m: None)
+        base = sources.load_base(sources.BaseOptions(base=str(path)), lambda m: None)
         return {count: rewrite_model(pipeline.compile_from_base(
             base, None, pipeline.HeadOptions(num_classes=count, optimizer="adam", learning_rate=1e-4),
             verify_steps=0, progress=lambda m: None).model_bytes) for count in classes}
@@ -98,10 +99,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
     if args.model is None:
-        from tflite_transfer.compiler import bases, pipeline
+        from tflite_transfer.compiler.base import sources
+        from tflite_transfer.compiler import pipeline
 
         args.model = f"/tmp/runtime-bench-mnv2-224-{os.getpid()}.tflite"
-        result = pipeline.compile_transfer_model(bases.BaseOptions(num_calibration_images=4),
+        result = pipeline.compile_transfer_model(sources.BaseOptions(num_calibration_images=4),
                                                  pipeline.HeadOptions(num_classes=4), verify_steps=0,
                                                  progress=lambda m: None)
         Path(args.model).write_bytes(result.model_bytes)

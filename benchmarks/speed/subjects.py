@@ -45,13 +45,15 @@ class Subject:
 
 
 def build_subjects(workdir: Path, heads=HEADS, optimizers=OPTIMIZERS, progress=print) -> list[Subject]:
-    from tflite_transfer.compiler import bases, pipeline, training_graph
+    from tflite_transfer.compiler.base import sources
 
     # A MobileNetV2-wide bottleneck from a base that converts in seconds: only the head is timed.
+    from tflite_transfer.compiler import pipeline
+    from tflite_transfer.compiler.head import training_graph
     base_path = workdir / "base.tflite"
     base_path.write_bytes(tiny_uint8_classifier(image_shape=(4, 4, 3), features=FEATURES, kernel=1, seed=2))
     pool = pool_output_name(str(base_path))
-    base = bases.load_base(bases.BaseOptions(base=str(base_path), base_output=pool), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=str(base_path), base_output=pool), lambda m: None)
     subjects = []
     for label, flag, classes in heads:
         for optimizer in optimizers:

@@ -41,11 +41,13 @@ class Case:
 def compile_models(settings: Settings, directory: Path, progress=print, base=None) -> dict[int, Path]:
     """{train batch: path} for train batch 1 and settings.train_batch (image batch 1 both), on
     the embedded MobileNetV2 or on a given BaseSource (the smoke test's tiny base)."""
-    from tflite_transfer.compiler import bases, batch, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler.passes import batch
+    from tflite_transfer.compiler import pipeline
 
     if base is None:
         progress(f"building the int8 MobileNetV2 alpha {settings.alpha} {settings.image_size}x{settings.image_size}")
-        base = bases.load_base(bases.BaseOptions(alpha=settings.alpha, image_size=settings.image_size),
+        base = sources.load_base(sources.BaseOptions(alpha=settings.alpha, image_size=settings.image_size),
                                progress=lambda m: None)
     paths = {}
     for train_batch in sorted({1, settings.train_batch}):

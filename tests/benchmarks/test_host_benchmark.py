@@ -15,9 +15,9 @@ from benchmarks.common.report import read_report
 
 @pytest.fixture(scope="module")
 def written(small_mobilenet_path, tmp_path_factory):
-    from tflite_transfer.compiler import bases
+    from tflite_transfer.compiler.base import sources
 
-    base = bases.load_base(bases.BaseOptions(base=small_mobilenet_path), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=small_mobilenet_path), lambda m: None)
     results_dir = tmp_path_factory.mktemp("bench-results")
     files = run_benchmark(results_dir, settings=host.Settings.quick(), peers=False, base=base,
                           progress=lambda m: None)

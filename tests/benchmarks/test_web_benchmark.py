@@ -10,10 +10,10 @@ from tests.web.web_fixtures import require_tool, web_packages  # noqa: F401
 
 
 def test_web_benchmark_writes_every_figure(web_packages, tiny_classifier_path, tiny_pool_name, tmp_path):
-    from tflite_transfer.compiler import bases
+    from tflite_transfer.compiler.base import sources
 
     require_tool("chromium")
-    base = bases.load_base(bases.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name), lambda m: None)
     json_path, markdown_path = run_benchmark(Settings(train_batch=4, rounds=2, runs=2, warmup=1), tmp_path,
                                              progress=lambda m: None, base=base)
     report = json.loads(json_path.read_text())

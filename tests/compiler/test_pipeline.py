@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from tflite_transfer.compiler import losses, pipeline
+from tflite_transfer.compiler.head import losses
+from tflite_transfer.compiler import pipeline
 from tflite_transfer.compiler.errors import InvalidInputError
 from tflite_transfer.compiler.options import DEFAULT_NUM_CLASSES, HeadOptions
 

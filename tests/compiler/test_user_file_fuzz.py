@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflite_transfer.compiler import base_conversion, heads
+from tflite_transfer.compiler.base import conversion
+from tflite_transfer.compiler.head import heads
 from tests.helpers import outcomes_of
 
 SEED = 20261201
@@ -33,14 +34,14 @@ def damaged_copies(data: bytes, seed: int, count: int):
 
 
 def test_damaged_labels_files(tmp_path):
-    from tflite_transfer.compiler import cli
+    from tflite_transfer.compiler.cli import main
 
     valid = "tabby cat\nbeagle\nčervená\n".encode()
     path = tmp_path / "labels.txt"
 
     def read(label, data):
         path.write_bytes(data)
-        cli._read_labels(str(path))
+        main._read_labels(str(path))
 
     outcomes = outcomes_of(read, damaged_copies(valid, SEED, 200))
     assert outcomes["read"] and outcomes["InvalidInputError"], dict(outcomes)
@@ -76,7 +77,7 @@ def test_damaged_calibration_images(tmp_path):
         for old in folder.iterdir():
             old.unlink()
         (folder / f"photo.{label.split(':')[0]}").write_bytes(data)
-        images = base_conversion.load_calibration_images(str(folder), 8, 8, 4)
+        images = conversion.load_calibration_images(str(folder), 8, 8, 4)
         assert images.shape == (1, 8, 8, 3) and np.isfinite(images).all()
 
     cases = [(f"{kind}: {label}", data) for kind, valid in encoded.items()

@@ -20,7 +20,7 @@ def fixed_model_path(tiny_classifier_path, tiny_pool_name, tiny_fused, tmp_path_
     """The tiny model with a fixed image batch of 2 and train batch of 4: from the compiler's
     --batch when it has one, else by fixing the signature inputs' shapes here."""
     try:
-        from tflite_transfer.compiler import batch
+        from tflite_transfer.compiler.passes import batch
     except ImportError:
         model_bytes = rewrite_model(tiny_fused.model_bytes, static_batches=True,
                                     image_batch=IMAGE_BATCH, train_batch=TRAIN_BATCH)

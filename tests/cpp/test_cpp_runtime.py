@@ -157,7 +157,7 @@ def test_bad_checkpoints_give_one_clear_line_and_change_nothing(cpp_demo, tiny_m
 
 
 def test_a_model_missing_a_signature_is_refused(cpp_demo, tiny_fused, tiny_classifier_path, tmp_path):
-    from tflite_transfer.compiler import model_io
+    from tflite_transfer.compiler.flatbuffer import model_io
 
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     model.signatureDefs = [s for s in model.signatureDefs if s.signatureKey != b"restore"]

@@ -29,7 +29,7 @@ def test_refuses_a_plain_tflite_file(tiny_classifier_path):
 
 
 def test_refuses_a_model_missing_a_signature(tiny_fused, tmp_path):
-    from tflite_transfer.compiler import model_io
+    from tflite_transfer.compiler.flatbuffer import model_io
 
     model = model_io.read_model_bytes(tiny_fused.model_bytes)
     model.signatureDefs = [s for s in model.signatureDefs if s.signatureKey != b"restore"]
@@ -106,9 +106,10 @@ def test_bad_inputs_are_refused_before_the_interpreter(tiny_model_path, call, me
 def test_float_images_outside_the_pixel_range_or_not_finite(small_mobilenet_path):
     import dataclasses
 
-    from tflite_transfer.compiler import bases, pipeline
+    from tflite_transfer.compiler.base import sources
+    from tflite_transfer.compiler import pipeline
 
-    base = bases.load_base(bases.BaseOptions(base=small_mobilenet_path), lambda m: None)
+    base = sources.load_base(sources.BaseOptions(base=small_mobilenet_path), lambda m: None)
     base = dataclasses.replace(base, image_range=(0.0, 255.0))  # as the embedded base records it
     result = pipeline.compile_from_base(base, pipeline.HeadOptions(), verify_steps=0, progress=lambda m: None)
     assert result.metadata.image_range == (0.0, 255.0)

@@ -26,7 +26,7 @@ def tiny_bytes(tiny_fused) -> bytes:
 def fixed_bytes(tiny_classifier_path, tiny_pool_name) -> bytes:
     """The tiny model compiled with --batch=3,4 (static image batch 3, train batch 4)."""
     from tests.helpers import compile_model
-    from tflite_transfer.compiler import batch
+    from tflite_transfer.compiler.passes import batch
 
     compiled = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
                              batch_options=batch.BatchOptions(3, 4))

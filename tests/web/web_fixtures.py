@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import compile_model
-from tflite_transfer.compiler import batch
+from tflite_transfer.compiler.passes import batch
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"
 IMAGE_BATCH, TRAIN_BATCH = 1, 4
@@ -116,7 +116,7 @@ def node_fixtures(web_models) -> Path:
 
 
 def _metadata_json(model_bytes: bytes) -> bytes:
-    from tflite_transfer.compiler import model_io
+    from tflite_transfer.compiler.flatbuffer import model_io
     from tflite_transfer.runtime import contract
 
     model = model_io.read_model_bytes(model_bytes)

@@ -1,0 +1,1 @@
+"""Checks of the final bytes: op audit and base preserved, every signature run, --verify."""

@@ -1,0 +1,1 @@
+"""The compile-transfer command: flags, the console script, the printed summary."""

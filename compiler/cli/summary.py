@@ -1,0 +1,65 @@
+"""The human summary `compile-transfer` prints after a compile."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tflite_transfer.compiler.flatbuffer import model_io
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]       # -1 marks the dynamic batch
+    dtype: str
+
+
+def describe_signatures(model: model_io.ModelT) -> dict[str, tuple[list[TensorInfo], list[TensorInfo]]]:
+    described = {}
+    for signature in model.signatureDefs:
+        subgraph = model.subgraphs[signature.subgraphIndex]
+        info = lambda maps: [TensorInfo(m.name.decode(), tuple(model_io.tensor_shape(subgraph.tensors[m.tensorIndex])),  # noqa: E731
+                                        model_io.tensor_type_name(subgraph.tensors[m.tensorIndex].type))
+                             for m in sorted(maps or [], key=lambda m: m.name)]
+        described[signature.signatureKey.decode()] = (info(signature.inputs), info(signature.outputs))
+    return described
+
+
+def _tensors(infos: list[TensorInfo], limit: int = 4) -> str:
+    shown = [f"{t.name} {list(t.shape)} {t.dtype}".replace("-1", "batch") for t in infos[:limit]]
+    if len(infos) > limit:
+        shown.append(f"... {len(infos) - limit} more")
+    return ", ".join(shown) or "-"
+
+
+def format_summary(result, output_path: str) -> str:
+    lines = [f"wrote {output_path}"]
+    base = result.base
+    weights = "SYNTHETIC weights (not pretrained: features are not meaningful; pass --base_weights)" \
+        if base.synthetic_weights else "weights as given"
+    lines.append(f"base:  {base.description}; {weights}")
+    lines.append(f"head:  {result.head.head.description}; loss {result.head.loss.name}; "
+                 f"optimizer {result.head.optimizer.name} (learning rate {result.head.optimizer.learning_rate:g})")
+    lines.append(f"size:  base {len(base.tflite) / 1e6:.3f} MB + head {result.head_bytes / 1e6:.3f} MB "
+                 f"-> fused {len(result.model_bytes) / 1e6:.3f} MB")
+    lines.append(f"batch: {result.batch.describe()}")
+    lines.append("signatures (inputs -> outputs; ops run, callees included):")
+    for key, (inputs, outputs) in result.signatures.items():
+        lines.append(f"  {key:<18} {_tensors(inputs)} -> {_tensors(outputs)}  "
+                     f"[{result.op_audit.ops_per_signature.get(key, 0)} ops]")
+    op_types = ", ".join(f"{name} {count}" for name, count in result.op_audit.op_types.items())
+    lines.append(f"op types ({sum(result.op_audit.op_types.values())} ops, all TFLite builtins): {op_types}")
+    rewritten = " (before the batch rewrite above)" if result.batch.base_rewritten else ""
+    lines.append(f"checks: builtin ops only; {result.base_tensors_checked} base tensors identical to the "
+                 f"original{rewritten}; signature contract complete")
+    batches = sorted({batch for _, batch in result.validation.runs})
+    lines.append(f"ran:   every signature in {result.validation.interpreter} at batch "
+                 f"{' and '.join(map(str, batches))} on the bytes written (model digest checked)")
+    lines.append(f"runtime: min_runtime_version {result.versions.min_runtime_version}; "
+                 f"{len(result.versions.changes)} op codes lowered to the version their kernels need")
+    if result.parity is not None:
+        lines.append(f"verify: {result.parity.steps} train steps (batch {result.parity.batch_size}) in "
+                     f"{result.parity.interpreter} vs TensorFlow eager + Keras {result.head.optimizer.name}: "
+                     f"relative weight difference {result.parity.max_relative_difference:.2e}, "
+                     f"max loss difference {result.parity.max_loss_difference:.2e}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Export: a trained checkpoint baked into an inference-only model."""

@@ -1,0 +1,1 @@
+"""The graph passes, in pipeline order: cut, metadata, fuse, batches, op versions."""

@@ -1,0 +1,151 @@
+"""Fuses a prepared base and a converted training head into one model.
+
+Layout of the fused model (subgraph index: what it is):
+  0 infer         image -> IF(base) -> head forward -> probabilities   (plain invoke() runs it)
+  1 load          image -> IF(base) -> bottleneck
+  2 train         the head's train step on cached bottlenecks
+  3 train_images  image -> IF(base) -> the head's train step
+  4.. save, restore, initialize, set_learning_rate, then the head's variable-init subgraph
+  last            the base's subgraphs, entry first, bytes untouched
+The base exists once: signatures reach it through an IF op whose condition is a constant
+true, so its weights, XNNPACK packing and arena are not duplicated (measured 1.07x peak RSS
+against 1.44x for a copy per signature; see ../shared/NOTES-tflite.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from tflite_transfer.compiler.flatbuffer import graph, model_io
+from tflite_transfer.compiler.passes.cut import PreparedBase
+from tflite_transfer.compiler.errors import InvalidInputError
+from tflite_transfer.compiler.flatbuffer.model_io import BuiltinOperator, TensorType
+from tflite_transfer.compiler.passes.runtime_versions import MIN_RUNTIME_VERSION
+from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.contract import INFER, LOAD, SIGNATURES, TRAIN, TRAIN_IMAGES
+
+# Head-only signatures, after train_images in subgraph order.
+_STATE_SIGNATURES = (contract.SAVE, contract.RESTORE, contract.INITIALIZE, contract.SET_LEARNING_RATE)
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedModel:
+    model: model_io.ModelT
+    base_subgraph: int                 # the base's entry subgraph in the fused model
+    base_subgraph_count: int           # base subgraphs are [base_subgraph, base_subgraph + n)
+    base_buffers: dict[int, int]       # base buffer index -> fused buffer index
+
+
+def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json: str) -> FusedModel:
+    _check_variable_names(base.model, head)
+    editor = graph.GraphEditor(graph.new_model("tflite-transfer: base + trainable head"))
+    head_signatures = {s.signatureKey.decode(): s for s in head.signatureDefs}
+    head_order = [head_signatures[k].subgraphIndex for k in (INFER, TRAIN, *_STATE_SIGNATURES)]
+    head_extra = [i for i in range(len(head.subgraphs)) if i not in head_order]  # variable init
+    # Final positions: infer, load, train, train_images, save..set_learning_rate, head extras, base.
+    head_map = {head_signatures[key].subgraphIndex: SIGNATURES.index(key)
+                for key in (INFER, TRAIN, *_STATE_SIGNATURES)}
+    for position, index in enumerate(head_extra, start=len(SIGNATURES)):
+        head_map[index] = position
+    base_start = len(SIGNATURES) + len(head_extra)
+    base_order = [base.entry_subgraph] + [i for i in range(len(base.model.subgraphs)) if i != base.entry_subgraph]
+    base_map = {old: base_start + n for n, old in enumerate(base_order)}
+
+    # Base first, so its buffers come right after the sentinel in their original order.
+    base_buffers: dict[int, int] = {0: 0}
+    base_subgraphs = [editor.import_subgraph(base.model, i, base_buffers, base_map, deduplicate=False)
+                      for i in base_order]
+    head_buffers: dict[int, int] = {0: 0}
+    copy_head = lambda key: editor.import_subgraph(  # noqa: E731
+        head, head_signatures[key].subgraphIndex, head_buffers, head_map, deduplicate=True)
+    entry = base.model.subgraphs[base.entry_subgraph]
+    image_template = entry.tensors[entry.inputs[0]]
+    true_buffer = editor.buffer(b"\x01", deduplicate=True)
+    call_base = lambda key: _call_base_first(  # noqa: E731
+        editor, copy_head(key), head_signatures[key], image_template, true_buffer, base_start)
+
+    infer, infer_signature = call_base(INFER)
+    load, load_signature = _load_subgraph(editor, image_template, base.bottleneck_size, true_buffer, base_start)
+    train_images, train_images_signature = call_base(TRAIN)
+    others = [copy_head(k) for k in _STATE_SIGNATURES]
+    extras = [editor.import_subgraph(head, i, head_buffers, head_map, deduplicate=True) for i in head_extra]
+    editor.model.subgraphs = [infer, load, copy_head(TRAIN), train_images, *others, *extras, *base_subgraphs]
+    for position, name in enumerate(SIGNATURES):
+        editor.model.subgraphs[position].name = name.encode()
+
+    signatures = {INFER: infer_signature, LOAD: load_signature, TRAIN: head_signatures[TRAIN],
+                  TRAIN_IMAGES: train_images_signature, **{k: head_signatures[k] for k in _STATE_SIGNATURES}}
+    editor.model.signatureDefs = [_renamed(signatures[key], key, SIGNATURES.index(key)) for key in SIGNATURES]
+    # The base's own metadata (labels, conversion info) is kept; min_runtime_version is set
+    # from the fused model's ops by op_versions, so the base's value would be stale.
+    for entry in base.model.metadata or []:
+        if entry.name not in (MIN_RUNTIME_VERSION, contract.METADATA_KEY.encode()):
+            editor.set_metadata(entry.name, model_io.buffer_bytes(base.model, entry.buffer))
+    editor.set_metadata(contract.METADATA_KEY, metadata_json.encode())
+    return FusedModel(editor.model, base_start, len(base_order), base_buffers)
+
+
+def _renamed(signature, key: str, subgraph: int):
+    renamed = copy.deepcopy(signature)
+    renamed.signatureKey, renamed.subgraphIndex = key.encode(), subgraph
+    return renamed
+
+
+def _image_tensor(template):
+    """The signature's image input: the base's input type, quantization and shape, batch dynamic."""
+    image = copy.deepcopy(template)
+    image.name, image.buffer = contract.IMAGE.encode(), 0
+    dims = model_io.tensor_shape(template)
+    image.shape = np.array([1] + [max(d, 1) for d in dims[1:]], np.int32)
+    image.shapeSignature = np.array([-1] + dims[1:], np.int32)
+    return image
+
+
+def _add_base_call(editor: graph.GraphEditor, subgraph, image: int, bottleneck: int,
+                   true_buffer: int, base: int) -> None:
+    """IF(true, image) -> bottleneck as the subgraph's first op: runs the base subgraph."""
+    condition = editor.tensor(subgraph, "base_condition", TensorType.BOOL, [], buffer=true_buffer)
+    editor.op(subgraph, BuiltinOperator.IF, 1, [condition, image], [bottleneck],
+              graph.options("IfOptions", thenSubgraphIndex=base, elseSubgraphIndex=base), position=0)
+
+
+def _call_base_first(editor, subgraph, signature, image_template, true_buffer, base):
+    """Turns a head subgraph taking `bottleneck` into one taking `image`: IF(base) goes first."""
+    signature = copy.deepcopy(signature)
+    bottleneck_map = next(t for t in signature.inputs if t.name == contract.BOTTLENECK.encode())
+    bottleneck = bottleneck_map.tensorIndex
+    image = graph.append_tensor(subgraph, _image_tensor(image_template))
+    _add_base_call(editor, subgraph, image, bottleneck, true_buffer, base)
+    subgraph.inputs = [image if int(t) == bottleneck else int(t) for t in subgraph.inputs]
+    bottleneck_map.name, bottleneck_map.tensorIndex = contract.IMAGE.encode(), image
+    return subgraph, signature
+
+
+def _load_subgraph(editor, image_template, bottleneck_size, true_buffer, base):
+    subgraph = model_io.schema.SubGraphT()
+    image = graph.append_tensor(subgraph, _image_tensor(image_template))
+    bottleneck = editor.tensor(subgraph, contract.BOTTLENECK, TensorType.FLOAT32, [-1, bottleneck_size])
+    _add_base_call(editor, subgraph, image, bottleneck, true_buffer, base)
+    subgraph.inputs, subgraph.outputs = [image], [bottleneck]
+    return subgraph, graph.signature_def(LOAD, SIGNATURES.index(LOAD), {contract.IMAGE: image},
+                                         {contract.BOTTLENECK: bottleneck})
+
+
+def _variable_names(model: model_io.ModelT) -> set[bytes]:
+    names = set()
+    for _, op in graph.operators(model):
+        if model_io.builtin_code(model.operatorCodes[op.opcodeIndex]) == BuiltinOperator.VAR_HANDLE:
+            names.add(op.builtinOptions.sharedName or b"")
+    return names
+
+
+def _check_variable_names(base: model_io.ModelT, head: model_io.ModelT) -> None:
+    """Resource variables are keyed per interpreter by their shared name: a clash would make
+    the base and the head silently share one variable."""
+    clash = _variable_names(base) & _variable_names(head)
+    if clash:
+        names = ", ".join(sorted(n.decode(errors="replace") for n in clash))
+        raise InvalidInputError(f"conflicting variable names: the base already has resource variables named {names}")
