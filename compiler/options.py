@@ -33,7 +33,7 @@ class HeadOptions:
     loss: str = "softmax_cross_entropy"
     label_smoothing: float = 0.0
     optimizer: str = "sgd"
-    learning_rate: float = 0.001
+    learning_rate: float | None = None   # None: from the bottleneck scale (passes/feature_scale.py)
     momentum: float = 0.9                # momentum
     nesterov: bool = False               # momentum
     beta_1: float = 0.9                  # adam, adamw

@@ -16,7 +16,7 @@ import math
 from typing import Callable
 
 from tflite_transfer.compiler.checks import audit
-from tflite_transfer.compiler.passes import batch, cut, fuse, op_versions
+from tflite_transfer.compiler.passes import batch, cut, feature_scale, fuse, op_versions
 from tflite_transfer.compiler.head import heads, losses, optimizers
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.cli import summary
@@ -47,6 +47,7 @@ class CompilePlan:
     verify_steps: int                    # 0: no --verify
     verify_tolerance: float
     batch: batch.BatchOptions            # fixed signature batches (--batch); default any
+    learning_rate_from_features: bool = False   # no --learning_rate: feature_scale.py sets it
 
 
 def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
@@ -63,8 +64,10 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
     losses.check_num_outputs(loss, num_classes)
     if labels and len(labels) != num_classes:
         raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
+    from_features = head_options.learning_rate is None
     optimizer = optimizers.build_optimizer(
-        head_options.optimizer, head_options.learning_rate, head_options.momentum,
+        head_options.optimizer, feature_scale.ADAM_LEARNING_RATE if from_features else head_options.learning_rate,
+        head_options.momentum,
         head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
         head_options.weight_decay)
     if head_options.head.partition(":")[0] not in heads.HEADS:
@@ -75,7 +78,8 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
         raise InvalidInputError(f"--verify_tolerance must be a finite number > 0, got {verify_tolerance}")
     return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
                        optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps if verify else 0,
-                       verify_tolerance=verify_tolerance, batch=batch_options)
+                       verify_tolerance=verify_tolerance, batch=batch_options,
+                       learning_rate_from_features=from_features)
 
 
 def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
@@ -102,6 +106,7 @@ class Build:
     """What the passes have made so far; each pass fills in its fields."""
     base: BaseSource
     prepared: cut.PreparedBase | None = None
+    feature_scale: feature_scale.FeatureScale | None = None
     head: training_graph.TrainingHead | None = None
     metadata: contract.ModelMetadata | None = None
     fused: fuse.FusedModel | None = None
@@ -119,14 +124,34 @@ def prepare_base(plan: CompilePlan, build: Build) -> Build:
     return dataclasses.replace(build, prepared=cut.prepare_base(build.base.model, build.base.cut_at, build.base.source))
 
 
+def measure_features(plan: CompilePlan, build: Build) -> Build:
+    """The largest |bottleneck|^2 on synthetic inputs (feature_scale.py): the default learning
+    rate and the stable bound the summary prints."""
+    try:
+        scale = feature_scale.measure(build.prepared, build.base.image_range, plan.seed)
+    except (RuntimeError, ValueError) as error:
+        if plan.learning_rate_from_features:
+            raise InvalidInputError(f"{build.base.source}: the bottleneck scale cannot be measured to choose "
+                                    f"the learning rate ({str(error).strip().splitlines()[0]}); "
+                                    "pass --learning_rate") from None
+        scale = None
+    return dataclasses.replace(build, feature_scale=scale)
+
+
 def build_head(plan: CompilePlan, build: Build) -> Build:
     head_spec = heads.build_head(plan.head, build.prepared.bottleneck_size, plan.num_classes, plan.seed)
     # With fixed signature batches the wide layers' forward op is chosen statically (no IF).
     dispatch = training_graph.forward_dispatch(not plan.batch.dynamic, plan.batch.train_batch)
-    head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer, dispatch)
+    optimizer = plan.optimizer
+    if plan.learning_rate_from_features:
+        optimizer = dataclasses.replace(optimizer, learning_rate=feature_scale.default_learning_rate(
+            build.feature_scale, plan.loss.name, plan.num_classes, optimizer.name, optimizer.momentum))
+    head = training_graph.build_training_head(head_spec, plan.loss, optimizer, dispatch)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
                               train_batch=plan.batch.train_batch)
+    if build.feature_scale is not None:
+        metadata = dataclasses.replace(metadata, bottleneck_max_norm2=build.feature_scale.max_norm2)
     return dataclasses.replace(build, head=head, metadata=metadata)
 
 
@@ -207,6 +232,7 @@ class Pass:
 
 PASSES: tuple[Pass, ...] = (
     Pass("cutting the base at its bottleneck", prepare_base),
+    Pass("measuring the bottleneck scale", measure_features),
     Pass("building and converting the training head", build_head),
     Pass("fusing base and head", fuse_model),
     Pass("making the signature batches batch-agnostic or fixed", fix_batches),
@@ -231,6 +257,7 @@ class CompileResult:
     versions: op_versions.VersionReport
     validation: validate.ValidationReport
     batch: batch.BatchReport
+    feature_scale: feature_scale.FeatureScale | None = None
 
     @property
     def head_bytes(self) -> int:
@@ -246,7 +273,7 @@ def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print) 
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
                          build.parity, build.metadata, summary.describe_signatures(final), build.versions,
-                         build.validation, build.batch)
+                         build.validation, build.batch, build.feature_scale)
 
 
 def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions, *,

@@ -137,6 +137,7 @@ class ModelMetadata:
     image_batch: int | None = None     # fixed batch of load/infer/train_images; None: any
     train_batch: int | None = None     # fixed batch of train; None: any
     model_digest: str | None = None    # sha256 of the file, see model_digest()
+    bottleneck_max_norm2: float | None = None   # largest |bottleneck|^2 the compiler measured (BUILD.md)
     contract_version: int = CONTRACT_VERSION
     format: str = FORMAT
 
@@ -172,6 +173,8 @@ class ModelMetadata:
         record["state"] = [{k: v for k, v in dataclasses.asdict(e).items() if v is not None}
                            for e in self.state]
         record["label"] = dataclasses.asdict(self.label)
+        if record["bottleneck_max_norm2"] is None:   # optional: records without it stay byte-identical
+            del record["bottleneck_max_norm2"]
         # Compact separators: the digest marker is found by a byte search (model_digest()).
         return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
@@ -213,7 +216,8 @@ def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
             image_range=tuple(float(v) for v in image_range) if image_range else None,
             image_batch=_optional_int(record.get("image_batch")),
             train_batch=_optional_int(record.get("train_batch")),
-            model_digest=record.get("model_digest"), contract_version=int(version))
+            model_digest=record.get("model_digest"), contract_version=int(version),
+            bottleneck_max_norm2=_optional_float(record.get("bottleneck_max_norm2")))
     except (KeyError, TypeError, ValueError) as error:
         raise UnsupportedModelError(
             f"{source}: '{METADATA_KEY}' metadata is incomplete or malformed "
@@ -224,6 +228,10 @@ def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
 
 def _optional_int(value) -> int | None:
     return None if value is None else int(value)
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _check_metadata(metadata: ModelMetadata, source: str) -> None:

@@ -23,3 +23,15 @@ class VerificationError(TransferError):
 
 class CheckpointError(TransferError):
     """A checkpoint file is missing, truncated, corrupt, or belongs to another model."""
+
+
+class TrainingDivergedError(VerificationError):
+    """`fit` stopped: the loss rose past the divergence threshold (runtime/training_watch.py) or
+    became NaN/Inf; the weights were rolled back. `losses` holds the epoch losses up to the
+    stop, `stable_learning_rate` the bound for the cached samples (None when none applies)."""
+
+    def __init__(self, message: str, losses: list[float] | None = None,
+                 stable_learning_rate: float | None = None):
+        super().__init__(message)
+        self.losses = list(losses or [])
+        self.stable_learning_rate = stable_learning_rate

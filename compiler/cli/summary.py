@@ -40,6 +40,13 @@ def format_summary(result, output_path: str) -> str:
     lines.append(f"base:  {base.description}; {weights}")
     lines.append(f"head:  {result.head.head.description}; loss {result.head.loss.name}; "
                  f"optimizer {result.head.optimizer.name} (learning rate {result.head.optimizer.learning_rate:g})")
+    scale = getattr(result, "feature_scale", None)
+    if scale is not None:
+        from tflite_transfer.compiler.passes import feature_scale  # noqa: PLC0415
+
+        bound = feature_scale.stable_bound(scale, result.head.loss.name, result.head.head.num_outputs)
+        lines.append(f"rate:  SGD is stable below {bound:.3g} for these features (max |bottleneck|^2 "
+                     f"{scale.max_norm2:.4g} on {scale.inputs}); fit rolls back and says so if the loss rises")
     lines.append(f"size:  base {len(base.tflite) / 1e6:.3f} MB + head {result.head_bytes / 1e6:.3f} MB "
                  f"-> fused {len(result.model_bytes) / 1e6:.3f} MB")
     lines.append(f"batch: {result.batch.describe()}")

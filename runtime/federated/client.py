@@ -81,7 +81,8 @@ class FederatedClient:
         if config.learning_rate is not None:
             self.model.set_learning_rate(config.learning_rate)
         losses = self.model.fit(epochs=config.local_epochs, batch_size=config.batch_size,
-                                shuffle=True, seed=config.seed, progress=False)
+                                shuffle=True, seed=config.seed, progress=False,
+                                imprint=False)   # FedAvg: every client starts from the server's weights
         return FitResult(head.head_weights(self.model), self.model.num_samples, float(losses[-1]),
                          time.perf_counter() - start)
 

@@ -153,3 +153,20 @@ def test_accuracy_benchmark_writes_its_report(tmp_path):
     assert all(0.0 <= run["accuracy"] <= 1.0 for run in document["runs"])
     text = paths["md"].read_text()
     assert "int8 base against float base" in text and paths["png"].name in text
+
+
+def test_defaults_report_pairs_the_default_with_ncm_by_draw():
+    """benchmarks/accuracy/defaults.py: means, spreads, alarms and the paired default - ncm gap."""
+    from benchmarks.accuracy import defaults
+
+    rows = [{"base": "b", "k": 5, "draw": d, "method": m, "alarm": m == "sgd_10x" and d == 0,
+             "accuracy": {"default": 0.6 + 0.1 * d, "ncm": 0.5 + 0.2 * d}.get(m, 0.3)}
+            for d in range(2) for m in defaults.METHODS]
+    table = defaults.summarize(rows)
+    cell = table["b"][5]
+    assert cell["default"]["mean"] == pytest.approx(0.65) and cell["ncm"]["std"] == pytest.approx(0.1)
+    assert cell["default_minus_ncm"]["mean"] == pytest.approx(0.05) and cell["default_minus_ncm"]["min"] == pytest.approx(0.0)
+    assert cell["sgd_10x"]["alarms"] == 1
+    text = defaults.markdown(defaults.DefaultsSettings(draws=2, bases=("b",)), table,
+                             {"bases": {}}, {"python": "3"})
+    assert "| b | 5 | 65.0 ± 5.0 | 60.0 ± 10.0 |" in text and "+5.0 ± 5.0 (+0.0) | 1 |" in text

@@ -72,7 +72,7 @@ def test_training_matches_python_on_the_same_bottlenecks(cpp_demo, tiny_model_pa
     labels = np.load(training_files["labels"])
     np.save(tmp_path / "bottlenecks.npy", bottlenecks)
     python_model.add_bottlenecks(bottlenecks, labels)
-    python_losses = python_model.fit(epochs=10, batch_size=8, shuffle=False, progress=False)
+    python_losses = python_model.fit(epochs=10, batch_size=8, shuffle=False, progress=False, imprint=False)
     result = run_demo(cpp_demo, "--model", tiny_model_path, "--bottlenecks", tmp_path / "bottlenecks.npy",
                       "--labels", training_files["labels"], "--epochs", 10, "--batch_size", 8,
                       "--learning_rate", 1.0, "--checkpoint", tmp_path / "cpp.ckpt")

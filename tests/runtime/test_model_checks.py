@@ -124,7 +124,7 @@ def test_divergence_is_reported_and_fit_rolls_back(tiny_bytes):
     before = model.get_state()
     with pytest.raises(VerificationError, match="training diverged in epoch 1: .*rolled back.*lower the "
                                                 "learning rate"):
-        model.fit(epochs=3, batch_size=2, progress=False)
+        model.fit(epochs=3, batch_size=2, progress=False, imprint=False)
     assert_unchanged(model, before)
     with pytest.raises(VerificationError, match="the loss is (nan|inf).*reset\\(\\) or restore_checkpoint"):
         for _ in range(5):
@@ -137,7 +137,7 @@ def test_fit_matches_manual_train_calls_bit_for_bit(tiny_bytes):
     labels = np.arange(10, dtype=np.int32) % 3
     fitted, manual = TransferModel.open(tiny_bytes), TransferModel.open(tiny_bytes)
     fitted.add_bottlenecks(bottlenecks, labels)
-    losses = fitted.fit(epochs=2, batch_size=4, seed=9, progress=False)
+    losses = fitted.fit(epochs=2, batch_size=4, seed=9, progress=False, imprint=False)
     order_rng, manual_losses = np.random.default_rng(9), []
     for _ in range(2):
         order = order_rng.permutation(10)

@@ -39,7 +39,7 @@ _SCRIPT = textwrap.dedent('''
         images[index, ..., label] += 150
     images = images.astype(np.uint8)
     model.add_samples(images, labels)
-    losses = model.fit(epochs=20, batch_size=6, progress=False)
+    losses = model.fit(epochs=20, batch_size=6, progress=False, imprint=False)
     model.save_checkpoint(checkpoint_path)
     saved = model.get_state()
     model.fit(epochs=2, progress=False)
