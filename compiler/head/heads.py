@@ -50,6 +50,11 @@ class HeadSpec:
     def num_outputs(self) -> int:
         return self.layers[-1].units
 
+    @property
+    def layer_shapes(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, units, inputs) per layer: what contract.state_layout walks."""
+        return tuple((layer.name, layer.units, int(layer.kernel.shape[0])) for layer in self.layers)
+
 
 def _glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))

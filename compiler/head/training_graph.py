@@ -52,20 +52,23 @@ class TrainingHead:
 
 
 def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndarray]:
-    """Names and initial values of every variable `save` returns, in a fixed order."""
+    """Names and initial values of every variable `save` returns, in the contract's order
+    (contract.state_layout): the head's weights, zero slots, step 0, the learning rate."""
+    layers = {layer.name: layer for layer in head.layers}
     state: dict[str, np.ndarray] = {}
-    weight_names = []
-    for layer in head.layers:
-        for kind, value in ((contract.KERNEL, layer.kernel.T), (contract.BIAS, layer.bias)):
-            _add_unique(state, contract.weight_name(layer.name, kind), np.asarray(value, np.float32))
-            weight_names.append(contract.weight_name(layer.name, kind))
-    for name in weight_names:
-        for suffix in optimizer.slot_suffixes:
-            _add_unique(state, contract.slot_name(name, suffix), np.zeros_like(state[name]))
-    # Shape [1], not scalars: rank-0 signature inputs crash some runtimes (LiteRT 1.0.1
-    # segfaults resizing them in restore) and tfjs-tflite turns scalars into shape [0].
-    _add_unique(state, STEP, np.array([0], np.int32))
-    _add_unique(state, LEARNING_RATE, np.array([optimizer.learning_rate], np.float32))
+    for entry in contract.state_layout(head.layer_shapes, optimizer.slot_suffixes):
+        if entry.role == contract.KERNEL:
+            value = layers[entry.layer].kernel.T
+        elif entry.role == contract.BIAS:
+            value = layers[entry.layer].bias
+        elif entry.role == LEARNING_RATE:
+            value = [optimizer.learning_rate]
+        else:  # optimizer slots and the step start at zero
+            value = np.zeros(entry.shape)
+        # Shape [1], not scalars, for step and learning_rate: rank-0 signature inputs crash some
+        # runtimes (LiteRT 1.0.1 segfaults resizing them in restore) and tfjs-tflite turns
+        # scalars into shape [0].
+        _add_unique(state, entry.name, np.asarray(value, entry.numpy_dtype).reshape(entry.shape))
     return state
 
 
@@ -78,9 +81,11 @@ def _add_unique(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> N
 
 
 def weight_names(head: HeadSpec) -> list[tuple[str, str]]:
-    """(kernel name, bias name) per layer."""
-    return [(contract.weight_name(layer.name, contract.KERNEL), contract.weight_name(layer.name, contract.BIAS))
-            for layer in head.layers]
+    """(kernel name, bias name) per layer, as contract.state_layout names them."""
+    layout = contract.state_layout(head.layer_shapes, ())
+    kernels = [entry.name for entry in layout if entry.role == contract.KERNEL]
+    biases = [entry.name for entry in layout if entry.role == contract.BIAS]
+    return list(zip(kernels, biases))
 
 
 class _HeadModule(tf.Module):
