@@ -1,9 +1,9 @@
 """compile_transfer_model: the options -> one validated plan -> an ordered list of passes ->
 the model's bytes.
 
-The plan is built and validated once from the options (`make_plan`); nothing downstream checks
-a flag again. Each pass is a plain function `(plan, build) -> build` over one frozen `Build`
-record and runs in the order of `PASSES`: the model is changed only up to `serialize`, which
+The plan is built and validated once from the options (`make_plan`, compiler/plan.py, before
+TensorFlow is needed); nothing downstream checks a flag again. Each pass is a plain function
+`(plan, build) -> build` over one frozen `Build` record and runs in the order of `PASSES`: the model is changed only up to `serialize`, which
 writes the bytes and stamps the model digest as the last change; the audits, the run of every
 signature and `--verify` then check those final bytes, and the CLI writes them only if all pass.
 Adding a pass is one function and one line in `PASSES`.
@@ -12,89 +12,26 @@ Adding a pass is one function and one line in `PASSES`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 from tflite_transfer.compiler.checks import audit
 from tflite_transfer.compiler.passes import batch, cut, fuse, op_versions
-from tflite_transfer.compiler.head import heads, losses, optimizers
+from tflite_transfer.compiler.head import heads
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.cli import summary
 from tflite_transfer.compiler.head import training_graph
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.checks import validate, verify
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
-from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
+from tflite_transfer.compiler.errors import VerificationError
 from tflite_transfer.compiler.passes.metadata import build_metadata
-from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
-                                              BaseOptions, HeadOptions)
+from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
+from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
 
 Progress = Callable[[str], None]
-__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
-           "compile_from_base", "write_atomically"]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CompilePlan:
-    """Everything a compile needs, validated: built once by make_plan."""
-    head: str                            # the --head flag (its builder needs the bottleneck size)
-    num_classes: int
-    labels: tuple[str, ...]
-    loss: losses.LossSpec
-    optimizer: optimizers.OptimizerSpec
-    seed: int
-    verify_steps: int                    # 0: no --verify
-    verify_tolerance: float
-    batch: batch.BatchOptions            # fixed signature batches (--batch); default any
-
-
-def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
-              verify: bool = True, verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
-              batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
-    """Validates every head, loss, optimizer and check option once (cheap: before minutes of
-    conversion are spent). `verify=False` (--noverify) runs no train steps, but a bad
-    --verify_steps is still refused: a flag value is valid or not whatever else is given."""
-    labels = tuple(head_options.labels)
-    num_classes = head_options.num_classes
-    if num_classes is None:
-        num_classes = len(labels) or DEFAULT_NUM_CLASSES
-    loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
-    losses.check_num_outputs(loss, num_classes)
-    if labels and len(labels) != num_classes:
-        raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
-    optimizer = optimizers.build_optimizer(
-        head_options.optimizer, head_options.learning_rate, head_options.momentum,
-        head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
-        head_options.weight_decay)
-    if head_options.head.partition(":")[0] not in heads.HEADS:
-        heads.build_head(head_options.head, 1, num_classes)  # raises the clear error
-    if verify_steps < 0:
-        raise InvalidInputError(f"--verify_steps must be >= 0, got {verify_steps}")
-    if not (verify_tolerance > 0 and math.isfinite(verify_tolerance)):
-        raise InvalidInputError(f"--verify_tolerance must be a finite number > 0, got {verify_tolerance}")
-    return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
-                       optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps if verify else 0,
-                       verify_tolerance=verify_tolerance, batch=batch_options)
-
-
-def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
-    """Cheap checks of the base options, the files they name and the output location
-    (user_files.py), before minutes of conversion are spent."""
-    if not (base_options.alpha > 0 and math.isfinite(base_options.alpha)):
-        raise InvalidInputError(f"--alpha must be a finite number > 0, got {base_options.alpha}")
-    if base_options.image_size < 32:
-        raise InvalidInputError(f"--image_size must be >= 32, got {base_options.image_size}")
-    if base_options.num_calibration_images < 1:
-        raise InvalidInputError(f"--num_calibration_images must be >= 1, got {base_options.num_calibration_images}")
-    if base_options.calibration_dir is not None:
-        user_files.check_directory(base_options.calibration_dir, "--calibration_dir",
-                                   "a folder of .jpg/.png/.bmp images")
-    if base_options.base_weights is not None:
-        user_files.check_regular_file(base_options.base_weights, "--base_weights",
-                                      "a .keras/.h5/.weights.h5 file")
-    if output is not None:
-        user_files.check_output_file(output)
+__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "check_base_options",
+           "compile_transfer_model", "compile_from_base", "write_atomically"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,9 +54,16 @@ class TrainingHead:
 def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndarray]:
     """Names and initial values of every variable `save` returns, in the contract's order
     (contract.state_layout): the head's weights, zero slots, step 0, the learning rate."""
+    layout = contract.state_layout(head.layer_shapes, optimizer.slot_suffixes)
+    names = [entry.name for entry in layout]
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise InvalidInputError(
+            f"conflicting variable names: '{twice}' is used twice in the head/optimizer state; "
+            "rename the head's layers")
     layers = {layer.name: layer for layer in head.layers}
     state: dict[str, np.ndarray] = {}
-    for entry in contract.state_layout(head.layer_shapes, optimizer.slot_suffixes):
+    for entry in layout:
         if entry.role == contract.KERNEL:
             value = layers[entry.layer].kernel.T
         elif entry.role == contract.BIAS:
@@ -68,16 +75,8 @@ def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndar
         # Shape [1], not scalars, for step and learning_rate: rank-0 signature inputs crash some
         # runtimes (LiteRT 1.0.1 segfaults resizing them in restore) and tfjs-tflite turns
         # scalars into shape [0].
-        _add_unique(state, entry.name, np.asarray(value, entry.numpy_dtype).reshape(entry.shape))
+        state[entry.name] = np.asarray(value, entry.numpy_dtype).reshape(entry.shape)
     return state
-
-
-def _add_unique(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
-    if name in state:
-        raise InvalidInputError(
-            f"conflicting variable names: '{name}' is used twice in the head/optimizer state; "
-            "rename the head's layers")
-    state[name] = value
 
 
 def weight_names(head: HeadSpec) -> list[tuple[str, str]]:
@@ -141,7 +140,7 @@ class _HeadModule(tf.Module):
         step = tf.cast(tf.reshape(self.state[STEP].read_value(), []), tf.float32)
         record = self._optimizer.record
         for name, grad in grads.items():
-            slots = {s: self.state[contract.slot_name(name, s)].read_value() for s in record.slots}
+            slots = {s: self.state[contract.slot_name(name, s)].read_value() for s in self._optimizer.slot_suffixes}
             new_value, new_slots = record.update(
                 self._optimizer, UpdateInputs(values[name], grad, slots, learning_rate, step))
             for suffix, slot_value in new_slots.items():
@@ -169,7 +168,7 @@ class _HeadModule(tf.Module):
 
     def concrete_functions(self) -> dict:
         bottleneck = tf.TensorSpec([None, self._head.bottleneck_size], tf.float32, name=contract.BOTTLENECK)
-        label = self._loss.label_spec(self._head.num_outputs)
+        label = _label_spec(self._loss, self._head.num_outputs)
         state_specs = {name: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype), name=name)
                        for name, value in self._initial.items()}
         return {
@@ -181,6 +180,12 @@ class _HeadModule(tf.Module):
             contract.SET_LEARNING_RATE: tf.function(self.set_learning_rate).get_concrete_function(
                 tf.TensorSpec([1], tf.float32, name=LEARNING_RATE)),
         }
+
+
+def _label_spec(loss: LossSpec, num_outputs: int) -> tf.TensorSpec:
+    """`label` of train: int32 class ids [batch] or float32 targets [batch, outputs] (contract.LabelSpec)."""
+    label = loss.label(num_outputs)
+    return tf.TensorSpec([None, *label.shape], tf.as_dtype(label.dtype), name=contract.LABEL)
 
 
 class Gradient:

@@ -34,56 +34,8 @@ from tflite_transfer.compiler.checks import audit
 from tflite_transfer.compiler.passes import batch_agnostic
 from tflite_transfer.compiler.flatbuffer import graph, model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+from tflite_transfer.compiler.options import BatchOptions, parse_batch_flag  # noqa: F401 (the flag, parsed before any work)
 from tflite_transfer.runtime import contract
-
-_ANY = ("any", "dynamic")
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchOptions:
-    """What the user asked for: a fixed batch for the image signatures and for `train`
-    (None: any batch, the default)."""
-    image_batch: int | None = None
-    train_batch: int | None = None
-
-    def __post_init__(self):
-        for name, value in (("IMAGES", self.image_batch), ("TRAIN", self.train_batch)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise InvalidInputError(f"--batch: {name} must be a positive integer or 'any', got {value!r}")
-
-    @property
-    def dynamic(self) -> bool:
-        return self.image_batch is None and self.train_batch is None
-
-    def describe(self) -> str:
-        show = lambda b: "any" if b is None else str(b)  # noqa: E731
-        return f"{show(self.image_batch)},{show(self.train_batch)}"
-
-
-def parse_batch_flag(text: str | None) -> BatchOptions:
-    """'IMAGES,TRAIN' (e.g. '1,16'; 'any' leaves one dynamic) or None/'' /'dynamic' for the default."""
-    if text is None or text.strip().lower() in ("", *_ANY):
-        return BatchOptions()
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2:
-        raise InvalidInputError(f"--batch={text!r}: expected IMAGES,TRAIN, two batch sizes such as "
-                                "--batch=1,16 (or 'any' for either)")
-    values = []
-    for name, part in zip(("IMAGES", "TRAIN"), parts):
-        if part.lower() in _ANY:
-            values.append(None)
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            value = None
-        if value is None or value < 1 or not part.lstrip("+").isdigit():
-            raise InvalidInputError(f"--batch={text!r}: {name} {part!r} is not a positive integer "
-                                    "(or 'any'); e.g. --batch=1,16")
-        values.append(value)
-    return BatchOptions(*values)
-
 
 @dataclasses.dataclass(frozen=True)
 class BatchReport:

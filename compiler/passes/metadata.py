@@ -59,7 +59,7 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         bottleneck_size=bottleneck_size, num_outputs=head.num_outputs, loss=loss.name,
         output=loss.output_name, label=label, state=state,
         fingerprint=fingerprint(identity, training_head.initial_state),
-        optimizer=dataclasses.asdict(optimizer), labels=tuple(labels),
+        optimizer=optimizer.to_record(), labels=tuple(labels),
         label_smoothing=loss.label_smoothing,
         head={"kind": head.kind, "description": head.description},
         base={"description": base.description, "synthetic_weights": base.synthetic_weights},
