@@ -24,7 +24,7 @@ from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.checks import validate, verify
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
 from tflite_transfer.compiler.errors import VerificationError
-from tflite_transfer.compiler.passes.metadata import build_metadata
+from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
 from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
 from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
@@ -69,8 +69,7 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
 
 def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
-    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model,
-                                                                    build.metadata.to_json()))
+    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model))
 
 
 def fix_batches(plan: CompilePlan, build: Build) -> Build:
@@ -102,7 +101,9 @@ def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
 
 
 def serialize(plan: CompilePlan, build: Build) -> Build:
-    """The final bytes: FlatBuffer, the base's associated files, the digest stamped last."""
+    """The final bytes: the metadata record written (once), the FlatBuffer, the base's
+    associated files, the digest stamped last."""
+    write_metadata(build.fused.model, build.metadata)
     model_bytes = model_io.append_associated_files(model_io.write_model_bytes(build.fused.model),
                                                    model_io.associated_files(build.base.tflite, build.base.source))
     return dataclasses.replace(build, model_bytes=contract.stamp_digest(model_bytes))

@@ -5,7 +5,7 @@ runtimes need every signature shape static: LiteRT.js refuses a -1 dimension out
 ("TensorBuffer ranked tensor type Float32[1,224,224,3] does not match expected ...
 Float32[-1,224,224,3]") and returns wrong-sized outputs from dynamic `load`/`infer` at batch
 > 1. This pass fixes the batch of the image signatures (`infer`, `load`, `train_images`) and
-of `train`, and records both in the metadata (`image_batch`, `train_batch`, see
+of `train`, and reports both; the pipeline records them in the metadata (`image_batch`, `train_batch`, see
 `tflite_transfer.runtime.contract.ModelMetadata.fixed_batch`), from which the runtimes know to
 run images in chunks of that batch and `train` on batches of exactly that size.
 
@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 
 import numpy as np
 
 from tflite_transfer.compiler.checks import audit
 from tflite_transfer.compiler.passes import batch_agnostic
-from tflite_transfer.compiler.flatbuffer import graph, model_io
+from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 from tflite_transfer.compiler.options import BatchOptions, parse_batch_flag  # noqa: F401 (the flag, parsed before any work)
 from tflite_transfer.runtime import contract
@@ -81,13 +80,13 @@ def signature_batches(image_batch: int | None, train_batch: int | None) -> dict[
 def fix_signature_batches(model: model_io.ModelT, image_batch: int | None, train_batch: int | None,
                           note: str = "") -> tuple[model_io.ModelT, BatchReport]:
     """A copy of the fused `model` whose image signatures take exactly `image_batch` images and
-    whose `train` takes exactly `train_batch` samples (None leaves that batch dynamic), with
-    both recorded in the metadata. Buffers (weights) are shared with `model`, not copied."""
+    whose `train` takes exactly `train_batch` samples (None leaves that batch dynamic); the
+    pipeline records both in the metadata record. Buffers (weights) are shared with `model`."""
     BatchOptions(image_batch, train_batch)  # validates
     fixed = copy.copy(model)
     fixed.subgraphs = copy.deepcopy(model.subgraphs)
     fixed.buffers = list(model.buffers)
-    fixed.metadata = copy.deepcopy(model.metadata)
+    fixed.metadata = copy.deepcopy(model.metadata)   # later passes set entries on the copy only
     batch_of_subgraph: dict[int, tuple[int, str]] = {}
     for key, batch in signature_batches(image_batch, train_batch).items():
         index = model_io.signature_subgraph(fixed, key)
@@ -105,7 +104,6 @@ def fix_signature_batches(model: model_io.ModelT, image_batch: int | None, train
                     f"subgraph {reached} is run by '{previous[1]}' (batch {previous[0]}) and '{key}' "
                     f"(batch {batch}); give both the same batch")
     count = sum(_fix_subgraph(fixed, index, batch) for index, (batch, _) in sorted(batch_of_subgraph.items()))
-    _set_metadata(fixed, image_batch=image_batch, train_batch=train_batch)
     return fixed, BatchReport(image_batch, train_batch, note, count)
 
 
@@ -137,23 +135,3 @@ def _fix_subgraph(model: model_io.ModelT, index: int, batch: int) -> int:
         static = np.where(signature < 0, batch, signature).astype(np.int32)
         tensor.shape, tensor.shapeSignature = static, static.copy()
     return len(tensors)
-
-
-def read_metadata_record(model: model_io.ModelT) -> dict:
-    entry = _metadata_entry(model)
-    return json.loads(model_io.buffer_bytes(model, entry.buffer).decode())
-
-
-def _metadata_entry(model: model_io.ModelT):
-    for entry in model.metadata or []:
-        if entry.name.decode() == contract.METADATA_KEY:
-            return entry
-    raise UnsupportedModelError(f"the model has no '{contract.METADATA_KEY}' metadata to record the batch in")
-
-
-def _set_metadata(model: model_io.ModelT, **fields) -> None:
-    """Rewrites the contract metadata with `fields` set; compact JSON, the form the model-digest
-    byte search expects (contract.ModelMetadata.to_json)."""
-    record = {**read_metadata_record(model), **fields}
-    text = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-    graph.set_metadata(model, contract.METADATA_KEY, text)  # its buffer list is the copy's

@@ -1,7 +1,9 @@
 """The model's `tflite_transfer` metadata record (contract.ModelMetadata), built from what
 the compiler made: state entries with their roles, the label spec, the fingerprint.
 
-The digest field holds contract.DIGEST_PLACEHOLDER until the pipeline's last step stamps it.
+Passes change the typed record (the pipeline's Build.metadata); `write_metadata` serializes the
+final record into the model once, when the bytes are written. The digest field holds
+contract.DIGEST_PLACEHOLDER until the pipeline's last step stamps it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import numpy as np
 
 from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.compiler.flatbuffer import graph
 from tflite_transfer.runtime import contract
 
 
@@ -66,3 +69,9 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         image_range=tuple(base.image_range) if base.image_range else None,
         image_batch=image_batch, train_batch=train_batch,
         model_digest=contract.DIGEST_PLACEHOLDER)
+
+
+def write_metadata(model, metadata: contract.ModelMetadata) -> None:
+    """The one writer of the contract metadata entry (compact JSON: the digest's byte search
+    expects ModelMetadata.to_json's form)."""
+    graph.set_metadata(model, contract.METADATA_KEY, metadata.to_json().encode())

@@ -117,7 +117,7 @@ def test_base_variables_clashing_with_the_head_are_refused(tiny_fused):
     head_model = model_io.read_model_bytes(tiny_fused.head.tflite)
     clashing_base = cut.PreparedBase(head_model, 0, 7, 1, "base.tflite")
     with pytest.raises(InvalidInputError, match="conflicting variable names: .*step"):
-        fuse.fuse_base_and_head(clashing_base, head_model, "{}")
+        fuse.fuse_base_and_head(clashing_base, head_model)
 
 
 @pytest.mark.parametrize("flag,message", [
