@@ -175,12 +175,20 @@ class CompileResult:
         return len(self.head.tflite)
 
 
-def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print) -> CompileResult:
+# Called after every pass with the pass and what the passes have made so far: tests run the
+# structural checks there (tests/pass_checks.py), so a broken graph is caught where it is made.
+AfterPass = Callable[[Pass, Build], None]
+
+
+def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print,
+               after_pass: AfterPass | None = None) -> CompileResult:
     build = Build(base)
     for step in PASSES:
         if step.run is not verify_training or plan.verify_steps:
             progress(step.name)
         build = step.run(plan, build)
+        if after_pass is not None:
+            after_pass(step, build)
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
                          build.parity, build.metadata, summary.describe_signatures(final), build.versions,
@@ -202,10 +210,10 @@ def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
                       verify_steps: int = DEFAULT_VERIFY_STEPS,
                       verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                       batch_options: batch.BatchOptions = batch.BatchOptions(),
-                      progress: Progress = print) -> CompileResult:
+                      progress: Progress = print, after_pass: AfterPass | None = None) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
                      batch_options=batch_options)
-    return run_passes(plan, base, progress)
+    return run_passes(plan, base, progress, after_pass)
 
 
 def write_atomically(path: str, data: bytes) -> None:

@@ -25,14 +25,17 @@ def tensor_produced_by(path: str, op_name: str) -> str:
 
 def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
                   batch_options=None, **head):
+    """Compiles with the structural checks after every pass (tests/pass_checks.py)."""
     from tflite_transfer.compiler.base import sources
     from tflite_transfer.compiler.passes import batch
     from tflite_transfer.compiler import pipeline
 
+    from tests.pass_checks import PassChecks
+
     base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
     return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
                                       batch_options=batch_options or batch.BatchOptions(),
-                                      progress=lambda m: None)
+                                      progress=lambda m: None, after_pass=PassChecks(base))
 
 
 def check_train_matches_keras(result, learning_rate: float, tolerance: float) -> None:

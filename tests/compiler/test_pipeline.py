@@ -96,3 +96,64 @@ def test_passes_change_the_model_before_the_bytes_and_only_check_after():
     assert names.index("lower_op_versions") < names.index("serialize")
     assert names[-1] == "verify_training"
 
+
+@pytest.fixture(scope="module")
+def tiny_base(tiny_classifier_path, tiny_pool_name):
+    from tflite_transfer.compiler.base import sources
+
+    return sources.load_base(sources.BaseOptions(base=tiny_classifier_path, base_output=tiny_pool_name),
+                             lambda m: None)
+
+
+def test_structural_checks_run_after_every_pass(tiny_base):
+    """tests/pass_checks.py after each pass on the tiny base: what applies, as soon as it applies."""
+    from tests.pass_checks import PassChecks
+
+    checks = PassChecks(tiny_base)
+    pipeline.compile_from_base(tiny_base, HeadOptions(num_classes=3, optimizer="adam", learning_rate=0.01),
+                               verify_steps=2, progress=lambda m: None, after_pass=checks)
+    assert list(checks.checked) == [step.name for step in pipeline.PASSES]
+    by_function = {step.run.__name__: checks.checked[step.name] for step in pipeline.PASSES}
+    assert by_function["prepare_base"] == ["cut base: op audit", "cut base: base preserved"]
+    assert "head: signature contract" in by_function["build_head"]
+    names = [step.run.__name__ for step in pipeline.PASSES]
+    fused = names[names.index("fuse_model"):]
+    for name in fused:
+        assert {"op audit", "signature contract", "base preserved"} <= set(by_function[name]), name
+    for name in fused[fused.index("serialize"):]:
+        assert {"metadata written once", "model digest"} <= set(by_function[name]), name
+
+
+def _rename_load(plan, build):
+    build.fused.model.signatureDefs[1].signatureKey = b"loader"
+    return build
+
+
+def _damage_a_base_weight(plan, build):
+    from tflite_transfer.compiler.flatbuffer import model_io
+
+    model = build.fused.model
+    index = next(i for i in sorted(build.fused.base_buffers.values()) if model_io.buffer_bytes(model, i))
+    data = bytearray(model_io.buffer_bytes(model, index))
+    data[0] ^= 0x01
+    model.buffers[index] = model_io.make_buffer(bytes(data))
+    return build
+
+
+@pytest.mark.parametrize("breaking,message", [
+    (_rename_load, "differ from the contract"),
+    (_damage_a_base_weight, "differs from the original"),
+])
+def test_a_pass_that_breaks_the_model_is_caught_after_that_pass(tiny_base, monkeypatch, breaking, message):
+    from tests.pass_checks import PassChecks
+    from tflite_transfer.compiler.errors import VerificationError
+
+    names = [step.run.__name__ for step in pipeline.PASSES]
+    passes = list(pipeline.PASSES)
+    passes.insert(names.index("fuse_model") + 1, pipeline.Pass("a breaking pass", breaking))
+    monkeypatch.setattr(pipeline, "PASSES", tuple(passes))
+    checks = PassChecks(tiny_base)
+    with pytest.raises(VerificationError, match=f"after the pass 'a breaking pass': .*{message}"):
+        pipeline.compile_from_base(tiny_base, HeadOptions(num_classes=3), verify_steps=0,
+                                   progress=lambda m: None, after_pass=checks)
+    assert list(checks.checked) == [step.name for step in passes[:names.index("fuse_model") + 1]]
