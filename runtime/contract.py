@@ -103,7 +103,8 @@ class StateEntry:
 def state_layout(layers: Iterable[tuple[str, int, int]], slots: Iterable[str]) -> tuple[StateEntry, ...]:
     """Every variable `save` returns, in the order the compiler, the metadata, checkpoints and
     golden files use, with its role: each layer's kernel [units, inputs] and bias [units], then
-    every weight's optimizer slots (its shape), then step and learning_rate ([1] each).
+    every weight's optimizer slots (its shape), then step and learning_rate ([1] each); see
+    runtime/SPEC.md#state-and-roles.
     `layers`: (name, units, inputs) per head layer, from the bottleneck to the logits."""
     slots = tuple(slots)
     weights = []

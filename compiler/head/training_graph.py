@@ -14,7 +14,7 @@ Dense kernel), so no transpose of the weights is ever materialised: the forward 
 FULLY_CONNECTED, or BATCH_MATMUL with adj_y for wide layers at batch > 1 (see `_dense`), and each
 update's one weight-sized product is BATCH_MATMUL(scaled pre-activation gradient, input, adj_x).
 A train step reads each variable once and assigns it once; the optimizer registry
-(optimizers.py) folds its scalars into the small operand (issue 11, benchmarks/speed).
+(optimizers.py) folds its scalars into the small operand (measured: benchmarks/speed).
 """
 
 from __future__ import annotations
