@@ -8,6 +8,8 @@ giving each of its hyper-parameters a non-default value, and its refused values.
 
 from __future__ import annotations
 
+import keras
+import numpy as np
 import pytest
 
 from tests.helpers import check_train_matches_keras, compile_model
@@ -49,9 +51,14 @@ REFUSED = [
 @pytest.mark.parametrize("case", PARITY_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_train_steps_match_keras(tiny_classifier_path, tiny_pool_name, case):
     result = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, **case)
-    expected_slots = result.head.optimizer.slot_suffixes
     slots = {entry.slot for entry in result.metadata.state if entry.slot}
-    assert slots == set(expected_slots)
+    assert slots == set(result.head.optimizer.slot_suffixes)
+    # As many slots per weight as the Keras optimizer makes (besides its iteration and learning rate).
+    weights = [keras.Variable(np.zeros(entry.shape, np.float32)) for entry in result.metadata.state
+               if entry.role in ("kernel", "bias")]
+    reference = result.head.optimizer.keras_optimizer()
+    reference.build(weights)
+    assert len(reference.variables) - 2 == len(slots) * len(weights), [v.path for v in reference.variables]
     check_train_matches_keras(result, case["learning_rate"], tolerance=1e-5)
 
 
