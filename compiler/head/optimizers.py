@@ -161,6 +161,40 @@ def _adamw_update(spec, inputs):
     return _adam_update(spec, inputs, inputs.value * (1.0 - spec["weight_decay"] * inputs.learning_rate))
 
 
+def _rmsprop_update(spec, inputs):
+    """Keras 3 RMSprop: v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g and the
+    denominator is v - a^2; increment = lr g / sqrt(denominator + eps); with momentum:
+    s = momentum s + increment, w -= s; else w -= increment.
+    sqrt(1 - rho), 1 - rho and lr ride on the small operand (each one product); each slot is
+    read once and every other op is one pass (equal to the Keras form to float32 rounding;
+    verify.py checks it)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    rho, gradient, slots = spec["rho"], inputs.gradient, inputs.slots
+    velocity = slots["velocity"] * rho + tf.square(gradient.times(math.sqrt(1.0 - rho)))
+    new_slots, denominator = {"velocity": velocity}, velocity
+    if spec["centered"]:
+        average = slots["average_gradient"] * rho + gradient.times(1.0 - rho)
+        new_slots["average_gradient"], denominator = average, velocity - tf.square(average)
+    increment = gradient.times(inputs.learning_rate) / tf.sqrt(denominator + spec["epsilon"])
+    if spec["momentum"] > 0:
+        new_slots["momentum"] = slots["momentum"] * spec["momentum"] + increment
+        return inputs.value - new_slots["momentum"], new_slots
+    return inputs.value - increment, new_slots
+
+
+def _rmsprop_slots(spec):
+    """Keras' RMSprop keeps a momentum slot only with momentum > 0, an average gradient only centered."""
+    return ("velocity", *(("momentum",) if spec["momentum"] > 0 else ()),
+            *(("average_gradient",) if spec["centered"] else ()))
+
+
+def _keras_rmsprop(spec):
+    import keras  # noqa: PLC0415
+    return keras.optimizers.RMSprop(spec.learning_rate, rho=spec["rho"], momentum=spec["momentum"],
+                                    epsilon=spec["epsilon"], centered=spec["centered"])
+
+
 def _keras_sgd(spec):
     import keras  # noqa: PLC0415
     return keras.optimizers.SGD(spec.learning_rate)
@@ -189,6 +223,11 @@ OPTIMIZERS: dict[str, Optimizer] = {record.name: record for record in (
     Optimizer("adam", "Adam", always("m", "v"), _adam_update, _keras_adam, (BETA_1, BETA_2, EPSILON)),
     Optimizer("adamw", "Adam with decoupled weight decay", always("m", "v"), _adamw_update, _keras_adamw,
               (BETA_1, BETA_2, EPSILON, WEIGHT_DECAY)),
+    Optimizer("rmsprop", "RMSprop", _rmsprop_slots, _rmsprop_update, _keras_rmsprop, (
+        HyperParameter("rho", 0.9, "decay of the squared-gradient average", IN_UNIT_INTERVAL),
+        dataclasses.replace(MOMENTUM, default=0.0),
+        EPSILON,
+        HyperParameter("centered", False, "centered RMSprop (divides by the gradient's variance estimate)"))),
 )}
 
 

@@ -25,6 +25,9 @@ PARITY_CASES = [
     dict(optimizer="adam", learning_rate=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-4),
     dict(optimizer="adamw", learning_rate=0.01, weight_decay=0.05),
     dict(optimizer="adamw", learning_rate=0.01, weight_decay=0.01, beta_1=0.85, beta_2=0.995, epsilon=1e-5),
+    dict(optimizer="rmsprop", learning_rate=0.01),
+    dict(optimizer="rmsprop", learning_rate=0.005, momentum=0.9),
+    dict(optimizer="rmsprop", learning_rate=0.01, rho=0.8, momentum=0.5, epsilon=1e-4, centered=True),
 ]
 
 REFUSED = [
@@ -45,7 +48,26 @@ REFUSED = [
     (dict(name="adam", learning_rate=0.1, epsilon=0.0), "--epsilon must be a finite number > 0"),
     (dict(name="adamw", learning_rate=0.1, weight_decay=float("nan")), "--weight_decay must be a finite number >= 0"),
     (dict(name="adamw", learning_rate=0.1, weight_decay="a lot"), "--weight_decay must be a number"),
+    (dict(name="rmsprop", learning_rate=0.1, rho=1.0), "--rho must be in \\[0, 1\\) for --optimizer=rmsprop"),
+    (dict(name="rmsprop", learning_rate=0.1, momentum=-0.1), "--momentum must be in \\[0, 1\\) for --optimizer=rmsprop"),
+    (dict(name="rmsprop", learning_rate=0.1, epsilon=-1.0), "--epsilon must be a finite number > 0"),
+    (dict(name="rmsprop", learning_rate=0.1, centered="yes"), "--centered must be true or false"),
+    (dict(name="adam", learning_rate=0.1, rho=0.9), "--rho applies to rmsprop only, not --optimizer=adam"),
 ]
+
+
+def test_rmsprop_defaults_and_slots_are_keras():
+    """Keras 3 RMSprop's defaults (rho 0.9, momentum 0, epsilon 1e-7, not centered); its
+    momentum and average-gradient slots exist only when used, as in Keras."""
+    import inspect
+
+    spec = optimizers.build_optimizer("rmsprop", 0.001)
+    keras_defaults = inspect.signature(keras.optimizers.RMSprop).parameters
+    for name in ("rho", "momentum", "epsilon", "centered"):
+        assert spec[name] == keras_defaults[name].default, name
+    assert spec.slot_suffixes == ("velocity",)
+    assert optimizers.build_optimizer("rmsprop", 0.001, momentum=0.5, centered=True).slot_suffixes == \
+        ("velocity", "momentum", "average_gradient")
 
 
 @pytest.mark.parametrize("case", PARITY_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
