@@ -94,14 +94,14 @@ def _print_error(error: Exception | str) -> None:
 
 
 def _export() -> int:
-    from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
-
     if not FLAGS.model or not FLAGS.checkpoint:
         print("compile-transfer: error: export needs --model and --checkpoint", file=sys.stderr)
         return 2
     output = FLAGS.output if FLAGS["output"].present else "personalized_model.tflite"
     try:
-        user_files.check_output_file(output)  # before reading anything
+        user_files.check_output_file(output)  # before reading anything (or importing TensorFlow)
+        from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
+
         exported = inference_model.export_files(FLAGS.model, FLAGS.checkpoint, output)
     except TransferError as error:
         _print_error(error)

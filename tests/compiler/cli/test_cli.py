@@ -31,7 +31,8 @@ def test_compiles_and_prints_a_summary(tiny_classifier_path, tiny_pool_name, tmp
     model = model_io.read_model(str(output))
     assert {s.signatureKey.decode() for s in model.signatureDefs} >= {"load", "infer", "train"}
     for expected in ("signatures", "train_images", "image [batch, 16, 12, 3] uint8",
-                     "all TFLite builtins", "relative weight difference", "base tensors identical"):
+                     "all TFLite builtins", "relative weight difference", "base tensors identical",
+                     "labels: no labels", "optimizer adam (learning rate"):
         assert expected in process.stdout
 
 
@@ -92,6 +93,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.parametrize("flag,phrase", [
+    ("export", "export needs --model and --checkpoint"),
     ("--num_clases=5", "Unknown command line flag 'num_clases'. Did you mean: num_classes"),
     ("--head=mlp:abc", "--head=mlp:abc: expected hidden layer sizes"),
     ("--seed=-1", "--seed must be an integer in [0, 4294967295], got -1"),
