@@ -1,9 +1,9 @@
 """compile_transfer_model: the options -> one validated plan -> an ordered list of passes ->
 the model's bytes.
 
-The plan is built and validated once from the options (`make_plan`); nothing downstream checks
-a flag again. Each pass is a plain function `(plan, build) -> build` over one frozen `Build`
-record and runs in the order of `PASSES`: the model is changed only up to `serialize`, which
+The plan is built and validated once from the options (`make_plan`, compiler/plan.py, before
+TensorFlow is needed); nothing downstream checks a flag again. Each pass is a plain function
+`(plan, build) -> build` over one frozen `Build` record and runs in the order of `PASSES`: the model is changed only up to `serialize`, which
 writes the bytes and stamps the model digest as the last change; the audits, the run of every
 signature and `--verify` then check those final bytes, and the CLI writes them only if all pass.
 Adding a pass is one function and one line in `PASSES`.
@@ -12,93 +12,26 @@ Adding a pass is one function and one line in `PASSES`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 from tflite_transfer.compiler.checks import audit
 from tflite_transfer.compiler.passes import batch, cut, feature_scale, fuse, op_versions
-from tflite_transfer.compiler.head import heads, losses, optimizers
+from tflite_transfer.compiler.head import heads
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.cli import summary
 from tflite_transfer.compiler.head import training_graph
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.checks import validate, verify
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
-from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
-from tflite_transfer.compiler.passes.metadata import build_metadata
-from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
-                                              BaseOptions, HeadOptions)
+from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
+from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
+from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
 
 Progress = Callable[[str], None]
-__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
-           "compile_from_base", "write_atomically"]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CompilePlan:
-    """Everything a compile needs, validated: built once by make_plan."""
-    head: str                            # the --head flag (its builder needs the bottleneck size)
-    num_classes: int
-    labels: tuple[str, ...]
-    loss: losses.LossSpec
-    optimizer: optimizers.OptimizerSpec
-    seed: int
-    verify_steps: int                    # 0: no --verify
-    verify_tolerance: float
-    batch: batch.BatchOptions            # fixed signature batches (--batch); default any
-    learning_rate_from_features: bool = False   # no --learning_rate: feature_scale.py sets it
-
-
-def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
-              verify: bool = True, verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
-              batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
-    """Validates every head, loss, optimizer and check option once (cheap: before minutes of
-    conversion are spent). `verify=False` (--noverify) runs no train steps, but a bad
-    --verify_steps is still refused: a flag value is valid or not whatever else is given."""
-    labels = tuple(head_options.labels)
-    num_classes = head_options.num_classes
-    if num_classes is None:
-        num_classes = len(labels) or DEFAULT_NUM_CLASSES
-    loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
-    losses.check_num_outputs(loss, num_classes)
-    if labels and len(labels) != num_classes:
-        raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
-    from_features = head_options.learning_rate is None
-    optimizer = optimizers.build_optimizer(
-        head_options.optimizer, feature_scale.ADAM_LEARNING_RATE if from_features else head_options.learning_rate,
-        head_options.momentum,
-        head_options.nesterov, head_options.beta_1, head_options.beta_2, head_options.epsilon,
-        head_options.weight_decay)
-    if head_options.head.partition(":")[0] not in heads.HEADS:
-        heads.build_head(head_options.head, 1, num_classes)  # raises the clear error
-    if verify_steps < 0:
-        raise InvalidInputError(f"--verify_steps must be >= 0, got {verify_steps}")
-    if not (verify_tolerance > 0 and math.isfinite(verify_tolerance)):
-        raise InvalidInputError(f"--verify_tolerance must be a finite number > 0, got {verify_tolerance}")
-    return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
-                       optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps if verify else 0,
-                       verify_tolerance=verify_tolerance, batch=batch_options,
-                       learning_rate_from_features=from_features)
-
-
-def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
-    """Cheap checks of the base options, the files they name and the output location
-    (user_files.py), before minutes of conversion are spent."""
-    if not (base_options.alpha > 0 and math.isfinite(base_options.alpha)):
-        raise InvalidInputError(f"--alpha must be a finite number > 0, got {base_options.alpha}")
-    if base_options.image_size < 32:
-        raise InvalidInputError(f"--image_size must be >= 32, got {base_options.image_size}")
-    if base_options.num_calibration_images < 1:
-        raise InvalidInputError(f"--num_calibration_images must be >= 1, got {base_options.num_calibration_images}")
-    if base_options.calibration_dir is not None:
-        user_files.check_directory(base_options.calibration_dir, "--calibration_dir",
-                                   "a folder of .jpg/.png/.bmp images")
-    if base_options.base_weights is not None:
-        user_files.check_regular_file(base_options.base_weights, "--base_weights",
-                                      "a .keras/.h5/.weights.h5 file")
-    if output is not None:
-        user_files.check_output_file(output)
+__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "check_base_options",
+           "compile_transfer_model", "compile_from_base", "write_atomically"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +78,8 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
     optimizer = plan.optimizer
     if plan.learning_rate_from_features:
         optimizer = dataclasses.replace(optimizer, learning_rate=feature_scale.default_learning_rate(
-            build.feature_scale, plan.loss.name, plan.num_classes, optimizer.name, optimizer.momentum))
+            build.feature_scale, plan.loss.name, plan.num_classes, optimizer.name,
+            float(optimizer.hyper_parameters.get("momentum", 0.0))))
     head = training_graph.build_training_head(head_spec, plan.loss, optimizer, dispatch)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
@@ -157,8 +91,7 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
 
 def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
-    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model,
-                                                                    build.metadata.to_json()))
+    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model))
 
 
 def fix_batches(plan: CompilePlan, build: Build) -> Build:
@@ -190,7 +123,9 @@ def lower_op_versions(plan: CompilePlan, build: Build) -> Build:
 
 
 def serialize(plan: CompilePlan, build: Build) -> Build:
-    """The final bytes: FlatBuffer, the base's associated files, the digest stamped last."""
+    """The final bytes: the metadata record written (once), the FlatBuffer, the base's
+    associated files, the digest stamped last."""
+    write_metadata(build.fused.model, build.metadata)
     model_bytes = model_io.append_associated_files(model_io.write_model_bytes(build.fused.model),
                                                    model_io.associated_files(build.base.tflite, build.base.source))
     return dataclasses.replace(build, model_bytes=contract.stamp_digest(model_bytes))
@@ -264,12 +199,20 @@ class CompileResult:
         return len(self.head.tflite)
 
 
-def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print) -> CompileResult:
+# Called after every pass with the pass and what the passes have made so far: tests run the
+# structural checks there (tests/pass_checks.py), so a broken graph is caught where it is made.
+AfterPass = Callable[[Pass, Build], None]
+
+
+def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print,
+               after_pass: AfterPass | None = None) -> CompileResult:
     build = Build(base)
     for step in PASSES:
         if step.run is not verify_training or plan.verify_steps:
             progress(step.name)
         build = step.run(plan, build)
+        if after_pass is not None:
+            after_pass(step, build)
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
                          build.parity, build.metadata, summary.describe_signatures(final), build.versions,
@@ -291,10 +234,10 @@ def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
                       verify_steps: int = DEFAULT_VERIFY_STEPS,
                       verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                       batch_options: batch.BatchOptions = batch.BatchOptions(),
-                      progress: Progress = print) -> CompileResult:
+                      progress: Progress = print, after_pass: AfterPass | None = None) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
                      batch_options=batch_options)
-    return run_passes(plan, base, progress)
+    return run_passes(plan, base, progress, after_pass)
 
 
 def write_atomically(path: str, data: bytes) -> None:

@@ -105,6 +105,20 @@ def read_text_file(path, flag: str, what: str = "a UTF-8 text file") -> str:
                                 f"0x{data[error.start]:02x}); save it as UTF-8") from None
 
 
+def read_labels(path, flag: str = "--labels") -> tuple[str, ...]:
+    """One class name per line, in class order. A blank line inside the list is refused (it
+    would silently drop a class and shift every id after it); the file may end with a newline."""
+    text = read_text_file(path, flag, "a text file of class names")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise InvalidInputError(f"{flag} {shown(path)}: line {number} is blank; give one class name "
+                                    "per line, no blank lines (class ids follow the line order)")
+    if not lines:
+        raise InvalidInputError(f"{flag} {shown(path)} holds no class names; give one per line")
+    return tuple(line.strip() for line in lines)
+
+
 def check_output_file(path, flag: str = "--output") -> str:
     """Cheap checks before minutes of compiling: the output names a file (not a directory or
     device) in an existing directory this process can write in."""

@@ -100,6 +100,23 @@ class StateEntry:
         return np.dtype(self.dtype)
 
 
+def state_layout(layers: Iterable[tuple[str, int, int]], slots: Iterable[str]) -> tuple[StateEntry, ...]:
+    """Every variable `save` returns, in the order the compiler, the metadata, checkpoints and
+    golden files use, with its role: each layer's kernel [units, inputs] and bias [units], then
+    every weight's optimizer slots (its shape), then step and learning_rate ([1] each); see
+    runtime/SPEC.md#state-and-roles.
+    `layers`: (name, units, inputs) per head layer, from the bottleneck to the logits."""
+    slots = tuple(slots)
+    weights = []
+    for layer, units, inputs in layers:
+        weights.append(StateEntry(weight_name(layer, KERNEL), (int(units), int(inputs)), "float32", KERNEL, layer=layer))
+        weights.append(StateEntry(weight_name(layer, BIAS), (int(units),), "float32", BIAS, layer=layer))
+    slot_entries = [StateEntry(slot_name(weight.name, slot), weight.shape, "float32", SLOT, layer=weight.layer,
+                               slot=slot, of=weight.name) for weight in weights for slot in slots]
+    return (*weights, *slot_entries, StateEntry(STEP, (1,), "int32", STEP),
+            StateEntry(LEARNING_RATE, (1,), "float32", LEARNING_RATE))
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelSpec:
     """What `train`/`train_images` take as `label`, per sample."""

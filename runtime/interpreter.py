@@ -47,7 +47,7 @@ def _schema():
 
 
 def check_digest(model_bytes: bytes, source: str) -> None:
-    """Refuses a model whose `model_digest` does not match its bytes (decision 3). A model
+    """Refuses a model whose `model_digest` does not match its bytes (runtime/SPEC.md#model-digest). A model
     without a digest field passes here; its metadata must then be contract version 1."""
     if contract.digest_matches(model_bytes) is False:
         raise VerificationError(

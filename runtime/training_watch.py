@@ -36,9 +36,11 @@ RISE = 3.0   # converging runs measured here rose at most 1.24x over their best 
 def stable_learning_rate(max_norm2: float, loss: str, num_outputs: int, optimizer: str,
                          momentum: float = 0.0) -> float | None:
     """The largest stable learning rate of a single dense layer trained on features whose
-    largest squared norm is `max_norm2` (module docstring); None for Adam-type optimizers."""
+    largest squared norm is `max_norm2` (module docstring); None for adaptive optimizers."""
     augmented = float(max_norm2) + 1.0
-    if optimizer in ("adam", "adamw") or not math.isfinite(augmented):
+    # Only plain gradient steps scale with the features; adaptive optimizers (adam, adamw,
+    # rmsprop, and any this runtime does not know) have no such bound.
+    if optimizer not in ("sgd", "momentum") or not math.isfinite(augmented):
         return None
     bound = (num_outputs if loss == "mse" else 4.0) / augmented
     return bound * (1.0 + momentum) if optimizer == "momentum" else bound

@@ -25,14 +25,34 @@ def tensor_produced_by(path: str, op_name: str) -> str:
 
 def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
                   batch_options=None, **head):
+    """Compiles with the structural checks after every pass (tests/pass_checks.py)."""
     from tflite_transfer.compiler.base import sources
     from tflite_transfer.compiler.passes import batch
     from tflite_transfer.compiler import pipeline
 
+    from tests.pass_checks import PassChecks
+
     base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
     return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
                                       batch_options=batch_options or batch.BatchOptions(),
-                                      progress=lambda m: None)
+                                      progress=lambda m: None, after_pass=PassChecks(base))
+
+
+def check_train_matches_keras(result, learning_rate: float, tolerance: float) -> None:
+    """A compiled model's `train` matches verify.py's Keras reference over 15 steps, and the
+    check is able to fail: the same steps against a reference with another optimizer differ."""
+    import dataclasses
+
+    from tflite_transfer.compiler.checks import verify
+    from tflite_transfer.compiler.head import optimizers
+
+    report = verify.verify_training(result.model_bytes, result.head, steps=15, batch_size=6, seed=3)
+    assert report.max_relative_difference <= tolerance, report.per_variable
+    assert report.max_loss_difference <= 1e-5
+    other = "momentum" if result.head.optimizer.name == "sgd" else "sgd"
+    wrong = dataclasses.replace(result.head, optimizer=optimizers.build_optimizer(other, learning_rate))
+    mismatch = verify.verify_training(result.model_bytes, wrong, steps=15, batch_size=6, seed=3)
+    assert mismatch.max_relative_difference > 100 * tolerance
 
 
 def interpreter(model_bytes: bytes, kind: str = "litert", xnnpack: bool = True):

@@ -124,7 +124,7 @@ class KerasReference:
         self._initial = [kernel.T.copy(), initial_state[self._bias_name].copy()]
         self._dense = keras.layers.Dense(kernel.shape[0])
         self._dense.build((None, kernel.shape[1]))
-        spec = OptimizerSpec(**optimizer)
+        spec = OptimizerSpec.from_record(optimizer)
         self._optimizer = spec.keras_optimizer()
         self._optimizer.build(self._dense.trainable_variables)
         self._optimizer_initial = [v.numpy() for v in self._optimizer.variables]

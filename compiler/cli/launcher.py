@@ -9,7 +9,6 @@ import sys
 
 # Import name -> distribution, for what the `compiler` extra installs (pyproject.toml).
 COMPILER_DEPENDENCIES = {"tensorflow": "tensorflow-cpu", "absl": "absl-py", "flatbuffers": "flatbuffers"}
-INSTALL_HINT = "pip install 'tflite-transfer[compiler]'"
 
 
 def missing_dependencies() -> list[str]:
@@ -19,10 +18,12 @@ def missing_dependencies() -> list[str]:
 def run() -> None:
     missing = missing_dependencies()
     if missing:
+        from tflite_transfer.runtime.installation import install_command  # noqa: PLC0415
+
         print(f"compile-transfer: error: the compiler needs {', '.join(missing)}, which this install "
-              f"lacks (the plain install is the runtime only): {INSTALL_HINT}", file=sys.stderr)
+              f"lacks (the plain install is the runtime only): {install_command('compiler')}", file=sys.stderr)
         sys.exit(2)
-    from tflite_transfer.compiler.cli import main  # noqa: PLC0415 (imports TensorFlow)
+    from tflite_transfer.compiler.cli import main  # noqa: PLC0415 (TensorFlow only once every flag is checked)
 
     main.run()
 

@@ -23,11 +23,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags, logging  # noqa: E402
 
+# Nothing imported here loads TensorFlow: every flag is parsed and checked first (plan.py).
 from tflite_transfer.compiler.head import heads, losses, optimizers  # noqa: E402 (registries, for --help)
-from tflite_transfer.compiler import user_files
+from tflite_transfer.compiler import plan as compile_plan, user_files  # noqa: E402
 from tflite_transfer.compiler.errors import TransferError  # noqa: E402
 from tflite_transfer.compiler.options import (BASE_DEFAULTS, DEFAULT_BASE, DEFAULT_NUM_CLASSES,  # noqa: E402
-                                              DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, HEAD_DEFAULTS)
+                                              DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, HEAD_DEFAULTS,
+                                              HYPER_PARAMETER_FLAGS, MAX_SEED, BaseOptions, HeadOptions,
+                                              parse_batch_flag)
 
 FLAGS = flags.FLAGS
 
@@ -55,22 +58,18 @@ flags.DEFINE_integer("num_classes", None, "Classes (or regression targets for a 
                      f"Default: the number of --labels, else {DEFAULT_NUM_CLASSES}.")
 flags.DEFINE_string("labels", None, "Text file with one class name per line, stored in the model.")
 flags.DEFINE_string("loss", HEAD_DEFAULTS.loss, f"Loss: {losses.help_text()}.")
-flags.DEFINE_float("label_smoothing", HEAD_DEFAULTS.label_smoothing, "Label smoothing, in [0, 1), for "
-                   f"{', '.join(n for n, r in losses.LOSSES.items() if r.takes_label_smoothing)}.")
 flags.DEFINE_string("optimizer", HEAD_DEFAULTS.optimizer, f"Optimizer: one of {optimizers.describe()} "
                     "(Keras 3 formulas).")
 flags.DEFINE_float("learning_rate", HEAD_DEFAULTS.learning_rate, "Initial learning rate (changeable on device through "
                    "the set_learning_rate signature). Default: from the bottleneck scale measured on "
                    "synthetic inputs: SGD on softmax is stable below 4/(1 + max |x|^2) for bottlenecks x "
                    "(the summary prints it), SGD starts there, momentum at (1 + momentum) times it, "
-                   "Adam/AdamW at 0.001.")
-flags.DEFINE_float("momentum", HEAD_DEFAULTS.momentum, "Momentum of --optimizer=momentum.")
-flags.DEFINE_bool("nesterov", HEAD_DEFAULTS.nesterov, "Nesterov momentum for --optimizer=momentum.")
-flags.DEFINE_float("beta_1", HEAD_DEFAULTS.beta_1, "Adam/AdamW beta_1.")
-flags.DEFINE_float("beta_2", HEAD_DEFAULTS.beta_2, "Adam/AdamW beta_2.")
-flags.DEFINE_float("epsilon", HEAD_DEFAULTS.epsilon, "Adam/AdamW epsilon.")
-flags.DEFINE_float("weight_decay", HEAD_DEFAULTS.weight_decay, "AdamW weight decay.")
-flags.DEFINE_integer("seed", HEAD_DEFAULTS.seed, "Seed of the head's initial weights.")
+                   "adaptive optimizers (Adam, AdamW, RMSprop) at 0.001.")
+# The losses' and optimizers' hyper-parameters: one flag per name, from the registry records
+# (compiler/head/hyper_parameters.py); unset, the chosen record's default applies.
+for _flag in HYPER_PARAMETER_FLAGS:
+    (flags.DEFINE_bool if _flag.kind is bool else flags.DEFINE_float)(_flag.name, None, _flag.help)
+flags.DEFINE_integer("seed", HEAD_DEFAULTS.seed, f"Seed of the head's initial weights, in [0, {MAX_SEED}].")
 # Output and checks.
 flags.DEFINE_string("output", "transfer_model.tflite", "Where to write the fused model.")
 flags.DEFINE_bool("verify", True, "Run --verify_steps train steps in the TFLite interpreter "
@@ -95,27 +94,15 @@ def _print_error(error: Exception | str) -> None:
     print(f"compile-transfer: error: {text}", file=sys.stderr)
 
 
-def _read_labels(path: str | None) -> tuple[str, ...]:
-    from tflite_transfer.compiler.errors import InvalidInputError  # noqa: PLC0415
-
-    if path is None:
-        return ()
-    text = user_files.read_text_file(path, "--labels", "a text file of class names")
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(set(labels)) != len(labels):
-        raise InvalidInputError(f"--labels {user_files.shown(path)}: class names repeat")
-    return labels
-
-
 def _export() -> int:
-    from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
-
     if not FLAGS.model or not FLAGS.checkpoint:
         print("compile-transfer: error: export needs --model and --checkpoint", file=sys.stderr)
         return 2
     output = FLAGS.output if FLAGS["output"].present else "personalized_model.tflite"
     try:
-        user_files.check_output_file(output)  # before reading anything
+        user_files.check_output_file(output)  # before reading anything (or importing TensorFlow)
+        from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
+
         exported = inference_model.export_files(FLAGS.model, FLAGS.checkpoint, output)
     except TransferError as error:
         _print_error(error)
@@ -164,26 +151,26 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        from tflite_transfer.compiler.base import sources  # noqa: PLC0415
-        from tflite_transfer.compiler.passes import batch
-        from tflite_transfer.compiler import pipeline
-        from tflite_transfer.compiler.cli import summary
-
-        head_options = pipeline.HeadOptions(
-            head=FLAGS.head, num_classes=FLAGS.num_classes, labels=_read_labels(FLAGS.labels),
-            loss=FLAGS.loss, label_smoothing=FLAGS.label_smoothing, optimizer=FLAGS.optimizer,
-            learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
-            beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, epsilon=FLAGS.epsilon,
-            weight_decay=FLAGS.weight_decay, seed=FLAGS.seed)
-        plan = pipeline.make_plan(head_options, verify_steps=FLAGS.verify_steps, verify=FLAGS.verify,
-                                  verify_tolerance=FLAGS.verify_tolerance,
-                                  batch_options=batch.parse_batch_flag(FLAGS.batch))
-        base_options = pipeline.BaseOptions(
+        # Every flag checked before anything slow runs (TensorFlow is imported after this).
+        head_options = HeadOptions(
+            head=FLAGS.head, num_classes=FLAGS.num_classes,
+            labels=user_files.read_labels(FLAGS.labels) if FLAGS.labels is not None else (),
+            loss=FLAGS.loss, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
+            **{flag.name: FLAGS[flag.name].value for flag in HYPER_PARAMETER_FLAGS})
+        plan = compile_plan.make_plan(head_options, verify_steps=FLAGS.verify_steps, verify=FLAGS.verify,
+                                      verify_tolerance=FLAGS.verify_tolerance,
+                                      batch_options=parse_batch_flag(FLAGS.batch))
+        base_options = BaseOptions(
             base=FLAGS.base, base_output=FLAGS.base_output, alpha=FLAGS.alpha,
             image_size=FLAGS.image_size, base_weights=_base_weights(FLAGS.base, FLAGS.base_weights, FLAGS.alpha),
             calibration_dir=FLAGS.calibration_dir, num_calibration_images=FLAGS.num_calibration_images,
             quantize=FLAGS.quantize)
-        pipeline.check_base_options(base_options, FLAGS.output)
+        compile_plan.check_base_options(base_options, FLAGS.output)
+
+        from tflite_transfer.compiler.base import sources  # noqa: PLC0415 (imports TensorFlow)
+        from tflite_transfer.compiler import pipeline  # noqa: PLC0415
+        from tflite_transfer.compiler.cli import summary  # noqa: PLC0415
+
         result = pipeline.run_passes(plan, sources.load_base(base_options, _progress), _progress)
         pipeline.write_atomically(FLAGS.output, result.model_bytes)
     except TransferError as error:

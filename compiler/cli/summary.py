@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler.head import hyper_parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,19 +33,31 @@ def _tensors(infos: list[TensorInfo], limit: int = 4) -> str:
     return ", ".join(shown) or "-"
 
 
+def _labels(labels: tuple[str, ...], num_outputs: int, class_ids: bool, limit: int = 12) -> str:
+    if not labels:
+        what = f"class ids 0..{num_outputs - 1}" if class_ids else f"{num_outputs} float targets"
+        return f"no labels ({what}; --labels names the classes)"
+    shown = ", ".join(labels[:limit]) + (f", ... {len(labels) - limit} more" if len(labels) > limit else "")
+    return f"{len(labels)}: {shown}"
+
+
 def format_summary(result, output_path: str) -> str:
     lines = [f"wrote {output_path}"]
     base = result.base
     weights = "SYNTHETIC weights (not pretrained: features are not meaningful; pass --base_weights)" \
         if base.synthetic_weights else "weights as given"
     lines.append(f"base:  {base.description}; {weights}")
-    lines.append(f"head:  {result.head.head.description}; loss {result.head.loss.name}; "
-                 f"optimizer {result.head.optimizer.name} (learning rate {result.head.optimizer.learning_rate:g})")
+    loss, optimizer = result.head.loss, result.head.optimizer
+    loss_choices = f" ({hyper_parameters.shown(loss.hyper_parameters)})" if loss.hyper_parameters else ""
+    optimizer_choices = hyper_parameters.shown({"learning rate": optimizer.learning_rate, **optimizer.hyper_parameters})
+    lines.append(f"head:  {result.head.head.description}; loss {loss.name}{loss_choices}; "
+                 f"optimizer {optimizer.name} ({optimizer_choices})")
+    lines.append(f"labels: {_labels(result.metadata.labels, result.metadata.num_outputs, loss.labels_are_class_ids)}")
     scale = getattr(result, "feature_scale", None)
     if scale is not None:
         from tflite_transfer.compiler.passes import feature_scale  # noqa: PLC0415
 
-        bound = feature_scale.stable_bound(scale, result.head.loss.name, result.head.head.num_outputs)
+        bound = feature_scale.stable_bound(scale, loss.name, result.head.head.num_outputs)
         lines.append(f"rate:  SGD is stable below {bound:.3g} for these features (max |bottleneck|^2 "
                      f"{scale.max_norm2:.4g} on {scale.inputs}); fit rolls back and says so if the loss rises")
     lines.append(f"size:  base {len(base.tflite) / 1e6:.3f} MB + head {result.head_bytes / 1e6:.3f} MB "

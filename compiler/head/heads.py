@@ -50,6 +50,11 @@ class HeadSpec:
     def num_outputs(self) -> int:
         return self.layers[-1].units
 
+    @property
+    def layer_shapes(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, units, inputs) per layer: what contract.state_layout walks."""
+        return tuple((layer.name, layer.units, int(layer.kernel.shape[0])) for layer in self.layers)
+
 
 def _glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
@@ -72,14 +77,18 @@ def _dense_stack(bottleneck_size: int, hidden: tuple[int, ...], num_outputs: int
     return tuple(layers)
 
 
-def softmax_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
+def _no_argument(arg: str) -> None:
     if arg:
         raise InvalidInputError(f"--head=softmax takes no argument (got 'softmax:{arg}')")
+
+
+def softmax_head(_: None, bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
     return HeadSpec("softmax", _dense_stack(bottleneck_size, (), num_outputs, seed),
                     f"dense {bottleneck_size}->{num_outputs}")
 
 
-def mlp_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
+def _hidden_sizes(arg: str) -> tuple[int, ...]:
+    """'128' or '256,64' -> the hidden layers' sizes."""
     try:
         hidden = tuple(int(size) for size in arg.split(","))
     except ValueError:
@@ -87,6 +96,10 @@ def mlp_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> Hea
     if not hidden or any(size < 1 for size in hidden):
         raise InvalidInputError(
             f"--head=mlp:{arg}: expected hidden layer sizes like 'mlp:128' or 'mlp:256,64'")
+    return hidden
+
+
+def mlp_head(hidden: tuple[int, ...], bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
     sizes = "->".join(str(s) for s in (bottleneck_size, *hidden, num_outputs))
     return HeadSpec("mlp", _dense_stack(bottleneck_size, hidden, num_outputs, seed),
                     f"MLP {sizes} (ReLU hidden layers)")
@@ -96,12 +109,18 @@ def mlp_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> Hea
 KERAS_LAYERS_ACCEPTED = ("InputLayer", "Dense", "Activation", "ReLU", "Flatten", "Dropout")
 
 
-def keras_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
+@dataclasses.dataclass(frozen=True)
+class KerasHeadFile:
+    """A user's Keras head, read into dense layers (its weights are the initial weights)."""
+    path: str
+    layers: tuple[DenseLayer, ...]
+
+
+def read_keras_head(arg: str) -> KerasHeadFile:
     """Reads a user's Keras head (a model taking the bottleneck) into dense layers.
 
-    Its weights are the head's initial weights. A final softmax activation is dropped: the
-    loss applies it. Dropout is dropped too (random ops would need Flex).
-    """
+    A final softmax activation is dropped: the loss applies it. Dropout is dropped too
+    (random ops would need Flex). Sizes are checked against the base in `keras_head`."""
     if not arg:
         raise InvalidInputError("--head=keras:FILE names no file; e.g. --head=keras:head.keras")
     path = user_files.check_regular_file(arg, "--head=keras:FILE", "a Keras .keras/.h5 file")
@@ -144,6 +163,11 @@ def keras_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> H
             f"{path}: the last Dense layer '{layers[-1].name}' must be linear or softmax "
             f"(got {layers[-1].activation}); the loss applies the output activation")
     layers[-1] = dataclasses.replace(layers[-1], activation="linear")
+    return KerasHeadFile(path, tuple(layers))
+
+
+def keras_head(head_file: KerasHeadFile, bottleneck_size: int, num_outputs: int, seed: int) -> HeadSpec:
+    path, layers = head_file.path, head_file.layers
     if layers[0].kernel.shape[0] != bottleneck_size:
         raise InvalidInputError(
             f"{path}: the head takes {layers[0].kernel.shape[0]} features but the base's "
@@ -151,7 +175,7 @@ def keras_head(arg: str, bottleneck_size: int, num_outputs: int, seed: int) -> H
     if layers[-1].units != num_outputs:
         raise InvalidInputError(
             f"{path}: the head has {layers[-1].units} outputs but --num_classes is {num_outputs}")
-    return HeadSpec("keras", tuple(layers), f"Keras head {os.path.basename(path)}: "
+    return HeadSpec("keras", layers, f"Keras head {os.path.basename(path)}: "
                     + " -> ".join(f"{l.name}({l.units},{l.activation})" for l in layers))
 
 
@@ -183,22 +207,23 @@ def _set_last_activation(layers: list[DenseLayer], activation: str, path: str) -
     layers[-1] = dataclasses.replace(layers[-1], activation=activation)
 
 
-HeadBuilder = Callable[[str, int, int, int], HeadSpec]
-
-
 @dataclasses.dataclass(frozen=True)
 class HeadRecord:
-    """One kind of head: how `--head` spells it, what it is, and its builder."""
+    """One kind of head: how `--head` spells it, what it is, how its argument (the text after
+    ':', its one hyper-parameter) is read and checked without the base, and its builder."""
     usage: str                 # e.g. 'mlp:H1[,H2,...]'
     description: str
-    build: HeadBuilder
+    parse: Callable[[str], object]                       # the argument -> what build takes; raises
+    build: Callable[[object, int, int, int], HeadSpec]   # (parsed, bottleneck size, outputs, seed)
 
 
 HEADS: dict[str, HeadRecord] = {
-    "softmax": HeadRecord("softmax", "one dense layer (the loss adds softmax)", softmax_head),
-    "mlp": HeadRecord("mlp:H1[,H2,...]", "dense layers with ReLU hidden layers of H1, H2... units", mlp_head),
+    "softmax": HeadRecord("softmax", "one dense layer (the loss adds softmax)", _no_argument, softmax_head),
+    "mlp": HeadRecord("mlp:H1[,H2,...]", "dense layers with ReLU hidden layers of H1, H2... units",
+                      _hidden_sizes, mlp_head),
     "keras": HeadRecord("keras:FILE", "a Keras model of " + "/".join(KERAS_LAYERS_ACCEPTED[1:])
-                        + " layers taking the bottleneck; its weights are the initial weights", keras_head),
+                        + " layers taking the bottleneck; its weights are the initial weights",
+                        read_keras_head, keras_head),
 }
 
 
@@ -206,13 +231,30 @@ def help_text() -> str:
     return "; ".join(f"'{record.usage}': {record.description}" for record in HEADS.values())
 
 
-def build_head(flag: str, bottleneck_size: int, num_outputs: int, seed: int = 0) -> HeadSpec:
-    """Builds the head named by a `--head` flag value: `softmax`, `mlp:H1[,H2]`, `keras:FILE`."""
+@dataclasses.dataclass(frozen=True)
+class HeadChoice:
+    """A `--head` value, checked before any base is loaded: the record and what it read from
+    its argument (hidden sizes, a Keras head's layers)."""
+    flag: str                  # as given: 'softmax', 'mlp:128,64', 'keras:head.keras'
+    kind: str                  # the HEADS key
+    argument: object           # what HEADS[kind].parse returned
+
+
+def choose_head(flag: str) -> HeadChoice:
+    """Reads and checks a `--head` flag value: `softmax`, `mlp:H1[,H2]`, `keras:FILE`."""
+    if not isinstance(flag, str):
+        raise InvalidInputError(f"--head must be a string such as 'softmax' or 'mlp:128', got {flag!r}")
     kind, _, arg = flag.partition(":")
     if kind not in HEADS:
         raise InvalidInputError(f"unknown --head '{flag}'; choose one of: "
                                 f"{', '.join(record.usage for record in HEADS.values())}")
-    spec = HEADS[kind].build(arg, bottleneck_size, num_outputs, seed)
+    return HeadChoice(flag, kind, HEADS[kind].parse(arg))
+
+
+def build_head(head: HeadChoice | str, bottleneck_size: int, num_outputs: int, seed: int = 0) -> HeadSpec:
+    """Builds the head of a checked choice (or a `--head` flag value) for the base's bottleneck."""
+    choice = head if isinstance(head, HeadChoice) else choose_head(head)
+    spec = HEADS[choice.kind].build(choice.argument, bottleneck_size, num_outputs, seed)
     for layer in spec.layers[:-1]:
         if layer.activation not in ACTIVATIONS:
             raise UnsupportedModelError(f"head layer '{layer.name}': activation '{layer.activation}'")

@@ -14,7 +14,7 @@ Dense kernel), so no transpose of the weights is ever materialised: the forward 
 FULLY_CONNECTED, or BATCH_MATMUL with adj_y for wide layers at batch > 1 (see `_dense`), and each
 update's one weight-sized product is BATCH_MATMUL(scaled pre-activation gradient, input, adj_x).
 A train step reads each variable once and assigns it once; the optimizer registry
-(optimizers.py) folds its scalars into the small operand (issue 11, benchmarks/speed).
+(optimizers.py) folds its scalars into the small operand (measured: benchmarks/speed).
 """
 
 from __future__ import annotations
@@ -52,35 +52,39 @@ class TrainingHead:
 
 
 def initial_state(head: HeadSpec, optimizer: OptimizerSpec) -> dict[str, np.ndarray]:
-    """Names and initial values of every variable `save` returns, in a fixed order."""
+    """Names and initial values of every variable `save` returns, in the contract's order
+    (contract.state_layout): the head's weights, zero slots, step 0, the learning rate."""
+    layout = contract.state_layout(head.layer_shapes, optimizer.slot_suffixes)
+    names = [entry.name for entry in layout]
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise InvalidInputError(
+            f"conflicting variable names: '{twice}' is used twice in the head/optimizer state; "
+            "rename the head's layers")
+    layers = {layer.name: layer for layer in head.layers}
     state: dict[str, np.ndarray] = {}
-    weight_names = []
-    for layer in head.layers:
-        for kind, value in ((contract.KERNEL, layer.kernel.T), (contract.BIAS, layer.bias)):
-            _add_unique(state, contract.weight_name(layer.name, kind), np.asarray(value, np.float32))
-            weight_names.append(contract.weight_name(layer.name, kind))
-    for name in weight_names:
-        for suffix in optimizer.slot_suffixes:
-            _add_unique(state, contract.slot_name(name, suffix), np.zeros_like(state[name]))
-    # Shape [1], not scalars: rank-0 signature inputs crash some runtimes (LiteRT 1.0.1
-    # segfaults resizing them in restore) and tfjs-tflite turns scalars into shape [0].
-    _add_unique(state, STEP, np.array([0], np.int32))
-    _add_unique(state, LEARNING_RATE, np.array([optimizer.learning_rate], np.float32))
+    for entry in layout:
+        if entry.role == contract.KERNEL:
+            value = layers[entry.layer].kernel.T
+        elif entry.role == contract.BIAS:
+            value = layers[entry.layer].bias
+        elif entry.role == LEARNING_RATE:
+            value = [optimizer.learning_rate]
+        else:  # optimizer slots and the step start at zero
+            value = np.zeros(entry.shape)
+        # Shape [1], not scalars, for step and learning_rate: rank-0 signature inputs crash some
+        # runtimes (LiteRT 1.0.1 segfaults resizing them in restore) and tfjs-tflite turns
+        # scalars into shape [0].
+        state[entry.name] = np.asarray(value, entry.numpy_dtype).reshape(entry.shape)
     return state
 
 
-def _add_unique(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
-    if name in state:
-        raise InvalidInputError(
-            f"conflicting variable names: '{name}' is used twice in the head/optimizer state; "
-            "rename the head's layers")
-    state[name] = value
-
-
 def weight_names(head: HeadSpec) -> list[tuple[str, str]]:
-    """(kernel name, bias name) per layer."""
-    return [(contract.weight_name(layer.name, contract.KERNEL), contract.weight_name(layer.name, contract.BIAS))
-            for layer in head.layers]
+    """(kernel name, bias name) per layer, as contract.state_layout names them."""
+    layout = contract.state_layout(head.layer_shapes, ())
+    kernels = [entry.name for entry in layout if entry.role == contract.KERNEL]
+    biases = [entry.name for entry in layout if entry.role == contract.BIAS]
+    return list(zip(kernels, biases))
 
 
 class _HeadModule(tf.Module):
@@ -136,7 +140,7 @@ class _HeadModule(tf.Module):
         step = tf.cast(tf.reshape(self.state[STEP].read_value(), []), tf.float32)
         record = self._optimizer.record
         for name, grad in grads.items():
-            slots = {s: self.state[contract.slot_name(name, s)].read_value() for s in record.slots}
+            slots = {s: self.state[contract.slot_name(name, s)].read_value() for s in self._optimizer.slot_suffixes}
             new_value, new_slots = record.update(
                 self._optimizer, UpdateInputs(values[name], grad, slots, learning_rate, step))
             for suffix, slot_value in new_slots.items():
@@ -164,7 +168,7 @@ class _HeadModule(tf.Module):
 
     def concrete_functions(self) -> dict:
         bottleneck = tf.TensorSpec([None, self._head.bottleneck_size], tf.float32, name=contract.BOTTLENECK)
-        label = self._loss.label_spec(self._head.num_outputs)
+        label = _label_spec(self._loss, self._head.num_outputs)
         state_specs = {name: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype), name=name)
                        for name, value in self._initial.items()}
         return {
@@ -176,6 +180,12 @@ class _HeadModule(tf.Module):
             contract.SET_LEARNING_RATE: tf.function(self.set_learning_rate).get_concrete_function(
                 tf.TensorSpec([1], tf.float32, name=LEARNING_RATE)),
         }
+
+
+def _label_spec(loss: LossSpec, num_outputs: int) -> tf.TensorSpec:
+    """`label` of train: int32 class ids [batch] or float32 targets [batch, outputs] (contract.LabelSpec)."""
+    label = loss.label(num_outputs)
+    return tf.TensorSpec([None, *label.shape], tf.as_dtype(label.dtype), name=contract.LABEL)
 
 
 class Gradient:

@@ -5,7 +5,7 @@ runtimes need every signature shape static: LiteRT.js refuses a -1 dimension out
 ("TensorBuffer ranked tensor type Float32[1,224,224,3] does not match expected ...
 Float32[-1,224,224,3]") and returns wrong-sized outputs from dynamic `load`/`infer` at batch
 > 1. This pass fixes the batch of the image signatures (`infer`, `load`, `train_images`) and
-of `train`, and records both in the metadata (`image_batch`, `train_batch`, see
+of `train`, and reports both; the pipeline records them in the metadata (`image_batch`, `train_batch`, see
 `tflite_transfer.runtime.contract.ModelMetadata.fixed_batch`), from which the runtimes know to
 run images in chunks of that batch and `train` on batches of exactly that size.
 
@@ -26,64 +26,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 
 import numpy as np
 
 from tflite_transfer.compiler.checks import audit
 from tflite_transfer.compiler.passes import batch_agnostic
-from tflite_transfer.compiler.flatbuffer import graph, model_io
+from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+from tflite_transfer.compiler.options import BatchOptions, parse_batch_flag  # noqa: F401 (the flag, parsed before any work)
 from tflite_transfer.runtime import contract
-
-_ANY = ("any", "dynamic")
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchOptions:
-    """What the user asked for: a fixed batch for the image signatures and for `train`
-    (None: any batch, the default)."""
-    image_batch: int | None = None
-    train_batch: int | None = None
-
-    def __post_init__(self):
-        for name, value in (("IMAGES", self.image_batch), ("TRAIN", self.train_batch)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise InvalidInputError(f"--batch: {name} must be a positive integer or 'any', got {value!r}")
-
-    @property
-    def dynamic(self) -> bool:
-        return self.image_batch is None and self.train_batch is None
-
-    def describe(self) -> str:
-        show = lambda b: "any" if b is None else str(b)  # noqa: E731
-        return f"{show(self.image_batch)},{show(self.train_batch)}"
-
-
-def parse_batch_flag(text: str | None) -> BatchOptions:
-    """'IMAGES,TRAIN' (e.g. '1,16'; 'any' leaves one dynamic) or None/'' /'dynamic' for the default."""
-    if text is None or text.strip().lower() in ("", *_ANY):
-        return BatchOptions()
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2:
-        raise InvalidInputError(f"--batch={text!r}: expected IMAGES,TRAIN, two batch sizes such as "
-                                "--batch=1,16 (or 'any' for either)")
-    values = []
-    for name, part in zip(("IMAGES", "TRAIN"), parts):
-        if part.lower() in _ANY:
-            values.append(None)
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            value = None
-        if value is None or value < 1 or not part.lstrip("+").isdigit():
-            raise InvalidInputError(f"--batch={text!r}: {name} {part!r} is not a positive integer "
-                                    "(or 'any'); e.g. --batch=1,16")
-        values.append(value)
-    return BatchOptions(*values)
-
 
 @dataclasses.dataclass(frozen=True)
 class BatchReport:
@@ -129,13 +80,13 @@ def signature_batches(image_batch: int | None, train_batch: int | None) -> dict[
 def fix_signature_batches(model: model_io.ModelT, image_batch: int | None, train_batch: int | None,
                           note: str = "") -> tuple[model_io.ModelT, BatchReport]:
     """A copy of the fused `model` whose image signatures take exactly `image_batch` images and
-    whose `train` takes exactly `train_batch` samples (None leaves that batch dynamic), with
-    both recorded in the metadata. Buffers (weights) are shared with `model`, not copied."""
+    whose `train` takes exactly `train_batch` samples (None leaves that batch dynamic); the
+    pipeline records both in the metadata record. Buffers (weights) are shared with `model`."""
     BatchOptions(image_batch, train_batch)  # validates
     fixed = copy.copy(model)
     fixed.subgraphs = copy.deepcopy(model.subgraphs)
     fixed.buffers = list(model.buffers)
-    fixed.metadata = copy.deepcopy(model.metadata)
+    fixed.metadata = copy.deepcopy(model.metadata)   # later passes set entries on the copy only
     batch_of_subgraph: dict[int, tuple[int, str]] = {}
     for key, batch in signature_batches(image_batch, train_batch).items():
         index = model_io.signature_subgraph(fixed, key)
@@ -153,7 +104,6 @@ def fix_signature_batches(model: model_io.ModelT, image_batch: int | None, train
                     f"subgraph {reached} is run by '{previous[1]}' (batch {previous[0]}) and '{key}' "
                     f"(batch {batch}); give both the same batch")
     count = sum(_fix_subgraph(fixed, index, batch) for index, (batch, _) in sorted(batch_of_subgraph.items()))
-    _set_metadata(fixed, image_batch=image_batch, train_batch=train_batch)
     return fixed, BatchReport(image_batch, train_batch, note, count)
 
 
@@ -185,23 +135,3 @@ def _fix_subgraph(model: model_io.ModelT, index: int, batch: int) -> int:
         static = np.where(signature < 0, batch, signature).astype(np.int32)
         tensor.shape, tensor.shapeSignature = static, static.copy()
     return len(tensors)
-
-
-def read_metadata_record(model: model_io.ModelT) -> dict:
-    entry = _metadata_entry(model)
-    return json.loads(model_io.buffer_bytes(model, entry.buffer).decode())
-
-
-def _metadata_entry(model: model_io.ModelT):
-    for entry in model.metadata or []:
-        if entry.name.decode() == contract.METADATA_KEY:
-            return entry
-    raise UnsupportedModelError(f"the model has no '{contract.METADATA_KEY}' metadata to record the batch in")
-
-
-def _set_metadata(model: model_io.ModelT, **fields) -> None:
-    """Rewrites the contract metadata with `fields` set; compact JSON, the form the model-digest
-    byte search expects (contract.ModelMetadata.to_json)."""
-    record = {**read_metadata_record(model), **fields}
-    text = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-    graph.set_metadata(model, contract.METADATA_KEY, text)  # its buffer list is the copy's

@@ -39,7 +39,8 @@ class FusedModel:
     base_buffers: dict[int, int]       # base buffer index -> fused buffer index
 
 
-def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json: str) -> FusedModel:
+def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
+    """The fused model; its contract metadata is written once, by the pipeline's serialize pass."""
     _check_variable_names(base.model, head)
     editor = graph.GraphEditor(graph.new_model("tflite-transfer: base + trainable head"))
     head_signatures = {s.signatureKey.decode(): s for s in head.signatureDefs}
@@ -84,7 +85,6 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, metadata_json:
     for entry in base.model.metadata or []:
         if entry.name not in (MIN_RUNTIME_VERSION, contract.METADATA_KEY.encode()):
             editor.set_metadata(entry.name, model_io.buffer_bytes(base.model, entry.buffer))
-    editor.set_metadata(contract.METADATA_KEY, metadata_json.encode())
     return FusedModel(editor.model, base_start, len(base_order), base_buffers)
 
 

@@ -1,7 +1,9 @@
 """The model's `tflite_transfer` metadata record (contract.ModelMetadata), built from what
 the compiler made: state entries with their roles, the label spec, the fingerprint.
 
-The digest field holds contract.DIGEST_PLACEHOLDER until the pipeline's last step stamps it.
+Passes change the typed record (the pipeline's Build.metadata); `write_metadata` serializes the
+final record into the model once, when the bytes are written. The digest field holds
+contract.DIGEST_PLACEHOLDER until the pipeline's last step stamps it.
 """
 
 from __future__ import annotations
@@ -13,30 +15,22 @@ import json
 import numpy as np
 
 from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.compiler.flatbuffer import graph
 from tflite_transfer.runtime import contract
 
 
 def state_entries(head, initial_state: dict[str, np.ndarray], slot_names) -> tuple[contract.StateEntry, ...]:
-    """One StateEntry per variable `save` returns, in the head's order, with its role.
-
-    Roles come from how the names were built (contract.weight_name / slot_name over the head's
-    layers and the optimizer's slots), never from taking a name apart."""
-    roles: dict[str, dict] = {contract.STEP: {"role": contract.STEP},
-                              contract.LEARNING_RATE: {"role": contract.LEARNING_RATE}}
-    for layer in head.layers:
-        for kind in (contract.KERNEL, contract.BIAS):
-            weight = contract.weight_name(layer.name, kind)
-            roles[weight] = {"role": kind, "layer": layer.name}
-            for slot in slot_names:
-                roles[contract.slot_name(weight, slot)] = {"role": contract.SLOT, "layer": layer.name,
-                                                           "slot": slot, "of": weight}
-    entries = []
-    for name, value in initial_state.items():
-        if name not in roles:
-            raise VerificationError(f"state variable '{name}' has no role in the contract")
-        entries.append(contract.StateEntry(name=name, shape=tuple(int(d) for d in value.shape),
-                                           dtype=str(value.dtype), **roles[name]))
-    return tuple(entries)
+    """One StateEntry per variable `save` returns, in order, with its role: the contract's
+    layout (contract.state_layout) over the head's layers and the optimizer's slots, checked
+    against the variables the training graph made."""
+    entries = contract.state_layout(head.layer_shapes, slot_names)
+    made = [(name, tuple(int(d) for d in value.shape), str(value.dtype)) for name, value in initial_state.items()]
+    expected = [(entry.name, entry.shape, entry.dtype) for entry in entries]
+    if made != expected:
+        index = next(i for i in range(max(len(made), len(expected))) if made[i:i + 1] != expected[i:i + 1])
+        raise VerificationError(f"state variable {index}: the head made {made[index:index + 1] or 'none'}, "
+                                f"the contract's layout expects {expected[index:index + 1] or 'none'}")
+    return entries
 
 
 def fingerprint(contract_fields: dict, initial_state: dict[str, np.ndarray]) -> str:
@@ -68,10 +62,16 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         bottleneck_size=bottleneck_size, num_outputs=head.num_outputs, loss=loss.name,
         output=loss.output_name, label=label, state=state,
         fingerprint=fingerprint(identity, training_head.initial_state),
-        optimizer=dataclasses.asdict(optimizer), labels=tuple(labels),
+        optimizer=optimizer.to_record(), labels=tuple(labels),
         label_smoothing=loss.label_smoothing,
         head={"kind": head.kind, "description": head.description},
         base={"description": base.description, "synthetic_weights": base.synthetic_weights},
         image_range=tuple(base.image_range) if base.image_range else None,
         image_batch=image_batch, train_batch=train_batch,
         model_digest=contract.DIGEST_PLACEHOLDER)
+
+
+def write_metadata(model, metadata: contract.ModelMetadata) -> None:
+    """The one writer of the contract metadata entry (compact JSON: the digest's byte search
+    expects ModelMetadata.to_json's form)."""
+    graph.set_metadata(model, contract.METADATA_KEY, metadata.to_json().encode())

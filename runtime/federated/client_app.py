@@ -6,7 +6,8 @@
 `model` is this device's compiled .tflite (the same file the server holds: checked by its
 fingerprint), `data` its cached samples (`ClientData`). Messages carry the head's kernels and
 biases (`arrays`) and the round config (`config`, with `model-fingerprint`); replies carry the
-new weights, metrics and the device's fingerprint. Needs `pip install 'tflite-transfer[federated]'`.
+new weights, metrics and the device's fingerprint. Needs the `federated` extra (from a checkout:
+`pip install '.[federated]'`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The C++ checkpoint reader and writer against decision 4 (format version 2): checksum,
+"""The C++ checkpoint reader and writer against runtime/SPEC.md#checkpoint-file-format (format version 2): checksum,
 reader order, bounds, non-regular files, version 1 on request, atomic writes, escaped names.
 Checked against an independent Python re-implementation of the byte layout (BUILD.md)."""
 

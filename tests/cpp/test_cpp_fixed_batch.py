@@ -1,4 +1,4 @@
-"""Fixed batches in the C++ runtime (decision 2): load/infer run any number of images in
+"""Fixed batches in the C++ runtime (runtime/SPEC.md#fixed-batches): load/infer run any number of images in
 chunks of image_batch (the last padded, padded outputs dropped), train/train_images take
 exactly their batch, and the demo's epochs draw fixed batches from one stream of per-epoch
 orders. References: the Python runtime on the dynamic-batch model, one image at a time, and

@@ -1,6 +1,6 @@
 """Opening a model in the C++ runtime: the digest is checked before the TFLite library sees
-the bytes (decision 3), contract-version-2 metadata is read as the contract module reads it,
-version 1 still opens; golden files (tests/golden/, issue 13) parse to the same values in C++
+the bytes (runtime/SPEC.md#model-digest), contract-version-2 metadata is read as the contract module reads it,
+version 1 still opens; golden files (tests/golden/) parse to the same values in C++
 as in Python."""
 
 from __future__ import annotations

@@ -34,34 +34,17 @@ _SEED = 20261201
 
 
 def _state(layers: tuple[tuple[str, int, int], ...], slots: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Deterministic values for every state variable, named by the contract."""
+    """Deterministic values for every state variable, in the contract's layout."""
     rng = np.random.default_rng(_SEED)
     state = {}
-    weights = []
-    for layer, units, inputs in layers:
-        state[contract.weight_name(layer, contract.KERNEL)] = rng.normal(size=(units, inputs)).astype(np.float32)
-        state[contract.weight_name(layer, contract.BIAS)] = rng.normal(size=(units,)).astype(np.float32)
-        weights += [(layer, contract.weight_name(layer, contract.KERNEL)), (layer, contract.weight_name(layer, contract.BIAS))]
-    for _, weight in weights:
-        for slot in slots:
-            state[contract.slot_name(weight, slot)] = np.abs(rng.normal(size=state[weight].shape)).astype(np.float32)
+    for entry in contract.state_layout(layers, slots):
+        if entry.role in (contract.KERNEL, contract.BIAS):
+            state[entry.name] = rng.normal(size=entry.shape).astype(np.float32)
+        elif entry.role == contract.SLOT:
+            state[entry.name] = np.abs(rng.normal(size=entry.shape)).astype(np.float32)
     state[contract.STEP] = np.array([42], np.int32)
     state[contract.LEARNING_RATE] = np.array([0.01], np.float32)
     return state
-
-
-def _entries(layers, slots, state) -> tuple[contract.StateEntry, ...]:
-    """In the compiler's order: every layer's kernel and bias, then their slots, step, learning_rate."""
-    weights = [(layer, kind, contract.weight_name(layer, kind))
-               for layer, _, _ in layers for kind in (contract.KERNEL, contract.BIAS)]
-    entries = [contract.StateEntry(weight, state[weight].shape, "float32", kind, layer=layer)
-               for layer, kind, weight in weights]
-    entries += [contract.StateEntry(contract.slot_name(weight, slot), state[weight].shape, "float32",
-                                    contract.SLOT, layer=layer, slot=slot, of=weight)
-                for layer, _, weight in weights for slot in slots]
-    entries += [contract.StateEntry(contract.STEP, (1,), "int32", contract.STEP),
-                contract.StateEntry(contract.LEARNING_RATE, (1,), "float32", contract.LEARNING_RATE)]
-    return tuple(entries)
 
 
 LAYERS = (("dense_0", 3, 7),)
@@ -73,7 +56,7 @@ OPTIMIZER = {"name": "adam", "learning_rate": 0.01, "momentum": 0.0, "nesterov":
 
 METADATA = contract.ModelMetadata(
     bottleneck_size=7, num_outputs=3, loss="softmax_cross_entropy", output=contract.PROBABILITIES,
-    label=contract.LabelSpec.for_loss(True, 3), state=_entries(LAYERS, SLOTS, STATE),
+    label=contract.LabelSpec.for_loss(True, 3), state=contract.state_layout(LAYERS, SLOTS),
     fingerprint=FINGERPRINT, optimizer=OPTIMIZER, labels=("cat", "dog", "fox"),
     head={"kind": "softmax", "description": "dense 7->3"},
     base={"description": "tiny_classifier_quant.tflite (0.01 MB)", "synthetic_weights": False},
@@ -82,7 +65,7 @@ METADATA = contract.ModelMetadata(
 MSE_LAYERS = (("hidden", 5, 7), ("scores", 2, 5))
 METADATA_FIXED_BATCH = dataclasses.replace(
     METADATA, num_outputs=2, loss="mse", output=contract.PREDICTIONS, label=contract.LabelSpec.for_loss(False, 2),
-    state=_entries(MSE_LAYERS, (), _state(MSE_LAYERS, ())), labels=(),
+    state=contract.state_layout(MSE_LAYERS, ()), labels=(),
     optimizer={**OPTIMIZER, "name": "sgd"}, head={"kind": "mlp", "description": "MLP 7->5->2 (ReLU hidden layers)"},
     image_batch=1, train_batch=4)
 

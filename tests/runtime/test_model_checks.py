@@ -1,6 +1,6 @@
 """TransferModel's checks of meaning: bad values of every kind refused with one line and no
 state change, learning rate and step ranges (also in restored checkpoints), divergence, and
-the fixed-batch behaviour (decision 2) on a model whose signatures fix their batch."""
+the fixed-batch behaviour (runtime/SPEC.md#fixed-batches) on a model whose signatures fix their batch."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 // The demo's epoch loop. Without a fixed batch: each epoch's samples in batches of batch_size
 // (the last one smaller), the epoch loss weighted by batch size, as the Python runtime's fit.
-// With a fixed batch B (contract decision 2): the per-epoch orders are concatenated into one
+// With a fixed batch B (runtime/SPEC.md#fixed-batches): the per-epoch orders are concatenated into one
 // stream cut into B-sized batches, so every sample is seen equally often, nothing is padded
 // and nothing dropped for good; an epoch's loss is the mean over the batches that ended in it.
 #ifndef TFLITE_TRANSFER_DEMO_TRAINING_H_

@@ -1,5 +1,5 @@
 // Reading a compiled model file before the TFLite library sees it: a regular file only, its
-// model digest checked (contract decision 3), its metadata parsed. LiteRT aborts the whole
+// model digest checked (runtime/SPEC.md#model-digest), its metadata parsed. LiteRT aborts the whole
 // process on some corrupt files, so a damaged file must be refused here, not there.
 #ifndef TFLITE_TRANSFER_MODEL_FILE_H_
 #define TFLITE_TRANSFER_MODEL_FILE_H_

@@ -1,5 +1,5 @@
 /**
- * How samples are cut into the model's fixed batches (decision 2).
+ * How samples are cut into the model's fixed batches (runtime/SPEC.md#fixed-batches).
  *
  * `train` with a fixed batch B: batches come from a stream of concatenated per-epoch
  * permutations of the cached samples cut into B-sized pieces, so every sample is seen equally

@@ -104,7 +104,7 @@ function checkedTensor(name, tensor) {
 }
 
 /**
- * Reads and fully validates a checkpoint file (decision 4's order: sizes, header, checksum,
+ * Reads and fully validates a checkpoint file (the reader order of runtime/SPEC.md#checkpoint-file-format: sizes, header, checksum,
  * strict JSON, entries against the file size, then the tensors).
  * @returns {{tensors: Object, modelFingerprint: string, formatVersion: number, metadata: Object}}
  */

@@ -157,7 +157,7 @@ function upgradeVersion1(record) {
   return {...record, state, label};
 }
 
-// The model digest (decision 3): sha256 of the whole file with the 64 hex digits of
+// The model digest (runtime/SPEC.md#model-digest): sha256 of the whole file with the 64 hex digits of
 // `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
 const DIGEST_MARKER = new TextEncoder().encode('"model_digest":"');
 const HEX_DIGITS = new Set(new TextEncoder().encode('0123456789abcdef'));
@@ -202,7 +202,7 @@ export async function digestMatches(modelBytes) {
 }
 
 /**
- * Checks the digest before any parser or interpreter sees the bytes (decision 3): contract
+ * Checks the digest before any parser or interpreter sees the bytes (runtime/SPEC.md#model-digest): contract
  * version 2 models without a valid digest are refused; `skip` is for apps that verified the
  * file elsewhere.
  */

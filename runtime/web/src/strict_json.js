@@ -1,6 +1,6 @@
 /**
  * JSON.parse that refuses duplicate object keys (readers disagree on which duplicate wins;
- * decision 4 says refuse). Linear time: one pass over the text to find every object's keys
+ * runtime/SPEC.md#checkpoint-file-format says refuse). Linear time: one pass over the text to find every object's keys
  * (a Set per open object), then JSON.parse for the values. Throws SyntaxError.
  */
 

@@ -207,7 +207,7 @@ export class TransferModel {
   }
 
   /**
-   * Trains over the cached samples in batches of the model's train batch (decision 2, see
+   * Trains over the cached samples in batches of the model's train batch (runtime/SPEC.md#fixed-batches, see
    * batches.js); returns the mean loss of each epoch. `onEpoch(epoch, loss)` reports progress.
    */
   async fit({epochs = 10, seed = 0, shuffle = true, onEpoch = () => {}, onBatch = () => {}} = {}) {

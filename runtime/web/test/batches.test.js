@@ -1,4 +1,4 @@
-// Decision 2 in JS: the permutation stream, epoch losses, padded image chunks.
+// Fixed batches (runtime/SPEC.md#fixed-batches) in JS: the permutation stream, epoch losses, padded image chunks.
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 

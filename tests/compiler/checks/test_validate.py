@@ -42,3 +42,28 @@ def test_a_batch_1_reshape_is_caught_at_batch_3(tiny_fused):
     broken = contract.stamp_digest(model_io.write_model_bytes(model))
     with pytest.raises(VerificationError, match="'(load|infer)' fails at batch 3"):
         validate.validate_model_bytes(broken)
+
+
+def test_every_contract_signature_has_a_row():
+    validate.check_rows_cover_the_contract()
+    assert set(validate.ROWS) == set(contract.SIGNATURES)
+
+
+def test_a_contract_signature_without_a_row_fails_the_compile_check(tiny_fused, monkeypatch):
+    """A signature added to the contract but not to the table would silently never run: refused."""
+    monkeypatch.setattr(contract, "SIGNATURES", (*contract.SIGNATURES, "calibrate"))
+    with pytest.raises(VerificationError, match=r"no row for the contract's signature\(s\) \['calibrate'\]"):
+        validate.validate_model_bytes(tiny_fused.model_bytes)
+    monkeypatch.setattr(contract, "SIGNATURES", tuple(s for s in contract.SIGNATURES if s not in ("calibrate", "save")))
+    with pytest.raises(VerificationError, match=r"rows for signature\(s\) \['save'\] the contract does not define"):
+        validate.check_rows_cover_the_contract()
+
+
+def test_a_wrong_output_shape_is_refused(tiny_fused, monkeypatch):
+    """The rows' output checks are able to fail: a row expecting another shape refuses the model."""
+    row = validate.ROWS[contract.INFER]
+    wrong = validate.SignatureRow(row.inputs, lambda run, batch: {run.metadata.output: (batch, 99)}, row.batched)
+    monkeypatch.setitem(validate.ROWS, contract.INFER, wrong)
+    with pytest.raises(VerificationError, match=r"'infer' at batch 1 returned 'probabilities' float32 \[1, 3\], "
+                                                r"expected \[1, 99\]"):
+        validate.validate_model_bytes(tiny_fused.model_bytes)

@@ -88,6 +88,12 @@ def tiny_flags(tiny_classifier_path, tiny_pool_name):
     (["--learning_rate=1e30"], ["--learning_rate must be > 0, finite and <= 1e+06", "1e+30"]),
     (["--num_calibration_images=0"], ["--num_calibration_images must be >= 1, got 0"]),
     (["--alpha=nan"], ["--alpha must be a finite number > 0"]),
+    (["--seed=-1"], ["--seed must be an integer in [0, 4294967295], got -1"]),
+    (["--seed=4294967296"], ["--seed must be an integer in [0, 4294967295], got 4294967296"]),
+    (["--head=mlp:abc"], ["--head=mlp:abc: expected hidden layer sizes"]),
+    (["--optimizer=adam", "--momentum=0.5"], ["--momentum applies to", "not --optimizer=adam"]),
+    (["--optimizer=adam", "--beta_2=1"], ["--beta_2 must be in [0, 1) for --optimizer=adam, got 1.0"]),
+    (["--loss=mse", "--label_smoothing=0.1"], ["--label_smoothing applies to softmax_cross_entropy only"]),
 ])
 def test_bad_flag_values(flags, phrases, tiny_flags, output, main_of_cli, capsys):
     assert_refused(*main_of_cli(capsys, *tiny_flags, *flags, f"--output={output}"), output, *phrases)
@@ -180,6 +186,29 @@ def test_labels_file_problems(tiny_flags, tmp_path, output, main_of_cli, capsys)
                    output, "--labels", "is a FIFO")
     assert_refused(*main_of_cli(capsys, *tiny_flags, f"--labels={tmp_path}", f"--output={output}"),
                    output, "--labels", "is a directory")
+
+
+def test_labels_file_with_blank_lines_is_refused_naming_the_line(tiny_flags, tmp_path, output, main_of_cli, capsys):
+    """4 lines with a blank one used to give 3 classes, every id after the blank shifted."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\n\ndog\nfox\n")
+    assert_refused(*main_of_cli(capsys, *tiny_flags, f"--labels={labels}", f"--output={output}"), output,
+                   "--labels", "labels.txt", "line 2 is blank")
+    labels.write_text("cat\ndog\n   \n")
+    assert_refused(*main_of_cli(capsys, *tiny_flags, f"--labels={labels}", f"--output={output}"), output,
+                   "line 3 is blank")
+    labels.write_text("")
+    assert_refused(*main_of_cli(capsys, *tiny_flags, f"--labels={labels}", f"--output={output}"), output,
+                   "holds no class names")
+
+
+def test_labels_file_may_end_with_a_newline(tmp_path):
+    from tflite_transfer.compiler import user_files
+
+    for text in ("cat\ndog\nfox\n", "cat\ndog\nfox", "cat\r\ndog\r\nfox\r\n", " cat \ndog\nfox\n"):
+        labels = tmp_path / "labels.txt"
+        labels.write_text(text, newline="")
+        assert user_files.read_labels(str(labels)) == ("cat", "dog", "fox"), text
 
 
 def test_keras_head_file_problems(tiny_flags, tmp_path, output, main_of_cli, capsys):

@@ -127,7 +127,8 @@ def test_the_bases_reproduce_the_published_failure(base_files, layout):
 
 
 def test_without_the_pass_the_final_validation_refuses_the_model(base_files, monkeypatch):
-    """The failure of issue 10 item 1, reproduced by switching the pass off: the model would
+    """A fixed-batch-of-1 base advertised at any batch (runtime/SPEC.md#fixed-batches), reproduced by switching
+    the pass off: the model would
     advertise any batch and `load` would fail at batch 2; the compiler's run of every signature
     at batch 3 on the final bytes refuses it instead of writing it."""
     from tflite_transfer.compiler.errors import VerificationError

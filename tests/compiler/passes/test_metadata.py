@@ -27,3 +27,20 @@ def test_the_record_written_is_the_record_returned(tiny_fused):
     assert written.model_digest != contract.DIGEST_PLACEHOLDER
     assert tiny_fused.metadata.model_digest == contract.DIGEST_PLACEHOLDER
     assert written.to_json().replace(written.model_digest, contract.DIGEST_PLACEHOLDER) == tiny_fused.metadata.to_json()
+
+
+def test_state_entries_follow_the_contract_layout_or_are_refused(tiny_fused):
+    import numpy as np
+    import pytest
+
+    from tflite_transfer.compiler.errors import VerificationError
+    from tflite_transfer.compiler.passes import metadata
+
+    head, state = tiny_fused.head.head, tiny_fused.head.initial_state
+    entries = metadata.state_entries(head, state, ())
+    assert entries == contract.state_layout(head.layer_shapes, ())
+    reordered = dict(reversed(list(state.items())))
+    with pytest.raises(VerificationError, match="state variable 0: the head made"):
+        metadata.state_entries(head, reordered, ())
+    with pytest.raises(VerificationError, match="expects"):
+        metadata.state_entries(head, {**state, "extra": np.zeros(1, np.float32)}, ())

@@ -11,7 +11,9 @@ try:
 except ImportError:
     if os.environ.get("CI"):
         raise RuntimeError("flwr is not installed: pip install -e '.[test]' (flwr==1.42.0)") from None
-    pytest.skip("flwr not installed (pip install 'tflite-transfer[federated]')", allow_module_level=True)
+    from tflite_transfer.runtime.installation import install_command
+
+    pytest.skip(f"flwr not installed ({install_command('federated')})", allow_module_level=True)
 
 from tflite_transfer.runtime.errors import InvalidInputError
 from tflite_transfer.runtime.federated.server_app import ServerSettings, build_strategy
