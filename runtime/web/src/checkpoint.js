@@ -104,11 +104,15 @@ function checkedTensor(name, tensor) {
 }
 
 /**
- * Reads and fully validates a checkpoint file (decision 4's order: sizes, header, checksum,
- * strict JSON, entries against the file size, then the tensors).
+ * Reads and fully validates a checkpoint file, in the reader order of BUILD.md "Checkpoint file
+ * format": sizes, header, checksum, strict JSON, entries against the file size, then the
+ * tensors. With `expect` ({fingerprint, state: the model's state entries}) the file is also
+ * checked against that model before any tensor is copied: its data size before the checksum
+ * is computed (a file of the wrong size is refused without hashing it), the fingerprint right
+ * after the header's metadata, names, dtypes and shapes right after the entries.
  * @returns {{tensors: Object, modelFingerprint: string, formatVersion: number, metadata: Object}}
  */
-export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false} = {}) {
+export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false, expect = null} = {}) {
   const corrupt = (problem) => new CheckpointError(
     `${source} is corrupt or incomplete: ${problem}; use an older checkpoint or start training from the model's initial weights`);
   if (!(fileBytes instanceof Uint8Array)) throw new CheckpointError(`${source}: expected the file's bytes as a Uint8Array`);
@@ -118,6 +122,13 @@ export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVer
   if (headerLength > BigInt(MAX_HEADER_BYTES)) throw corrupt(`the header length field says ${headerLength} bytes, more than the ${MAX_HEADER_BYTES}-byte limit`);
   if (headerLength > BigInt(size - 8)) throw corrupt(`the header length field says ${headerLength} bytes but only ${size - 8} bytes follow it`);
   const headerEnd = 8 + Number(headerLength);
+  if (expect) {
+    const stateBytes = expect.state.reduce((total, entry) => total + elementCount(entry.shape) * itemSize(entry.dtype), 0);
+    if (size - headerEnd !== stateBytes) {
+      throw corrupt(`it holds ${size - headerEnd} bytes of tensor data but this model's state is ${stateBytes} bytes ` +
+                    '(a truncated file, or a checkpoint of another model)');
+    }
+  }
   const headerBytes = fileBytes.subarray(8, headerEnd);
   const checksumAt = findHexField(headerBytes, CHECKSUM_MARKER);
   if (checksumAt !== null) {
@@ -139,10 +150,15 @@ export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVer
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw corrupt('the header is not a JSON object');
   const metadata = checkedMetadata(source, header[METADATA_KEY], checksumAt !== null, corrupt);
+  if (expect) checkFingerprint(metadata.model_fingerprint, expect.fingerprint, source);
   const dataSize = size - headerEnd;
   const entries = Object.entries(header).filter(([name]) => name !== METADATA_KEY)
     .map(([name, entry]) => checkedEntry(name, entry, dataSize, corrupt));
   checkTiling(entries, dataSize, corrupt);
+  if (expect) {
+    checkEntriesFit(entries.map((entry) => ({name: entry.name, dtype: DTYPE_BY_CODE[entry.code] ?? entry.code, shape: entry.shape})),
+                    expect.state, source);
+  }
   const tensors = {};
   for (const entry of entries) {
     const bytes = fileBytes.slice(headerEnd + entry.begin, headerEnd + entry.end);  // aligned copy
@@ -216,28 +232,42 @@ function checkTiling(entries, dataSize, corrupt) {
   if (position !== dataSize) throw corrupt(`${dataSize - position} bytes of trailing data after the last tensor`);
 }
 
-/**
- * Refuses a checkpoint that does not fit the model: fingerprint, names, shapes, dtypes
- * (`expected` = the metadata's state entries). Nothing is restored before this passes.
- */
-export function checkCompatible(checkpoint, stateEntries, modelFingerprint, source = 'checkpoint') {
-  if (checkpoint.modelFingerprint !== modelFingerprint) {
+const elementCount = (shape) => shape.reduce((a, b) => a * b, 1);
+const itemSize = (dtype) => DTYPES[CODE_BY_DTYPE[dtype]]?.[0] ?? NaN;
+
+function checkFingerprint(stored, modelFingerprint, source) {
+  if (stored !== modelFingerprint) {
     throw new CheckpointError(
-      `${source} was written by another model (fingerprint ${checkpoint.modelFingerprint.slice(0, 12)}… vs ` +
+      `${source} was written by another model (fingerprint ${stored.slice(0, 12)}… vs ` +
       `${modelFingerprint.slice(0, 12)}…); restore it into the model that saved it, or start from this model's initial weights`);
   }
+}
+
+/** `stored` [{name, dtype, shape}] against the model's state entries: names, dtypes, shapes. */
+function checkEntriesFit(stored, stateEntries, source) {
   const expected = new Set(stateEntries.map((entry) => entry.name));
-  const stored = new Set(Object.keys(checkpoint.tensors));
-  const missing = [...expected].filter((name) => !stored.has(name)).sort();
-  const unexpected = [...stored].filter((name) => !expected.has(name)).sort();
+  const byName = new Map(stored.map((entry) => [entry.name, entry]));
+  const missing = [...expected].filter((name) => !byName.has(name)).sort();
+  const unexpected = [...byName.keys()].filter((name) => !expected.has(name)).sort();
   if (missing.length || unexpected.length) {
     throw new CheckpointError(`${source} does not hold this model's variables: missing [${missing}], unexpected [${unexpected}]`);
   }
   for (const entry of stateEntries) {
-    const tensor = checkpoint.tensors[entry.name];
+    const tensor = byName.get(entry.name);
     if (tensor.dtype !== entry.dtype || tensor.shape.join() !== entry.shape.join() || tensor.shape.length !== entry.shape.length) {
       throw new CheckpointError(`${source} does not fit the model: '${entry.name}' is [${tensor.shape}] ${tensor.dtype} in the checkpoint ` +
                                 `but [${entry.shape}] ${entry.dtype} in the model`);
     }
   }
+}
+
+/**
+ * Refuses a checkpoint that does not fit the model: fingerprint, names, shapes, dtypes
+ * (`stateEntries` = the metadata's state entries). readCheckpoint's `expect` runs the same
+ * checks before copying any tensor.
+ */
+export function checkCompatible(checkpoint, stateEntries, modelFingerprint, source = 'checkpoint') {
+  checkFingerprint(checkpoint.modelFingerprint, modelFingerprint, source);
+  checkEntriesFit(Object.entries(checkpoint.tensors).map(([name, tensor]) => ({name, dtype: tensor.dtype, shape: tensor.shape})),
+                  stateEntries, source);
 }

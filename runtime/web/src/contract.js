@@ -19,6 +19,12 @@ export const STEP = 'step', LEARNING_RATE = 'learning_rate';
 export const KERNEL = 'kernel', BIAS = 'bias', SLOT = 'slot';
 const ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE];
 
+// What the state's scalars may hold, as runtime/contract.py says (its comment gives the why:
+// a float32 step overflows beyond 1e6; Adam's int32 step wraps at 2^31 - 1).
+// test/golden.test.js checks both against tests/golden's limits.
+export const MAX_LEARNING_RATE = 1e6;
+export const MAX_STEP = 2 ** 31 - 2;
+
 /** Every signature's exact input and output names (contract.signature_specs). */
 export function signatureSpecs(outputName, stateNames) {
   return {
@@ -67,24 +73,28 @@ export function metadataFromRecord(record, source = '<model>') {
   let metadata;
   try {
     const upgraded = version === 1 ? upgradeVersion1(record) : record;
-    const state = upgraded.state.map((entry) => Object.freeze({
-      name: requireString(entry.name), shape: entry.shape.map(requireInt), dtype: requireString(entry.dtype),
-      role: requireString(entry.role), layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null,
-    }));
+    const state = upgraded.state.map((entry) => {
+      const name = requireString(entry.name, 'state name');
+      const shape = entry.shape.map((d) => requireInt(d, `state '${name}' shape`, 0));
+      requireInt(shape.reduce((a, b) => a * b, 1), `state '${name}' element count`, 0);
+      return Object.freeze({name, shape, dtype: requireString(entry.dtype, `state '${name}' dtype`),
+                            role: requireString(entry.role, `state '${name}' role`),
+                            layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null});
+    });
     metadata = Object.freeze({
-      bottleneckSize: requireInt(upgraded.bottleneck_size),
-      numOutputs: requireInt(upgraded.num_outputs),
-      loss: requireString(upgraded.loss),
-      output: requireString(upgraded.output),
-      label: Object.freeze({kind: requireString(upgraded.label.kind), dtype: requireString(upgraded.label.dtype),
-                            shape: upgraded.label.shape.map(requireInt)}),
+      bottleneckSize: requireInt(upgraded.bottleneck_size, 'bottleneck_size'),
+      numOutputs: requireInt(upgraded.num_outputs, 'num_outputs'),
+      loss: requireString(upgraded.loss, 'loss'),
+      output: requireString(upgraded.output, 'output'),
+      label: Object.freeze({kind: requireString(upgraded.label.kind, 'label kind'), dtype: requireString(upgraded.label.dtype, 'label dtype'),
+                            shape: upgraded.label.shape.map((d) => requireInt(d, 'label shape', 0))}),
       state: Object.freeze(state),
-      fingerprint: requireString(upgraded.fingerprint),
+      fingerprint: requireString(upgraded.fingerprint, 'fingerprint'),
       optimizer: Object.freeze({...upgraded.optimizer}),
       labels: Object.freeze((upgraded.labels ?? []).map(String)),
       imageRange: upgraded.image_range ? Object.freeze(upgraded.image_range.map(Number)) : null,
-      imageBatch: optionalInt(upgraded.image_batch),
-      trainBatch: optionalInt(upgraded.train_batch),
+      imageBatch: optionalInt(upgraded.image_batch, 'image_batch'),
+      trainBatch: optionalInt(upgraded.train_batch, 'train_batch'),
       modelDigest: upgraded.model_digest ?? null,
       contractVersion: version,
     });
@@ -96,18 +106,24 @@ export function metadataFromRecord(record, source = '<model>') {
   return metadata;
 }
 
-function requireInt(value) {
-  if (!Number.isSafeInteger(value)) throw new TypeError(`expected an integer, got ${JSON.stringify(value)}`);
+// TFLite stores dimensions as int32: a size or count beyond that describes no real model (and
+// would make this runtime allocate from a number nobody checked).
+const MAX_INT32 = 2 ** 31 - 1;
+
+function requireInt(value, what, least = 1) {
+  if (!Number.isSafeInteger(value) || value < least || value > MAX_INT32) {
+    throw new TypeError(`${what}: expected an integer in [${least}, ${MAX_INT32}], got ${JSON.stringify(value) ?? String(value)}`);
+  }
   return value;
 }
 
-function requireString(value) {
-  if (typeof value !== 'string') throw new TypeError(`expected a string, got ${JSON.stringify(value)}`);
+function requireString(value, what) {
+  if (typeof value !== 'string') throw new TypeError(`${what}: expected a string, got ${JSON.stringify(value)}`);
   return value;
 }
 
-function optionalInt(value) {
-  return value === null || value === undefined ? null : requireInt(value);
+function optionalInt(value, what) {
+  return value === null || value === undefined ? null : requireInt(value, what);
 }
 
 function checkMetadata(metadata, source) {
@@ -157,8 +173,8 @@ function upgradeVersion1(record) {
   return {...record, state, label};
 }
 
-// The model digest (decision 3): sha256 of the whole file with the 64 hex digits of
-// `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
+// The model digest (BUILD.md, "The fused model", step 7): sha256 of the whole file with the
+// 64 hex digits of `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
 const DIGEST_MARKER = new TextEncoder().encode('"model_digest":"');
 const HEX_DIGITS = new Set(new TextEncoder().encode('0123456789abcdef'));
 
@@ -202,9 +218,9 @@ export async function digestMatches(modelBytes) {
 }
 
 /**
- * Checks the digest before any parser or interpreter sees the bytes (decision 3): contract
- * version 2 models without a valid digest are refused; `skip` is for apps that verified the
- * file elsewhere.
+ * Checks the digest before any parser or interpreter sees the bytes (BUILD.md, "The Python
+ * runtime", Open): contract version 2 models without a valid digest are refused; `skip` is for
+ * apps that verified the file elsewhere.
  */
 export async function verifyModelDigest(modelBytes, source, skip = false) {
   if (skip) return;

@@ -4,6 +4,7 @@
  */
 
 import {InvalidInputError} from './errors.js';
+import {LEARNING_RATE, MAX_LEARNING_RATE, MAX_STEP, STEP} from './contract.js';
 
 const product = (shape) => shape.reduce((a, b) => a * b, 1);
 
@@ -99,14 +100,24 @@ export function checkedBottlenecks(bottlenecks, features) {
   return {data, count: data.length / features};
 }
 
-export function checkedLearningRate(learningRate) {
-  if (typeof learningRate !== 'number' || !Number.isFinite(learningRate) || learningRate < 0) {
-    throw new InvalidInputError(`learning rate must be a finite number >= 0, got ${learningRate}`);
+/**
+ * A learning rate in (0, MAX_LEARNING_RATE] (runtime/contract.py): 0 would not train, larger
+ * rates overflow float32 weights. `what` names the value in the message.
+ */
+export function checkedLearningRate(learningRate, what = 'learning rate') {
+  if (typeof learningRate !== 'number' || !Number.isFinite(learningRate) || !(learningRate > 0 && learningRate <= MAX_LEARNING_RATE)) {
+    const shown = typeof learningRate === 'number' ? String(learningRate) : `${typeof learningRate} ${describe(learningRate).slice(0, 60)}`;
+    throw new InvalidInputError(`${what} must be finite, > 0 and <= ${MAX_LEARNING_RATE}, got ${shown} ` +
+                                '(0 would not train; larger rates overflow float32 weights)');
   }
   return learningRate;
 }
 
-/** A full training state {name: {dtype, shape, data}} that fits the model's state entries. */
+/**
+ * A full training state {name: {dtype, shape, data}} that fits the model's state entries in
+ * form (names, shapes, dtypes) and meaning (finite floats, learning rate in
+ * (0, MAX_LEARNING_RATE], step in [0, MAX_STEP]).
+ */
 export function checkedState(state, stateEntries) {
   if (state === null || typeof state !== 'object') throw new InvalidInputError('state: expected {name: {dtype, shape, data}}');
   const names = new Set(stateEntries.map((entry) => entry.name));
@@ -124,6 +135,12 @@ export function checkedState(state, stateEntries) {
     if (entry.dtype === 'float32' && !tensor.data.every(Number.isFinite)) {
       throw new InvalidInputError(`state '${entry.name}': contains NaN or Inf`);
     }
+    // The scalars mean something: Python's runtime/inputs.py state() refuses the same values.
+    if (entry.role === LEARNING_RATE) tensor.data.forEach((rate) => checkedLearningRate(rate, `state '${entry.name}'`));
+    if (entry.role === STEP) {
+      const bad = tensor.data.find((step) => step < 0 || step > MAX_STEP);
+      if (bad !== undefined) throw new InvalidInputError(`state '${entry.name}': step ${bad} is outside [0, ${MAX_STEP}]`);
+    }
   }
   return state;
 }
@@ -134,5 +151,5 @@ function isArrayLike(value) {
 
 function describe(value) {
   if (isArrayLike(value)) return `${value.constructor?.name ?? 'array'} of ${value.length}`;
-  return JSON.stringify(value) ?? String(value);
+  return typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value);
 }

@@ -1,5 +1,5 @@
 // The checkpoint file format in JS: round trip, and a clear CheckpointError for every kind of
-// damage (decision 4's reader order). Needs no model.
+// damage (the reader order of BUILD.md "Checkpoint file format"). Needs no model.
 import {test} from 'node:test';
 import {webcrypto} from 'node:crypto';
 import assert from 'node:assert/strict';

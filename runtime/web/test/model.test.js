@@ -128,7 +128,11 @@ test('bad images, labels, bottlenecks, rates and checkpoints are refused and cha
       [() => model.addSample(image, [0, 1]), /expected 1 class id/],
       [() => model.trainStep(new Float32Array(7 * 3), [0, 1, 2]), /exactly 4 per step/],
       [() => model.trainStep(new Float32Array(7 * 4).fill(NaN), [0, 1, 2, 0]), /NaN or Inf/],
-      [() => model.setLearningRate(-1), /learning rate must be a finite number >= 0/],
+      [() => model.setLearningRate(-1), /learning rate must be finite, > 0 and <= 1000000, got -1/],
+      [() => model.setLearningRate(0), /learning rate must be finite, > 0 and <= 1000000, got 0 /],
+      [() => model.setLearningRate(1e400), /got Infinity/],
+      [() => model.setLearningRate(1e300), /got 1e\+300/],
+      [() => model.setLearningRate('0.1'), /got string "0.1"/],
       [() => model.fit(), /no samples cached/],
       [() => model.restoreCheckpoint(before.slice(0, before.length - 1)), /corrupt or incomplete/],
     ];
@@ -163,12 +167,13 @@ test('fit lowers the loss on separable samples; reset and setLearningRate act on
     assert.equal(reported, 8);
     assert.ok(losses.at(-1) < 0.5 * losses[0], `losses ${losses}`);
     assert.equal(await model.steps(), Math.ceil((8 * 9) / 4));
-    await model.setLearningRate(0);
-    const frozen = await model.saveCheckpoint();
+    await model.setLearningRate(0.375);
+    assert.deepEqual(Array.from((await model.getState()).learning_rate.data), [0.375]);
+    const trained = await model.saveCheckpoint();
     await model.fit({epochs: 1});
-    const after = (await model.getState()).dense_0_kernel.data;
-    await model.restoreCheckpoint(frozen);
-    assert.deepEqual(after, (await model.getState()).dense_0_kernel.data);
+    assert.notDeepEqual(await model.saveCheckpoint(), trained);
+    await model.restoreCheckpoint(trained);
+    assert.deepEqual(await model.saveCheckpoint(), trained);
     await model.reset();
     assert.equal(await model.steps(), 0);
   } finally {
