@@ -58,18 +58,49 @@ test('the model digest: Python stamps it, JS checks it; a flipped byte is refuse
 });
 
 test('the FlatBuffer metadata reader never reads out of bounds: truncated or damaged files get a TransferError', {skip}, async () => {
+  const {readMetadataEntry} = await import('../src/flatbuffer.js');
+  const intact = readMetadataEntry(modelBytes, 'tflite_transfer');
   let seed = 7;
   const random = (n) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
-  for (let trial = 0; trial < 200; trial++) {
-    const bytes = trial < 100 ? modelBytes.slice(0, random(modelBytes.length)) : modelBytes.slice();
-    if (trial >= 100) for (let k = 0; k < 4; k++) bytes[random(Math.min(bytes.length, 4096))] = random(256);
+  const outcomes = {refused: 0, same: 0, changed: 0};
+  for (let trial = 0; trial < 600; trial++) {
+    let bytes;
+    if (trial < 10) {      // the metadata's length field says more bytes than the file holds
+      const start = intact.byteOffset - modelBytes.byteOffset;
+      const long = new Uint8Array(modelBytes.length + 64);
+      long.set(modelBytes);
+      const view = long.subarray(0, modelBytes.length);
+      new DataView(long.buffer).setUint32(start - 4, modelBytes.length - start + 1 + trial * 6, true);
+      assert.throws(() => readMetadataEntry(view, 'tflite_transfer', 'long.tflite'),
+                    /^InvalidInputError: long.tflite: corrupt TFLite file \(metadata 'tflite_transfer' data at byte \d+ lies outside the \d+-byte file\)/);
+      continue;
+    } else if (trial < 100) {
+      bytes = modelBytes.slice(0, random(modelBytes.length));
+    } else {
+      // Damage anywhere, or in the first/last 4 KiB, where the builder puts the root table,
+      // the vtables and the vectors of tables.
+      bytes = modelBytes.slice();
+      const region = trial % 3 === 0 ? bytes.length : 4096, base = trial % 3 === 2 ? bytes.length - 4096 : 0;
+      for (let k = 0; k < 1 + (trial % 8); k++) bytes[base + random(region)] = random(256);
+    }
+    // Inside a larger buffer: the reader must not see past the view it was given.
+    const padded = new Uint8Array(bytes.length + 64).fill(0x7f);
+    padded.set(bytes, 32);
+    const view = padded.subarray(32, 32 + bytes.length);
     try {
-      api.readModelMetadata(bytes, 'damaged.tflite');
+      const entry = readMetadataEntry(view, 'tflite_transfer', 'damaged.tflite');
+      assert.ok(entry === null || (entry.byteOffset >= view.byteOffset && entry.byteOffset + entry.length <= view.byteOffset + view.length),
+                `trial ${trial}: an entry outside the file`);
+      outcomes[entry !== null && entry.length === intact.length && entry.every((b, i) => b === intact[i]) ? 'same' : 'changed'] += 1;
+      api.readModelMetadata(view, 'damaged.tflite');
     } catch (error) {
       assert.ok(error instanceof api.TransferError, `trial ${trial}: ${error}`);
       assert.match(error.message, /^damaged.tflite: /);
+      assert.ok(!error.message.includes('\n'));
+      outcomes.refused += 1;
     }
   }
+  assert.ok(outcomes.refused > 100 && outcomes.same > 100, JSON.stringify(outcomes));
 });
 
 test('a dynamic-batch model gets one line saying to recompile with --batch', {skip}, async () => {
