@@ -8,19 +8,25 @@
 
 import {CheckpointError, InvalidInputError} from './errors.js';
 import {findHexField, hexAt, sha256WithHexZeroed} from './contract.js';
+import {checkedState} from './inputs.js';
 import {parseStrictJson} from './strict_json.js';
 
+// The format's constants (test/golden_vectors.test.js checks them against tests/golden).
 export const FORMAT_NAME = 'tflite-transfer-checkpoint';
 export const FORMAT_VERSION = 2;
 export const VERSION_1 = 1;
 export const MAX_HEADER_BYTES = 100_000_000;
-const MAX_DIMENSIONS = 32;
-const METADATA_KEY = '__metadata__';
-const CHECKSUM_MARKER = new TextEncoder().encode('"checksum":"');
+export const MAX_DIMENSIONS = 32;
+export const LENGTH_FIELD_BYTES = 8;      // little-endian uint64: the header's length
+export const HEADER_ALIGNMENT = 8;        // the header is padded with spaces to a multiple of this
+export const METADATA_KEY = '__metadata__';
+export const CHECKSUM_KEY = 'checksum';
+export const METADATA_KEY_ORDER = ['format', 'format_version', 'model_fingerprint', CHECKSUM_KEY];
+const CHECKSUM_MARKER = new TextEncoder().encode(`"${CHECKSUM_KEY}":"`);
 const PLACEHOLDER = '0'.repeat(64);
 
 /** safetensors dtype code -> element size and the typed array that holds it (little-endian). */
-const DTYPES = {
+export const DTYPES = {
   F64: [8, Float64Array], F32: [4, Float32Array], F16: [2, Uint16Array],
   I64: [8, BigInt64Array], I32: [4, Int32Array], I16: [2, Int16Array], I8: [1, Int8Array],
   U64: [8, BigUint64Array], U32: [4, Uint32Array], U16: [2, Uint16Array], U8: [1, Uint8Array], BOOL: [1, Uint8Array],
@@ -37,8 +43,8 @@ export async function writeCheckpoint(tensors, modelFingerprint, extraMetadata =
     throw new InvalidInputError(`model fingerprint must be a non-empty hex string, got ${JSON.stringify(modelFingerprint)}`);
   }
   // Key order is part of the format: format, format_version, model_fingerprint, checksum, extras sorted.
-  const metadata = [['format', FORMAT_NAME], ['format_version', String(FORMAT_VERSION)],
-                    ['model_fingerprint', modelFingerprint], ['checksum', PLACEHOLDER]];
+  const values = [FORMAT_NAME, String(FORMAT_VERSION), modelFingerprint, PLACEHOLDER];
+  const metadata = METADATA_KEY_ORDER.map((key, i) => [key, values[i]]);
   for (const key of Object.keys(extraMetadata).sort(compareUtf8)) {
     if (typeof extraMetadata[key] !== 'string') throw new InvalidInputError(`extra metadata '${key}' must be a string`);
     if (metadata.some(([reserved]) => reserved === key)) throw new InvalidInputError(`extra metadata key '${key}' is reserved`);
@@ -55,17 +61,18 @@ export async function writeCheckpoint(tensors, modelFingerprint, extraMetadata =
     offset += entry.bytes.length;
   }
   const json = new TextEncoder().encode(`{${parts.join(',')}}`);
-  const headerLength = json.length + ((8 - (json.length % 8)) % 8);
-  const file = new Uint8Array(8 + headerLength + offset);
+  const headerLength = json.length + ((HEADER_ALIGNMENT - (json.length % HEADER_ALIGNMENT)) % HEADER_ALIGNMENT);
+  const headerStart = LENGTH_FIELD_BYTES;
+  const file = new Uint8Array(headerStart + headerLength + offset);
   new DataView(file.buffer).setBigUint64(0, BigInt(headerLength), true);
-  file.set(json, 8);
-  file.fill(0x20, 8 + json.length, 8 + headerLength);
-  let position = 8 + headerLength;
+  file.set(json, headerStart);
+  file.fill(0x20, headerStart + json.length, headerStart + headerLength);
+  let position = headerStart + headerLength;
   for (const entry of entries) {
     file.set(entry.bytes, position);
     position += entry.bytes.length;
   }
-  const checksumAt = 8 + findHexField(file.subarray(8, 8 + headerLength), CHECKSUM_MARKER);
+  const checksumAt = headerStart + findHexField(file.subarray(headerStart, headerStart + headerLength), CHECKSUM_MARKER);
   const checksum = await sha256WithHexZeroed(file, checksumAt);
   file.set(new TextEncoder().encode(checksum), checksumAt);
   return file;
@@ -117,11 +124,14 @@ export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVer
     `${source} is corrupt or incomplete: ${problem}; use an older checkpoint or start training from the model's initial weights`);
   if (!(fileBytes instanceof Uint8Array)) throw new CheckpointError(`${source}: expected the file's bytes as a Uint8Array`);
   const size = fileBytes.length;
-  if (size < 8) throw corrupt(`the file is ${size} bytes, too short for the 8-byte header length`);
-  const headerLength = new DataView(fileBytes.buffer, fileBytes.byteOffset, 8).getBigUint64(0, true);
+  const headerStart = LENGTH_FIELD_BYTES;
+  if (size < headerStart) throw corrupt(`the file is ${size} bytes, too short for the ${headerStart}-byte header length`);
+  const headerLength = new DataView(fileBytes.buffer, fileBytes.byteOffset, headerStart).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) throw corrupt(`the header length field says ${headerLength} bytes, more than the ${MAX_HEADER_BYTES}-byte limit`);
-  if (headerLength > BigInt(size - 8)) throw corrupt(`the header length field says ${headerLength} bytes but only ${size - 8} bytes follow it`);
-  const headerEnd = 8 + Number(headerLength);
+  if (headerLength > BigInt(size - headerStart)) {
+    throw corrupt(`the header length field says ${headerLength} bytes but only ${size - headerStart} bytes follow it`);
+  }
+  const headerEnd = headerStart + Number(headerLength);
   if (expect) {
     const stateBytes = expect.state.reduce((total, entry) => total + elementCount(entry.shape) * itemSize(entry.dtype), 0);
     if (size - headerEnd !== stateBytes) {
@@ -129,11 +139,11 @@ export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVer
                     '(a truncated file, or a checkpoint of another model)');
     }
   }
-  const headerBytes = fileBytes.subarray(8, headerEnd);
+  const headerBytes = fileBytes.subarray(headerStart, headerEnd);
   const checksumAt = findHexField(headerBytes, CHECKSUM_MARKER);
   if (checksumAt !== null) {
     const stored = hexAt(headerBytes, checksumAt);
-    const computed = await sha256WithHexZeroed(fileBytes, 8 + checksumAt);
+    const computed = await sha256WithHexZeroed(fileBytes, headerStart + checksumAt);
     if (stored !== computed) {
       throw corrupt(`its checksum does not match its content (stored ${stored.slice(0, 12)}…, computed ${computed.slice(0, 12)}…): the file was damaged`);
     }
@@ -230,6 +240,22 @@ function checkTiling(entries, dataSize, corrupt) {
     previous = entry;
   }
   if (position !== dataSize) throw corrupt(`${dataSize - position} bytes of trailing data after the last tensor`);
+}
+
+/**
+ * The training state a checkpoint holds for the model with `metadata` (contract.js), checked
+ * in form and meaning exactly as setState checks a state (inputs.js checkedState): what
+ * `restore` may be given. Any problem is one CheckpointError naming `source`.
+ */
+export async function readCheckpointState(fileBytes, metadata, {source = 'checkpoint', allowVersion1 = false} = {}) {
+  const expect = {fingerprint: metadata.fingerprint, state: metadata.state};
+  const saved = await readCheckpoint(fileBytes, {source, allowVersion1, expect});
+  try {
+    return checkedState(saved.tensors, metadata.state);
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw new CheckpointError(`${source}: ${error.message}`);
+    throw error;
+  }
 }
 
 const elementCount = (shape) => shape.reduce((a, b) => a * b, 1);

@@ -4,7 +4,7 @@
  */
 
 import {InvalidInputError} from './errors.js';
-import {LEARNING_RATE, MAX_LEARNING_RATE, MAX_STEP, STEP} from './contract.js';
+import {CLASS_IDS, LEARNING_RATE, MAX_LEARNING_RATE, MAX_STEP, STEP} from './contract.js';
 
 const product = (shape) => shape.reduce((a, b) => a * b, 1);
 
@@ -57,9 +57,12 @@ export function checkedImages(images, imageShape, imageDtype, imageRange) {
  */
 export function checkedLabels(labels, count, metadata) {
   const list = count === 1 && !isArrayLike(labels) ? [labels] : labels;
-  if (metadata.label.kind === 'class_ids') {
+  if (metadata.label.kind === CLASS_IDS) {
     if (!isArrayLike(list) || list.length !== count) {
       throw new InvalidInputError(`label: expected ${count} class id(s), got ${describe(labels)}`);
+    }
+    if (list instanceof Float32Array || list instanceof Float64Array) {   // as Python: float arrays are not class ids
+      throw new InvalidInputError(`label: class ids must be integers, got a ${list.constructor.name}; pass an Int32Array or plain numbers`);
     }
     const ids = new Int32Array(count);
     for (let i = 0; i < count; i++) {

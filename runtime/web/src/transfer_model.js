@@ -14,8 +14,8 @@
 import {Tensor, loadAndCompile} from '@litertjs/core';
 
 import * as contract from './contract.js';
-import {readCheckpoint, writeCheckpoint} from './checkpoint.js';
-import {InvalidInputError, TransferError, UnsupportedModelError, CheckpointError} from './errors.js';
+import {readCheckpointState, writeCheckpoint} from './checkpoint.js';
+import {InvalidInputError, TransferError, UnsupportedModelError} from './errors.js';
 import {checkedBottlenecks, checkedImages, checkedLabels, checkedLearningRate, checkedState} from './inputs.js';
 import {paddedChunks} from './batches.js';
 import {fit, guardedStep} from './training.js';
@@ -69,7 +69,7 @@ export class TransferModel {
 
   get numClasses() { return this.metadata.numOutputs; }
   get labels() { return [...this.metadata.labels]; }
-  get classifies() { return this.metadata.label.kind === 'class_ids'; }
+  get classifies() { return this.metadata.label.kind === contract.CLASS_IDS; }
   get numSamples() { return this._labels.length; }
   get stateNames() { return this.metadata.state.map((entry) => entry.name); }
 
@@ -281,14 +281,7 @@ export class TransferModel {
   /** Restores a checkpoint of this model; on any problem throws and changes nothing. */
   async restoreCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false} = {}) {
     const bytes = fileBytes instanceof ArrayBuffer ? new Uint8Array(fileBytes) : fileBytes;
-    const expect = {fingerprint: this.metadata.fingerprint, state: this.metadata.state};
-    const saved = await readCheckpoint(bytes, {source, allowVersion1, expect});  // checked against this model before any copy
-    try {
-      await this.setState(saved.tensors);
-    } catch (error) {
-      if (error instanceof InvalidInputError) throw new CheckpointError(`${source}: ${error.message}`);
-      throw error;
-    }
+    await this._restore(await readCheckpointState(bytes, this.metadata, {source, allowVersion1}));
   }
 }
 
