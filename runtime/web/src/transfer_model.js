@@ -39,8 +39,10 @@ export class TransferModel {
   /**
    * Opens a model from its bytes (Uint8Array/ArrayBuffer) or a same-origin URL: checks the
    * model digest before LiteRT sees the bytes, reads the metadata, compiles, checks the contract.
+   * `numThreads`: the wasm CPU threads (more than 1 needs LiteRT.js's threaded wasm, see
+   * litert.js); unset, LiteRT.js uses its own default.
    */
-  static async open(model, {accelerator = 'wasm', skipDigestCheck = false, source} = {}) {
+  static async open(model, {accelerator = 'wasm', skipDigestCheck = false, source, numThreads} = {}) {
     let bytes = model;
     source = source ?? (typeof model === 'string' || model instanceof URL ? String(model) : '<model>');
     if (typeof model === 'string' || model instanceof URL) {
@@ -51,11 +53,14 @@ export class TransferModel {
       bytes = new Uint8Array(model);
     }
     if (!(bytes instanceof Uint8Array)) throw new InvalidInputError(`${source}: pass the model as a Uint8Array, ArrayBuffer or URL`);
+    if (numThreads !== undefined && (!Number.isSafeInteger(numThreads) || numThreads < 1 || numThreads > 64)) {
+      throw new InvalidInputError(`numThreads must be an integer in [1, 64], got ${numThreads}`);
+    }
     await contract.verifyModelDigest(bytes, source, skipDigestCheck);
     const metadata = contract.readModelMetadata(bytes, source);
     let compiled;
     try {
-      compiled = await loadAndCompile(bytes.slice(), {accelerator});
+      compiled = await loadAndCompile(bytes.slice(), {accelerator, ...(numThreads === undefined ? {} : {cpuOptions: {numThreads}})});
     } catch (error) {
       throw new UnsupportedModelError(`${source}: LiteRT.js cannot load it: ${error.message}`);
     }
