@@ -77,17 +77,6 @@ export function trainingPlan(numSamples, batchSize, epochs, options = {}) {
   return {batches, epochOfBatch};
 }
 
-/** Mean loss per epoch over the batches that ended in it (NaN when none did: N < B). */
-export function epochLosses(batchLosses, epochOfBatch, epochs) {
-  const sums = new Array(epochs).fill(0);
-  const counts = new Array(epochs).fill(0);
-  batchLosses.forEach((loss, index) => {
-    sums[epochOfBatch[index]] += loss;
-    counts[epochOfBatch[index]] += 1;
-  });
-  return sums.map((sum, epoch) => (counts[epoch] ? sum / counts[epoch] : NaN));
-}
-
 /**
  * Chunks of `batchSize` sample indices covering 0..count-1; the last chunk is padded with
  * copies of its first sample. `real` says how many leading entries are real.

@@ -6,6 +6,7 @@ import {readFileSync} from 'node:fs';
 import {join} from 'node:path';
 
 import {loadLiteRtInNode} from '../src/node.js';
+import {trainingPlan} from '../src/batches.js';
 
 const FIXTURES = process.env.TFLITE_TRANSFER_WEB_FIXTURES;
 const skip = FIXTURES ? false : 'set TFLITE_TRANSFER_WEB_FIXTURES (pytest tests/web/test_node_module.py does)';
@@ -194,8 +195,16 @@ test('fit lowers the loss on separable samples; reset and setLearningRate act on
     }
     model.addBottlenecks(bottlenecks, labels);
     let reported = 0;
-    const losses = await model.fit({epochs: 8, seed: 1, onEpoch: () => reported++});
+    const batchLosses = [];
+    const losses = await model.fit({epochs: 8, seed: 1, onEpoch: () => reported++, onBatch: (i, loss) => batchLosses.push(loss)});
     assert.equal(reported, 8);
+    // An epoch's loss is the mean of the batches that ended in it (the plan of batches.js).
+    const {epochOfBatch} = trainingPlan(9, 4, 8, {seed: 1});
+    const means = Array.from({length: 8}, (_, epoch) => {
+      const mine = batchLosses.filter((_, i) => epochOfBatch[i] === epoch);
+      return mine.length ? mine.reduce((a, b) => a + b, 0) / mine.length : NaN;
+    });
+    assert.deepEqual(losses, means);
     assert.ok(losses.at(-1) < 0.5 * losses[0], `losses ${losses}`);
     assert.equal(await model.steps(), Math.ceil((8 * 9) / 4));
     await model.setLearningRate(0.375);
