@@ -240,5 +240,7 @@ def _write(settings, results_dir, todo, times, opened, browser_version, scenario
              f"Native: ai-edge-litert signature runner, num_threads=1 and {threads}, XNNPACK (the default delegate).",
              f"Physical limit: this machine has {os.cpu_count()} cores, so threads can at best divide a latency by "
              f"{os.cpu_count()} (a speed-up of at most {os.cpu_count()}x), and only while no other process wants a "
-             "core; the load average in the table above says how busy the machine was."]
+             "core; the load average in the table above says how busy the machine was. On a machine busier than "
+             "its core count, a process with 2 threads also gets a larger share of the CPU than one with 1 thread, "
+             "so a threads ratio beyond the core count measures that share, not parallel speed-up."]
     return write_report(results_dir, "web-benchmark", measurements, machine_facts(), notes, summary, [section])
