@@ -6,8 +6,9 @@
  * The library trusts its input: a read past the end yields `undefined` bits, i.e. a silent
  * wrong value. The model's bytes are untrusted (the digest check can be skipped), so every
  * read goes through CheckedByteBuffer, which bounds-checks it and checks each table's vtable
- * the way FlatBuffers' C++ verifier does: a damaged file gives one InvalidInputError, never a
- * wrong read, and every loop is bounded by the file's size.
+ * the way FlatBuffers' C++ verifier does: a damaged file gives one InvalidInputError, nothing
+ * is read from outside the file, and every loop is bounded by the file's size. (Damage inside
+ * the metadata's own bytes is the digest's job, and then the JSON reader's.)
  */
 
 import * as flatbuffers from 'flatbuffers';
