@@ -1,10 +1,12 @@
-"""Compiles the static-batch models, times them in the browser and natively (alternating),
-and writes the report. The browser side is runtime/web/browser/bench_driver.mjs."""
+"""Compiles the static-batch models, times them in the browser (LiteRT.js's single- and
+multi-threaded wasm) and natively (1 and N threads), interleaved, and writes the report. The
+browser side is runtime/web/browser/bench_driver.mjs."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -17,7 +19,11 @@ import numpy as np
 from benchmarks.common.report import Measurement, format_duration, machine_facts, write_report
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"
-BROWSER, NATIVE = "browser", "native"
+# The four runtimes timed on every case: (browser page or native, threads on). "N" threads is
+# the machine's core count (os.cpu_count(); the page's navigator.hardwareConcurrency).
+BROWSER_1, BROWSER_N, NATIVE_1, NATIVE_N = "browser-1", "browser-N", "native-1", "native-N"
+SIDES = (BROWSER_1, BROWSER_N, NATIVE_1, NATIVE_N)
+PAGE = {BROWSER_1: "single", BROWSER_N: "threaded"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +73,14 @@ def cases(paths: dict[int, Path], train_batch: int) -> list[Case]:
 
 
 class NativeTimer:
-    """ai-edge-litert at 1 thread (XNNPACK default), inputs like the page's."""
+    """ai-edge-litert at `threads` threads (XNNPACK default), inputs like the page's."""
 
-    def __init__(self, paths: dict[int, Path]):
+    def __init__(self, paths: dict[int, Path], threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
         self.runners = {}
         for path in paths.values():
-            interpreter = Interpreter(model_path=str(path), num_threads=1)
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.runners[path.name] = {key: interpreter.get_signature_runner(key) for key in interpreter.get_signature_list()}
 
     def time(self, case: Case, runs: int, warmup: int) -> list[float]:
@@ -99,7 +105,8 @@ class NativeTimer:
 
 
 class BrowserTimer:
-    """One headless Chromium page for the whole run (runtime/web/browser/bench_driver.mjs)."""
+    """Two headless Chromium pages for the whole run, LiteRT.js's single-threaded and its
+    multi-threaded wasm (runtime/web/browser/bench_driver.mjs)."""
 
     def __init__(self, origin: str):
         node = shutil.which("node")
@@ -127,68 +134,113 @@ def run_benchmark(settings: Settings, results_dir, progress=print, base=None) ->
     with tempfile.TemporaryDirectory(prefix="web-benchmark-") as workdir:
         paths = compile_models(settings, Path(workdir), progress, base)
         todo = cases(paths, settings.train_batch)
-        with serve(WEB_DIR, Path(workdir), isolated=True) as origin:
+        with serve(WEB_DIR, Path(workdir), isolated=True) as origin:      # isolated: threads allowed
             browser = BrowserTimer(origin)
             try:
-                opened = {path.name: browser.ask({"open": f"/models/{path.name}"}) for path in paths.values()}
+                opened = {(side, path.name): browser.ask({"page": PAGE[side], "open": f"/models/{path.name}"})
+                          for side in (BROWSER_1, BROWSER_N) for path in paths.values()}
                 browser_version = browser.ask({"version": True})["browser"]
-                native = NativeTimer(paths)
-                times = {(side, case): [] for side in (BROWSER, NATIVE) for case in todo}
+                threads = opened[BROWSER_N, paths[1].name]["numThreads"]
+                native = {NATIVE_1: NativeTimer(paths, 1), NATIVE_N: NativeTimer(paths, threads)}
+                times = {(side, case): [] for side in SIDES for case in todo}
                 for round_index in range(settings.rounds):
-                    progress(f"round {round_index + 1}/{settings.rounds}: browser, then native")
-                    for case in todo:      # A B A B: the browser's calls, then the same natively
-                        answer = browser.ask({"time": f"/models/{case.model}", "signatures": [case.signature],
-                                              "runs": settings.runs, "warmup": settings.warmup})
-                        times[BROWSER, case].append(answer[case.signature])
-                        times[NATIVE, case].append(native.time(case, settings.runs, settings.warmup))
+                    # A B C D, the order rotated each round so no side always runs first.
+                    order = SIDES[round_index % len(SIDES):] + SIDES[:round_index % len(SIDES)]
+                    progress(f"round {round_index + 1}/{settings.rounds}: {', '.join(order)}")
+                    for case in todo:
+                        for side in order:
+                            times[side, case].append(_time(browser, native, side, case, settings))
             finally:
                 browser.close()
     scenario = (f"MobileNetV2 {settings.alpha} {settings.image_size} int8" if base is None else base.description) + \
         ", softmax 4 classes, SGD"
-    return _write(settings, results_dir, todo, times, opened, browser_version, scenario)
+    return _write(settings, results_dir, todo, times, opened, browser_version, scenario, threads)
 
 
-def _runtime_names(browser_version: str) -> dict[str, str]:
+def _time(browser: BrowserTimer, native: dict, side: str, case: Case, settings: Settings) -> list[float]:
+    if side in native:
+        return native[side].time(case, settings.runs, settings.warmup)
+    answer = browser.ask({"page": PAGE[side], "time": f"/models/{case.model}", "signatures": [case.signature],
+                          "runs": settings.runs, "warmup": settings.warmup})
+    return answer[case.signature]
+
+
+def _runtime_names(browser_version: str, threads: int) -> dict[str, str]:
     from importlib.metadata import version
 
     core = json.loads((WEB_DIR / "node_modules" / "@litertjs" / "core" / "package.json").read_text())["version"]
-    return {BROWSER: f"LiteRT.js {core} wasm (Chromium {browser_version})",
-            NATIVE: f"ai-edge-litert {version('ai-edge-litert')} (Python)"}
+    browser = f"LiteRT.js {core} wasm (Chromium {browser_version})"
+    native = f"ai-edge-litert {version('ai-edge-litert')} (Python)"
+    return {BROWSER_1: f"{browser}, 1 thread", BROWSER_N: f"{browser}, {threads} threads",
+            NATIVE_1: f"{native}, 1 thread", NATIVE_N: f"{native}, {threads} threads"}
 
 
-def _write(settings, results_dir, todo, times, opened, browser_version, scenario) -> tuple[Path, Path]:
-    names = _runtime_names(browser_version)
-    measurements, ratio_rows, summary = [], [], {"ratios": {}, "open_ms": {}}
+def _ratio(times, case, slower: str, faster: str) -> dict:
+    """Median and spread of the per-round ratios median(slower) / median(faster)."""
+    ratios = [statistics.median(a) / statistics.median(b) for a, b in zip(times[slower, case], times[faster, case])]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def _cell(ratio: dict) -> str:
+    return f"{ratio['median']:.2f}x ({ratio['min']:.2f}–{ratio['max']:.2f})"
+
+
+# The ratios reported, as (summary key, column title, numerator, denominator).
+RATIOS = (("browser_threads_speedup", "browser 1 thread / N threads", BROWSER_1, BROWSER_N),
+          ("native_threads_speedup", "native 1 thread / N threads", NATIVE_1, NATIVE_N),
+          ("browser_vs_native_1_thread", "browser / native, 1 thread", BROWSER_1, NATIVE_1),
+          ("browser_vs_native_n_threads", "browser / native, N threads", BROWSER_N, NATIVE_N))
+
+
+def _write(settings, results_dir, todo, times, opened, browser_version, scenario, threads) -> tuple[Path, Path]:
+    names = _runtime_names(browser_version, threads)
+    measurements, median_rows, ratio_rows = [], [], []
+    summary = {"threads": threads, "ratios": {key: {} for key, *_ in RATIOS}, "open_ms": {}}
     for case in todo:
-        for side in (BROWSER, NATIVE):
+        medians = {}
+        for side in SIDES:
             rounds = times[side, case]
             flat = [t for one in rounds for t in one]
-            measurements.append(Measurement(scenario, case.signature, names[side], "this machine", 1, "XNNPACK",
-                                            case.batch, len(flat), statistics.median(flat), min(flat), max(flat), None,
+            medians[side] = statistics.median(flat)
+            measurements.append(Measurement(scenario, case.signature, names[side], "this machine",
+                                            1 if side in (BROWSER_1, NATIVE_1) else threads, "XNNPACK",
+                                            case.batch, len(flat), medians[side], min(flat), max(flat), None,
                                             {"round_medians_us": [statistics.median(one) for one in rounds]}))
-        ratios = [statistics.median(b) / statistics.median(n) for b, n in zip(times[BROWSER, case], times[NATIVE, case])]
         key = f"{case.signature} batch {case.batch}"
-        summary["ratios"][key] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-        browser_median = statistics.median(t for one in times[BROWSER, case] for t in one)
-        native_median = statistics.median(t for one in times[NATIVE, case] for t in one)
-        ratio_rows.append(f"| `{case.signature}` | {case.batch} | {format_duration(browser_median)} | "
-                          f"{format_duration(native_median)} | {statistics.median(ratios):.2f}x "
-                          f"({min(ratios):.2f}–{max(ratios):.2f}) |")
-    summary["open_ms"] = {name: answer["openMs"] for name, answer in opened.items()}
+        ratios = {name: _ratio(times, case, slower, faster) for name, _, slower, faster in RATIOS}
+        for name, ratio in ratios.items():
+            summary["ratios"][name][key] = ratio
+        median_rows.append(f"| `{case.signature}` | {case.batch} | " +
+                           " | ".join(format_duration(medians[side]) for side in SIDES) + " |")
+        ratio_rows.append(f"| `{case.signature}` | {case.batch} | " + " | ".join(_cell(ratios[name]) for name, *_ in RATIOS) + " |")
+    summary["open_ms"] = {f"{name} ({PAGE[side]} page)": answer["openMs"] for (side, name), answer in opened.items()}
     section = "\n".join([
-        "## Browser (wasm) vs native, 1 thread, medians",
+        f"## Medians: browser (wasm) and native, 1 thread and {threads} threads",
         "",
-        f"| signature | batch | {names[BROWSER]} | {names[NATIVE]} | browser / native (per-round spread) |",
-        "|---|---:|---|---|---|",
+        "| signature | batch | " + " | ".join(names[side] for side in SIDES) + " |",
+        "|---|---:|" + "---|" * len(SIDES),
+        *median_rows,
+        "",
+        "## Ratios: median of the per-round ratios (min–max over rounds)",
+        "",
+        "| signature | batch | " + " | ".join(title.replace("N threads", f"{threads} threads") for _, title, *_ in RATIOS) + " |",
+        "|---|---:|" + "---|" * len(RATIOS),
         *ratio_rows,
         "",
         "Opening a model in the page (digest check, metadata, LiteRT.js compile): " +
         ", ".join(f"{name} {ms:.0f} ms" for name, ms in summary["open_ms"].items()) + ".",
     ])
     notes = [f"{settings.rounds} rounds x {settings.runs} timed calls (after {settings.warmup} untimed) per figure; "
-             "browser and native alternate round by round.",
-             "Browser: only `compiled.run` and reading its outputs are timed (inputs pre-built); LiteRT.js loads its "
-             "single-threaded wasm (its `threads` option defaults to off). The page is cross-origin isolated (5 us "
-             "clock); a sample repeats calls shorter than 2 ms and reports the time per call.",
-             "Native: ai-edge-litert signature runner, num_threads=1, XNNPACK (the default delegate)."]
+             "in each round every case runs on the four runtimes back to back, in an order rotated round by round.",
+             "Browser: only `compiled.run` and reading its outputs are timed (inputs pre-built), in two pages of one "
+             "headless Chromium served cross-origin isolated (COOP/COEP, as runtime/web/serve.py serves the demo; a "
+             "5 us clock): one loads LiteRT.js's single-threaded wasm, the other its multi-threaded wasm compiled with "
+             f"numThreads {threads} (navigator.hardwareConcurrency). A sample repeats calls shorter than 2 ms and "
+             "reports the time per call.",
+             f"Native: ai-edge-litert signature runner, num_threads=1 and {threads}, XNNPACK (the default delegate).",
+             f"Physical limit: this machine has {os.cpu_count()} cores, so threads can at best divide a latency by "
+             f"{os.cpu_count()} (a speed-up of at most {os.cpu_count()}x), and only while no other process wants a "
+             "core; the load average in the table above says how busy the machine was. On a machine busier than "
+             "its core count, a process with 2 threads also gets a larger share of the CPU than one with 1 thread, "
+             "so a threads ratio beyond the core count measures that share, not parallel speed-up."]
     return write_report(results_dir, "web-benchmark", measurements, machine_facts(), notes, summary, [section])

@@ -1,7 +1,8 @@
 """The demo page in a real browser (headless Debian Chromium driven by playwright-core): it
-opens a compiled static-batch model served from 127.0.0.1, trains on images picked through
-its file inputs and a frame of Chromium's fake camera (the loss falls), predicts, and its checkpoints move to and from Python bit
-for bit. Nothing is requested from another origin."""
+opens a compiled static-batch model served from 127.0.0.1 cross-origin isolated (LiteRT.js's
+threaded wasm), trains on images picked through its file inputs and a frame of Chromium's fake
+camera (the loss falls), predicts, and its checkpoints move to and from Python bit for bit.
+Nothing is requested from another origin."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
             "predictImage": class_images[2][0], "downloadTo": str(tmp_path / "page.ckpt"),
             "uploadCheckpoint": str(uploaded_path), "corruptCheckpoint": str(tmp_path / "corrupt.ckpt"),
             "notAnImage": str(tmp_path / "not_an_image.png")}
-    with serve(WEB_DIR, web_models) as origin:
+    with serve(WEB_DIR, web_models, isolated=True) as origin:     # as runtime/web/serve.py serves it
         (tmp_path / "plan.json").write_text(json.dumps({**plan, "origin": origin}))
         result = subprocess.run([node, "browser/drive_demo.mjs", str(tmp_path / "plan.json")], cwd=WEB_DIR,
                                 capture_output=True, text=True, timeout=600)
@@ -77,6 +78,7 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
     assert "failure" not in report, (report.get("failure"), report.get("pageErrorAtFailure"))
     assert report["consoleErrors"] == [] and report["foreignRequests"] == []
     assert "3 classes, images uint8 [16,12,3] (batch 1), train batch 4" in report["status"]
+    assert "threads (cross-origin isolated" in report["runtimeMode"]      # the whole flow runs multi-threaded
     assert report["counts"] == [4, 4, 4]
     assert report["countsAfterCapture"] == [4, 4, 5]            # one frame of Chromium's fake camera
     assert abs(sum(report["cameraProbabilities"]) - 1) < 1e-5

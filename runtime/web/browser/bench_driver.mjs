@@ -1,9 +1,11 @@
 /**
  * A long-lived browser for benchmarks/web: reads one JSON command per stdin line, runs it in
- * the timing page (bench.html) and prints one JSON line. Commands:
- *   {"open": url}                                  -> {openMs, imageBatch, trainBatch, ...}
- *   {"time": url, "signatures": [...], "runs": n, "warmup": w}  -> {signature: [microseconds]}
- *   {"version": true}                              -> {browser}
+ * one of two timing pages (bench.html): `single` loads LiteRT.js's single-threaded wasm,
+ * `threaded` its multi-threaded one (the origin must serve COOP/COEP). Prints one JSON line.
+ * Commands (`page`: "single" or "threaded"):
+ *   {"page", "open": url}                                   -> {openMs, imageBatch, trainBatch, numThreads, ...}
+ *   {"page", "time": url, "signatures": [...], "runs": n, "warmup": w}  -> {signature: [microseconds]}
+ *   {"version": true}                                       -> {browser}
  * node browser/bench_driver.mjs ORIGIN
  */
 import {createInterface} from 'node:readline';
@@ -11,13 +13,17 @@ import {launchChromium} from './launch.mjs';
 
 const origin = process.argv[2];
 const {context, close} = await launchChromium();
-const page = await context.newPage();
-await page.goto(`${origin}/browser/bench.html`);
-await page.waitForFunction(() => typeof window.timeSignatures === 'function');
+const pages = {};
+for (const [name, threads] of [['single', 0], ['threaded', 1]]) {
+  pages[name] = await context.newPage();
+  await pages[name].goto(`${origin}/browser/bench.html?threads=${threads}`);
+  await pages[name].waitForFunction(() => typeof window.timeSignatures === 'function');
+}
 const lines = createInterface({input: process.stdin});
 for await (const line of lines) {
   if (!line.trim()) continue;
   const command = JSON.parse(line);
+  const page = pages[command.page ?? 'single'];
   let answer;
   try {
     if (command.open) answer = await page.evaluate((url) => window.openModel(url), command.open);

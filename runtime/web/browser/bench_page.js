@@ -1,10 +1,13 @@
 // Times the signatures of compiled models in this page (wasm): only the LiteRT.js run and the
-// read of its outputs are timed (LiteRT.js loads its single-threaded wasm: threads default off), on inputs built before the clock starts (like the host
-// benchmark times only the signature runner call). benchmarks/web drives it.
-import {Tensor, loadLiteRt} from '@litertjs/core';
-import {TransferModel} from '../src/index.js';
+// read of its outputs are timed, on inputs built before the clock starts (like the host
+// benchmark times only the signature runner call). benchmarks/web drives it. `?threads=1`
+// loads LiteRT.js's multi-threaded wasm (the page must be cross-origin isolated), otherwise
+// its single-threaded one.
+import {Tensor} from '@litertjs/core';
+import {TransferModel, loadLiteRtForPage} from '../src/index.js';
 
-const ready = loadLiteRt(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href);
+const threads = new URLSearchParams(location.search).get('threads') === '1';
+const ready = loadLiteRtForPage(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href, {threads});
 const models = new Map();
 
 function inputsFor(model, signature) {
@@ -21,13 +24,14 @@ function inputsFor(model, signature) {
 
 /** Opens (timed) and keeps a model; returns the open time in ms and the wasm variant facts. */
 window.openModel = async (url) => {
-  await ready;
+  const mode = await ready;
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
   const start = performance.now();
-  const model = await TransferModel.open(bytes, {source: url});
+  const model = await TransferModel.open(bytes, {source: url, numThreads: mode.numThreads});
   const openMs = performance.now() - start;
   models.set(url, model);
-  return {openMs, imageBatch: model.imageBatch, trainBatch: model.trainBatch, crossOriginIsolated: self.crossOriginIsolated};
+  return {openMs, imageBatch: model.imageBatch, trainBatch: model.trainBatch, crossOriginIsolated: self.crossOriginIsolated,
+          threads: mode.threads, numThreads: mode.numThreads};
 };
 
 /** `runs` timed calls of each signature (after `warmup` untimed ones); microseconds each. */

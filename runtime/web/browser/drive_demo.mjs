@@ -34,6 +34,7 @@ try {
   await page.goto(`${plan.origin}/demo/?model=${encodeURIComponent(plan.modelPath)}`);
   await page.waitForSelector('#status[data-state=ready]', {timeout: 120_000});
   report.status = await page.textContent('#status');
+  report.runtimeMode = await page.textContent('#runtime-mode');
 
   for (const [index, paths] of plan.classImages.entries()) {
     await page.setInputFiles(`input[data-class="${index}"]`, paths);

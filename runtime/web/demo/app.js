@@ -1,14 +1,21 @@
 // The demo page: open a compiled model, add images per class (files or camera), train while
 // the loss is drawn, predict, and download/upload checkpoints. Everything runs in this page;
 // `window.demo` exposes the model for the browser tests.
-import {loadLiteRt} from '@litertjs/core';
-import {TransferModel, TransferError, pixelsFromImage} from '../src/index.js';
+import {TransferModel, TransferError, loadLiteRtForPage, pixelsFromImage} from '../src/index.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {model: null, counts: [], losses: [], busy: false, stream: null};
 window.demo = state;
 
-const liteRtReady = loadLiteRt(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href);
+// Multi-threaded wasm when the page is cross-origin isolated (runtime/web/serve.py), else one thread.
+const liteRtReady = loadLiteRtForPage(new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href).then((mode) => {
+  state.runtime = mode;
+  const mark = $('runtime-mode');
+  mark.dataset.threads = String(mode.numThreads);
+  mark.textContent = mode.threads ? `LiteRT.js wasm, ${mode.numThreads} threads (${mode.why}).`
+    : `LiteRT.js wasm, 1 thread: ${mode.why}. Serve the page with runtime/web/serve.py for threads.`;
+  return mode;
+});
 
 function showError(error) {
   $('error').textContent = error ? (error instanceof TransferError ? `${error.name}: ${error.message}` : `Error: ${error.message ?? error}`) : '';
@@ -48,7 +55,7 @@ async function openModel(source, name) {
   state.model?.delete();
   state.model = null;
   try {
-    state.model = await TransferModel.open(source, {source: name});
+    state.model = await TransferModel.open(source, {source: name, numThreads: (await liteRtReady).numThreads});
   } catch (error) {
     $('status').dataset.state = 'error';
     $('status').textContent = `Could not open ${name}.`;

@@ -42,34 +42,39 @@ export function permutation(n, random) {
 }
 
 /**
- * The training plan: `batches` (arrays of sample indices, each of length batchSize) and,
- * for each batch, the epoch (0-based) its last sample belongs to.
+ * The training batches, one at a time (memory stays O(samples) however many epochs):
+ * {indices, epoch, lastOfEpoch} where `indices` are `batchSize` sample indices and `epoch` the
+ * (0-based) epoch its last sample belongs to. ceil(epochs * N / B) batches in all.
  */
-export function trainingPlan(numSamples, batchSize, epochs, {seed = 0, shuffle = true} = {}) {
+export function* trainingBatches(numSamples, batchSize, epochs, {seed = 0, shuffle = true} = {}) {
   const random = seededRandom(seed);
-  const total = Math.ceil((epochs * numSamples) / batchSize) * batchSize;
-  const stream = [];
-  while (stream.length < total) {
-    stream.push(...(shuffle ? permutation(numSamples, random) : Array.from({length: numSamples}, (_, i) => i)));
+  const steps = Math.ceil((epochs * numSamples) / batchSize);
+  const epochOf = (step) => Math.min(epochs - 1, Math.floor(((step + 1) * batchSize - 1) / numSamples));
+  let pending = [];
+  for (let step = 0; step < steps; step++) {
+    while (pending.length < batchSize) {
+      const order = shuffle ? permutation(numSamples, random) : Array.from({length: numSamples}, (_, i) => i);
+      pending = pending.concat(order);
+    }
+    const indices = pending.slice(0, batchSize);
+    pending = pending.slice(batchSize);
+    const epoch = epochOf(step);
+    yield {indices, epoch, lastOfEpoch: step === steps - 1 || epochOf(step + 1) !== epoch};
   }
-  const batches = [];
-  const epochOfBatch = [];
-  for (let start = 0; start < total; start += batchSize) {
-    batches.push(stream.slice(start, start + batchSize));
-    epochOfBatch.push(Math.min(epochs - 1, Math.floor((start + batchSize - 1) / numSamples)));
-  }
-  return {batches, epochOfBatch};
 }
 
-/** Mean loss per epoch over the batches that ended in it (NaN when none did: N < B). */
-export function epochLosses(batchLosses, epochOfBatch, epochs) {
-  const sums = new Array(epochs).fill(0);
-  const counts = new Array(epochs).fill(0);
-  batchLosses.forEach((loss, index) => {
-    sums[epochOfBatch[index]] += loss;
-    counts[epochOfBatch[index]] += 1;
-  });
-  return sums.map((sum, epoch) => (counts[epoch] ? sum / counts[epoch] : NaN));
+/**
+ * The whole plan at once (for tests and small runs): `batches` (arrays of sample indices) and,
+ * for each batch, the epoch its last sample belongs to.
+ */
+export function trainingPlan(numSamples, batchSize, epochs, options = {}) {
+  const batches = [];
+  const epochOfBatch = [];
+  for (const {indices, epoch} of trainingBatches(numSamples, batchSize, epochs, options)) {
+    batches.push(indices);
+    epochOfBatch.push(epoch);
+  }
+  return {batches, epochOfBatch};
 }
 
 /**

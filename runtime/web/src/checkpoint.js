@@ -1,5 +1,5 @@
 /**
- * Checkpoint files in the project's format (BUILD.md "Checkpoint file format", version 2):
+ * Checkpoint files in the project's format (runtime/SPEC.md#checkpoint-file-format, version 2):
  * safetensors layout, compact JSON header with `__metadata__` {format, format_version "2",
  * model_fingerprint, checksum, extras sorted}, checksum = sha256 of the whole file with its
  * own 64 hex digits read as '0'. For the same state the bytes equal what the Python and C++
@@ -8,19 +8,25 @@
 
 import {CheckpointError, InvalidInputError} from './errors.js';
 import {findHexField, hexAt, sha256WithHexZeroed} from './contract.js';
+import {checkedState} from './inputs.js';
 import {parseStrictJson} from './strict_json.js';
 
+// The format's constants (test/golden_vectors.test.js checks them against tests/golden).
 export const FORMAT_NAME = 'tflite-transfer-checkpoint';
 export const FORMAT_VERSION = 2;
 export const VERSION_1 = 1;
 export const MAX_HEADER_BYTES = 100_000_000;
-const MAX_DIMENSIONS = 32;
-const METADATA_KEY = '__metadata__';
-const CHECKSUM_MARKER = new TextEncoder().encode('"checksum":"');
+export const MAX_DIMENSIONS = 32;
+export const LENGTH_FIELD_BYTES = 8;      // little-endian uint64: the header's length
+export const HEADER_ALIGNMENT = 8;        // the header is padded with spaces to a multiple of this
+export const METADATA_KEY = '__metadata__';
+export const CHECKSUM_KEY = 'checksum';
+export const METADATA_KEY_ORDER = ['format', 'format_version', 'model_fingerprint', CHECKSUM_KEY];
+const CHECKSUM_MARKER = new TextEncoder().encode(`"${CHECKSUM_KEY}":"`);
 const PLACEHOLDER = '0'.repeat(64);
 
 /** safetensors dtype code -> element size and the typed array that holds it (little-endian). */
-const DTYPES = {
+export const DTYPES = {
   F64: [8, Float64Array], F32: [4, Float32Array], F16: [2, Uint16Array],
   I64: [8, BigInt64Array], I32: [4, Int32Array], I16: [2, Int16Array], I8: [1, Int8Array],
   U64: [8, BigUint64Array], U32: [4, Uint32Array], U16: [2, Uint16Array], U8: [1, Uint8Array], BOOL: [1, Uint8Array],
@@ -37,8 +43,8 @@ export async function writeCheckpoint(tensors, modelFingerprint, extraMetadata =
     throw new InvalidInputError(`model fingerprint must be a non-empty hex string, got ${JSON.stringify(modelFingerprint)}`);
   }
   // Key order is part of the format: format, format_version, model_fingerprint, checksum, extras sorted.
-  const metadata = [['format', FORMAT_NAME], ['format_version', String(FORMAT_VERSION)],
-                    ['model_fingerprint', modelFingerprint], ['checksum', PLACEHOLDER]];
+  const values = [FORMAT_NAME, String(FORMAT_VERSION), modelFingerprint, PLACEHOLDER];
+  const metadata = METADATA_KEY_ORDER.map((key, i) => [key, values[i]]);
   for (const key of Object.keys(extraMetadata).sort(compareUtf8)) {
     if (typeof extraMetadata[key] !== 'string') throw new InvalidInputError(`extra metadata '${key}' must be a string`);
     if (metadata.some(([reserved]) => reserved === key)) throw new InvalidInputError(`extra metadata key '${key}' is reserved`);
@@ -55,17 +61,18 @@ export async function writeCheckpoint(tensors, modelFingerprint, extraMetadata =
     offset += entry.bytes.length;
   }
   const json = new TextEncoder().encode(`{${parts.join(',')}}`);
-  const headerLength = json.length + ((8 - (json.length % 8)) % 8);
-  const file = new Uint8Array(8 + headerLength + offset);
+  const headerLength = json.length + ((HEADER_ALIGNMENT - (json.length % HEADER_ALIGNMENT)) % HEADER_ALIGNMENT);
+  const headerStart = LENGTH_FIELD_BYTES;
+  const file = new Uint8Array(headerStart + headerLength + offset);
   new DataView(file.buffer).setBigUint64(0, BigInt(headerLength), true);
-  file.set(json, 8);
-  file.fill(0x20, 8 + json.length, 8 + headerLength);
-  let position = 8 + headerLength;
+  file.set(json, headerStart);
+  file.fill(0x20, headerStart + json.length, headerStart + headerLength);
+  let position = headerStart + headerLength;
   for (const entry of entries) {
     file.set(entry.bytes, position);
     position += entry.bytes.length;
   }
-  const checksumAt = 8 + findHexField(file.subarray(8, 8 + headerLength), CHECKSUM_MARKER);
+  const checksumAt = headerStart + findHexField(file.subarray(headerStart, headerStart + headerLength), CHECKSUM_MARKER);
   const checksum = await sha256WithHexZeroed(file, checksumAt);
   file.set(new TextEncoder().encode(checksum), checksumAt);
   return file;
@@ -104,25 +111,39 @@ function checkedTensor(name, tensor) {
 }
 
 /**
- * Reads and fully validates a checkpoint file (the reader order of runtime/SPEC.md#checkpoint-file-format: sizes, header, checksum,
- * strict JSON, entries against the file size, then the tensors).
+ * Reads and fully validates a checkpoint file, in the reader order of
+ * runtime/SPEC.md#checkpoint-file-format: sizes, header, checksum, strict JSON, entries against the file size, then the
+ * tensors. With `expect` ({fingerprint, state: the model's state entries}) the file is also
+ * checked against that model before any tensor is copied: its data size before the checksum
+ * is computed (a file of the wrong size is refused without hashing it), the fingerprint right
+ * after the header's metadata, names, dtypes and shapes right after the entries.
  * @returns {{tensors: Object, modelFingerprint: string, formatVersion: number, metadata: Object}}
  */
-export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false} = {}) {
+export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false, expect = null} = {}) {
   const corrupt = (problem) => new CheckpointError(
     `${source} is corrupt or incomplete: ${problem}; use an older checkpoint or start training from the model's initial weights`);
   if (!(fileBytes instanceof Uint8Array)) throw new CheckpointError(`${source}: expected the file's bytes as a Uint8Array`);
   const size = fileBytes.length;
-  if (size < 8) throw corrupt(`the file is ${size} bytes, too short for the 8-byte header length`);
-  const headerLength = new DataView(fileBytes.buffer, fileBytes.byteOffset, 8).getBigUint64(0, true);
+  const headerStart = LENGTH_FIELD_BYTES;
+  if (size < headerStart) throw corrupt(`the file is ${size} bytes, too short for the ${headerStart}-byte header length`);
+  const headerLength = new DataView(fileBytes.buffer, fileBytes.byteOffset, headerStart).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) throw corrupt(`the header length field says ${headerLength} bytes, more than the ${MAX_HEADER_BYTES}-byte limit`);
-  if (headerLength > BigInt(size - 8)) throw corrupt(`the header length field says ${headerLength} bytes but only ${size - 8} bytes follow it`);
-  const headerEnd = 8 + Number(headerLength);
-  const headerBytes = fileBytes.subarray(8, headerEnd);
+  if (headerLength > BigInt(size - headerStart)) {
+    throw corrupt(`the header length field says ${headerLength} bytes but only ${size - headerStart} bytes follow it`);
+  }
+  const headerEnd = headerStart + Number(headerLength);
+  if (expect) {
+    const stateBytes = expect.state.reduce((total, entry) => total + elementCount(entry.shape) * itemSize(entry.dtype), 0);
+    if (size - headerEnd !== stateBytes) {
+      throw corrupt(`it holds ${size - headerEnd} bytes of tensor data but this model's state is ${stateBytes} bytes ` +
+                    '(a truncated file, or a checkpoint of another model)');
+    }
+  }
+  const headerBytes = fileBytes.subarray(headerStart, headerEnd);
   const checksumAt = findHexField(headerBytes, CHECKSUM_MARKER);
   if (checksumAt !== null) {
     const stored = hexAt(headerBytes, checksumAt);
-    const computed = await sha256WithHexZeroed(fileBytes, 8 + checksumAt);
+    const computed = await sha256WithHexZeroed(fileBytes, headerStart + checksumAt);
     if (stored !== computed) {
       throw corrupt(`its checksum does not match its content (stored ${stored.slice(0, 12)}…, computed ${computed.slice(0, 12)}…): the file was damaged`);
     }
@@ -139,10 +160,15 @@ export async function readCheckpoint(fileBytes, {source = 'checkpoint', allowVer
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw corrupt('the header is not a JSON object');
   const metadata = checkedMetadata(source, header[METADATA_KEY], checksumAt !== null, corrupt);
+  if (expect) checkFingerprint(metadata.model_fingerprint, expect.fingerprint, source);
   const dataSize = size - headerEnd;
   const entries = Object.entries(header).filter(([name]) => name !== METADATA_KEY)
     .map(([name, entry]) => checkedEntry(name, entry, dataSize, corrupt));
   checkTiling(entries, dataSize, corrupt);
+  if (expect) {
+    checkEntriesFit(entries.map((entry) => ({name: entry.name, dtype: DTYPE_BY_CODE[entry.code] ?? entry.code, shape: entry.shape})),
+                    expect.state, source);
+  }
   const tensors = {};
   for (const entry of entries) {
     const bytes = fileBytes.slice(headerEnd + entry.begin, headerEnd + entry.end);  // aligned copy
@@ -217,27 +243,57 @@ function checkTiling(entries, dataSize, corrupt) {
 }
 
 /**
- * Refuses a checkpoint that does not fit the model: fingerprint, names, shapes, dtypes
- * (`expected` = the metadata's state entries). Nothing is restored before this passes.
+ * The training state a checkpoint holds for the model with `metadata` (contract.js), checked
+ * in form and meaning exactly as setState checks a state (inputs.js checkedState): what
+ * `restore` may be given. Any problem is one CheckpointError naming `source`.
  */
-export function checkCompatible(checkpoint, stateEntries, modelFingerprint, source = 'checkpoint') {
-  if (checkpoint.modelFingerprint !== modelFingerprint) {
+export async function readCheckpointState(fileBytes, metadata, {source = 'checkpoint', allowVersion1 = false} = {}) {
+  const expect = {fingerprint: metadata.fingerprint, state: metadata.state};
+  const saved = await readCheckpoint(fileBytes, {source, allowVersion1, expect});
+  try {
+    return checkedState(saved.tensors, metadata.state);
+  } catch (error) {
+    if (error instanceof InvalidInputError) throw new CheckpointError(`${source}: ${error.message}`);
+    throw error;
+  }
+}
+
+const elementCount = (shape) => shape.reduce((a, b) => a * b, 1);
+const itemSize = (dtype) => DTYPES[CODE_BY_DTYPE[dtype]]?.[0] ?? NaN;
+
+function checkFingerprint(stored, modelFingerprint, source) {
+  if (stored !== modelFingerprint) {
     throw new CheckpointError(
-      `${source} was written by another model (fingerprint ${checkpoint.modelFingerprint.slice(0, 12)}… vs ` +
+      `${source} was written by another model (fingerprint ${stored.slice(0, 12)}… vs ` +
       `${modelFingerprint.slice(0, 12)}…); restore it into the model that saved it, or start from this model's initial weights`);
   }
+}
+
+/** `stored` [{name, dtype, shape}] against the model's state entries: names, dtypes, shapes. */
+function checkEntriesFit(stored, stateEntries, source) {
   const expected = new Set(stateEntries.map((entry) => entry.name));
-  const stored = new Set(Object.keys(checkpoint.tensors));
-  const missing = [...expected].filter((name) => !stored.has(name)).sort();
-  const unexpected = [...stored].filter((name) => !expected.has(name)).sort();
+  const byName = new Map(stored.map((entry) => [entry.name, entry]));
+  const missing = [...expected].filter((name) => !byName.has(name)).sort();
+  const unexpected = [...byName.keys()].filter((name) => !expected.has(name)).sort();
   if (missing.length || unexpected.length) {
     throw new CheckpointError(`${source} does not hold this model's variables: missing [${missing}], unexpected [${unexpected}]`);
   }
   for (const entry of stateEntries) {
-    const tensor = checkpoint.tensors[entry.name];
+    const tensor = byName.get(entry.name);
     if (tensor.dtype !== entry.dtype || tensor.shape.join() !== entry.shape.join() || tensor.shape.length !== entry.shape.length) {
       throw new CheckpointError(`${source} does not fit the model: '${entry.name}' is [${tensor.shape}] ${tensor.dtype} in the checkpoint ` +
                                 `but [${entry.shape}] ${entry.dtype} in the model`);
     }
   }
+}
+
+/**
+ * Refuses a checkpoint that does not fit the model: fingerprint, names, shapes, dtypes
+ * (`stateEntries` = the metadata's state entries). readCheckpoint's `expect` runs the same
+ * checks before copying any tensor.
+ */
+export function checkCompatible(checkpoint, stateEntries, modelFingerprint, source = 'checkpoint') {
+  checkFingerprint(checkpoint.modelFingerprint, modelFingerprint, source);
+  checkEntriesFit(Object.entries(checkpoint.tensors).map(([name, tensor]) => ({name, dtype: tensor.dtype, shape: tensor.shape})),
+                  stateEntries, source);
 }

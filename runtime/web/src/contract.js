@@ -17,7 +17,17 @@ export const IMAGE_SIGNATURES = [INFER, LOAD, TRAIN_IMAGES];
 export const IMAGE = 'image', BOTTLENECK = 'bottleneck', LABEL = 'label', LOSS = 'loss';
 export const STEP = 'step', LEARNING_RATE = 'learning_rate';
 export const KERNEL = 'kernel', BIAS = 'bias', SLOT = 'slot';
-const ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE];
+export const STATE_ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE];
+export const CLASS_IDS = 'class_ids', TARGETS = 'targets';
+export const LABEL_KINDS = [CLASS_IDS, TARGETS];
+// The model digest and checkpoint checksum: sha256 as 64 lowercase hex digits.
+export const DIGEST_KEY = 'model_digest', DIGEST_HEX_DIGITS = 64;
+
+// What the state's scalars may hold, as runtime/contract.py says (its comment gives the why:
+// a float32 step overflows beyond 1e6; Adam's int32 step wraps at 2^31 - 1).
+// test/golden_vectors.test.js checks these and the names above against tests/golden's limits.
+export const MAX_LEARNING_RATE = 1e6;
+export const MAX_STEP = 2 ** 31 - 2;
 
 /** Every signature's exact input and output names (contract.signature_specs). */
 export function signatureSpecs(outputName, stateNames) {
@@ -67,24 +77,28 @@ export function metadataFromRecord(record, source = '<model>') {
   let metadata;
   try {
     const upgraded = version === 1 ? upgradeVersion1(record) : record;
-    const state = upgraded.state.map((entry) => Object.freeze({
-      name: requireString(entry.name), shape: entry.shape.map(requireInt), dtype: requireString(entry.dtype),
-      role: requireString(entry.role), layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null,
-    }));
+    const state = upgraded.state.map((entry) => {
+      const name = requireString(entry.name, 'state name');
+      const shape = entry.shape.map((d) => requireInt(d, `state '${name}' shape`, 0));
+      requireInt(shape.reduce((a, b) => a * b, 1), `state '${name}' element count`, 0);
+      return Object.freeze({name, shape, dtype: requireString(entry.dtype, `state '${name}' dtype`),
+                            role: requireString(entry.role, `state '${name}' role`),
+                            layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null});
+    });
     metadata = Object.freeze({
-      bottleneckSize: requireInt(upgraded.bottleneck_size),
-      numOutputs: requireInt(upgraded.num_outputs),
-      loss: requireString(upgraded.loss),
-      output: requireString(upgraded.output),
-      label: Object.freeze({kind: requireString(upgraded.label.kind), dtype: requireString(upgraded.label.dtype),
-                            shape: upgraded.label.shape.map(requireInt)}),
+      bottleneckSize: requireInt(upgraded.bottleneck_size, 'bottleneck_size'),
+      numOutputs: requireInt(upgraded.num_outputs, 'num_outputs'),
+      loss: requireString(upgraded.loss, 'loss'),
+      output: requireString(upgraded.output, 'output'),
+      label: Object.freeze({kind: requireString(upgraded.label.kind, 'label kind'), dtype: requireString(upgraded.label.dtype, 'label dtype'),
+                            shape: upgraded.label.shape.map((d) => requireInt(d, 'label shape', 0))}),
       state: Object.freeze(state),
-      fingerprint: requireString(upgraded.fingerprint),
+      fingerprint: requireString(upgraded.fingerprint, 'fingerprint'),
       optimizer: Object.freeze({...upgraded.optimizer}),
       labels: Object.freeze((upgraded.labels ?? []).map(String)),
       imageRange: upgraded.image_range ? Object.freeze(upgraded.image_range.map(Number)) : null,
-      imageBatch: optionalInt(upgraded.image_batch),
-      trainBatch: optionalInt(upgraded.train_batch),
+      imageBatch: optionalInt(upgraded.image_batch, 'image_batch'),
+      trainBatch: optionalInt(upgraded.train_batch, 'train_batch'),
       modelDigest: upgraded.model_digest ?? null,
       contractVersion: version,
     });
@@ -96,18 +110,24 @@ export function metadataFromRecord(record, source = '<model>') {
   return metadata;
 }
 
-function requireInt(value) {
-  if (!Number.isSafeInteger(value)) throw new TypeError(`expected an integer, got ${JSON.stringify(value)}`);
+// TFLite stores dimensions as int32: a size or count beyond that describes no real model (and
+// would make this runtime allocate from a number nobody checked).
+const MAX_INT32 = 2 ** 31 - 1;
+
+function requireInt(value, what, least = 1) {
+  if (!Number.isSafeInteger(value) || value < least || value > MAX_INT32) {
+    throw new TypeError(`${what}: expected an integer in [${least}, ${MAX_INT32}], got ${JSON.stringify(value) ?? String(value)}`);
+  }
   return value;
 }
 
-function requireString(value) {
-  if (typeof value !== 'string') throw new TypeError(`expected a string, got ${JSON.stringify(value)}`);
+function requireString(value, what) {
+  if (typeof value !== 'string') throw new TypeError(`${what}: expected a string, got ${JSON.stringify(value)}`);
   return value;
 }
 
-function optionalInt(value) {
-  return value === null || value === undefined ? null : requireInt(value);
+function optionalInt(value, what) {
+  return value === null || value === undefined ? null : requireInt(value, what);
 }
 
 function checkMetadata(metadata, source) {
@@ -115,11 +135,11 @@ function checkMetadata(metadata, source) {
   if (metadata.bottleneckSize < 1 || metadata.numOutputs < 1) {
     problems.push(`bottleneck_size ${metadata.bottleneckSize}, num_outputs ${metadata.numOutputs}`);
   }
-  if (!['class_ids', 'targets'].includes(metadata.label.kind)) problems.push(`label kind '${metadata.label.kind}'`);
+  if (!LABEL_KINDS.includes(metadata.label.kind)) problems.push(`label kind '${metadata.label.kind}'`);
   const names = metadata.state.map((entry) => entry.name);
   if (new Set(names).size !== names.length) problems.push('duplicate state names');
   for (const entry of metadata.state) {
-    if (!ROLES.includes(entry.role) || entry.shape.some((d) => d < 0) || !['float32', 'int32'].includes(entry.dtype)) {
+    if (!STATE_ROLES.includes(entry.role) || entry.shape.some((d) => d < 0) || !['float32', 'int32'].includes(entry.dtype)) {
       problems.push(`state '${entry.name}' role '${entry.role}' ${entry.dtype} [${entry.shape}]`);
     }
   }
@@ -129,7 +149,7 @@ function checkMetadata(metadata, source) {
   if (metadata.labels.length && metadata.labels.length !== metadata.numOutputs) {
     problems.push(`${metadata.labels.length} labels for ${metadata.numOutputs} outputs`);
   }
-  if (metadata.contractVersion >= 2 && !/^[0-9a-f]{64}$/.test(metadata.modelDigest ?? '')) problems.push('no model_digest');
+  if (metadata.contractVersion >= 2 && !new RegExp(`^[0-9a-f]{${DIGEST_HEX_DIGITS}}$`).test(metadata.modelDigest ?? '')) problems.push('no model_digest');
   if (problems.length) {
     throw new UnsupportedModelError(`${source}: inconsistent '${METADATA_KEY}' metadata: ${problems.join('; ')}`);
   }
@@ -152,14 +172,14 @@ function upgradeVersion1(record) {
     return {...entry, role: name.slice(cut + 1), layer: name.slice(0, cut)};
   });
   const classes = record.loss !== 'mse';
-  const label = classes ? {kind: 'class_ids', dtype: 'int32', shape: []}
-                        : {kind: 'targets', dtype: 'float32', shape: [record.num_outputs]};
+  const label = classes ? {kind: CLASS_IDS, dtype: 'int32', shape: []}
+                        : {kind: TARGETS, dtype: 'float32', shape: [record.num_outputs]};
   return {...record, state, label};
 }
 
-// The model digest (runtime/SPEC.md#model-digest): sha256 of the whole file with the 64 hex digits of
-// `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
-const DIGEST_MARKER = new TextEncoder().encode('"model_digest":"');
+// The model digest (runtime/SPEC.md#model-digest): sha256 of the whole file with the
+// 64 hex digits of `"model_digest":"<64 hex>"` (exactly one occurrence) read as ASCII '0'.
+const DIGEST_MARKER = new TextEncoder().encode(`"${DIGEST_KEY}":"`);
 const HEX_DIGITS = new Set(new TextEncoder().encode('0123456789abcdef'));
 
 /**
@@ -171,12 +191,12 @@ export function findHexField(bytes, marker, limit = bytes.length) {
   const first = marker[0];
   for (let start = bytes.indexOf(first); start >= 0 && start < limit && found.length < 2;
        start = bytes.indexOf(first, start + 1)) {
-    let matches = start + marker.length + 65 <= limit;
+    let matches = start + marker.length + DIGEST_HEX_DIGITS + 1 <= limit;
     for (let i = 1; matches && i < marker.length; i++) matches = bytes[start + i] === marker[i];
     if (!matches) continue;
     const digits = start + marker.length;
-    let hex = bytes[digits + 64] === 0x22;  // closing quote
-    for (let i = 0; hex && i < 64; i++) hex = HEX_DIGITS.has(bytes[digits + i]);
+    let hex = bytes[digits + DIGEST_HEX_DIGITS] === 0x22;  // closing quote
+    for (let i = 0; hex && i < DIGEST_HEX_DIGITS; i++) hex = HEX_DIGITS.has(bytes[digits + i]);
     if (hex) found.push(digits);
   }
   return found.length === 1 ? found[0] : null;
@@ -185,26 +205,30 @@ export function findHexField(bytes, marker, limit = bytes.length) {
 /** sha256 (hex) of `bytes` with the 64 bytes at `hexOffset` read as ASCII '0' (SubtleCrypto). */
 export async function sha256WithHexZeroed(bytes, hexOffset) {
   const zeroed = bytes.slice();  // SubtleCrypto hashes one buffer, no streaming: hash a copy
-  zeroed.fill(0x30, hexOffset, hexOffset + 64);
+  zeroed.fill(0x30, hexOffset, hexOffset + DIGEST_HEX_DIGITS);
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', zeroed));
   return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
 export function hexAt(bytes, offset) {
-  return new TextDecoder().decode(bytes.subarray(offset, offset + 64));
+  return new TextDecoder().decode(bytes.subarray(offset, offset + DIGEST_HEX_DIGITS));
+}
+
+/** Offset of the digest's 64 hex digits, or null unless the bytes hold exactly one digest field. */
+export function digestOffset(modelBytes) {
+  return findHexField(modelBytes, DIGEST_MARKER);
 }
 
 /** true / false when the file has one digest field, null when it has none (contract version 1). */
 export async function digestMatches(modelBytes) {
-  const offset = findHexField(modelBytes, DIGEST_MARKER);
+  const offset = digestOffset(modelBytes);
   if (offset === null) return null;
   return hexAt(modelBytes, offset) === await sha256WithHexZeroed(modelBytes, offset);
 }
 
 /**
- * Checks the digest before any parser or interpreter sees the bytes (runtime/SPEC.md#model-digest): contract
- * version 2 models without a valid digest are refused; `skip` is for apps that verified the
- * file elsewhere.
+ * Checks the digest before any parser or interpreter sees the bytes (runtime/SPEC.md#model-digest): contract version 2 models without a valid digest are refused; `skip` is for
+ * apps that verified the file elsewhere.
  */
 export async function verifyModelDigest(modelBytes, source, skip = false) {
   if (skip) return;

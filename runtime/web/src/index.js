@@ -4,3 +4,4 @@ export {TransferError, InvalidInputError, UnsupportedModelError, VerificationErr
 export {readCheckpoint, writeCheckpoint, checkCompatible} from './checkpoint.js';
 export {readModelMetadata, digestMatches} from './contract.js';
 export {pixelsFromImage} from './images.js';
+export {loadLiteRtForPage} from './litert.js';

@@ -4,6 +4,7 @@
  */
 
 import {InvalidInputError} from './errors.js';
+import {CLASS_IDS, LEARNING_RATE, MAX_LEARNING_RATE, MAX_STEP, STEP} from './contract.js';
 
 const product = (shape) => shape.reduce((a, b) => a * b, 1);
 
@@ -56,9 +57,12 @@ export function checkedImages(images, imageShape, imageDtype, imageRange) {
  */
 export function checkedLabels(labels, count, metadata) {
   const list = count === 1 && !isArrayLike(labels) ? [labels] : labels;
-  if (metadata.label.kind === 'class_ids') {
+  if (metadata.label.kind === CLASS_IDS) {
     if (!isArrayLike(list) || list.length !== count) {
       throw new InvalidInputError(`label: expected ${count} class id(s), got ${describe(labels)}`);
+    }
+    if (list instanceof Float32Array || list instanceof Float64Array) {   // as Python: float arrays are not class ids
+      throw new InvalidInputError(`label: class ids must be integers, got a ${list.constructor.name}; pass an Int32Array or plain numbers`);
     }
     const ids = new Int32Array(count);
     for (let i = 0; i < count; i++) {
@@ -99,14 +103,24 @@ export function checkedBottlenecks(bottlenecks, features) {
   return {data, count: data.length / features};
 }
 
-export function checkedLearningRate(learningRate) {
-  if (typeof learningRate !== 'number' || !Number.isFinite(learningRate) || learningRate < 0) {
-    throw new InvalidInputError(`learning rate must be a finite number >= 0, got ${learningRate}`);
+/**
+ * A learning rate in (0, MAX_LEARNING_RATE] (runtime/contract.py): 0 would not train, larger
+ * rates overflow float32 weights. `what` names the value in the message.
+ */
+export function checkedLearningRate(learningRate, what = 'learning rate') {
+  if (typeof learningRate !== 'number' || !Number.isFinite(learningRate) || !(learningRate > 0 && learningRate <= MAX_LEARNING_RATE)) {
+    const shown = typeof learningRate === 'number' ? String(learningRate) : `${typeof learningRate} ${describe(learningRate).slice(0, 60)}`;
+    throw new InvalidInputError(`${what} must be finite, > 0 and <= ${MAX_LEARNING_RATE}, got ${shown} ` +
+                                '(0 would not train; larger rates overflow float32 weights)');
   }
   return learningRate;
 }
 
-/** A full training state {name: {dtype, shape, data}} that fits the model's state entries. */
+/**
+ * A full training state {name: {dtype, shape, data}} that fits the model's state entries in
+ * form (names, shapes, dtypes) and meaning (finite floats, learning rate in
+ * (0, MAX_LEARNING_RATE], step in [0, MAX_STEP]).
+ */
 export function checkedState(state, stateEntries) {
   if (state === null || typeof state !== 'object') throw new InvalidInputError('state: expected {name: {dtype, shape, data}}');
   const names = new Set(stateEntries.map((entry) => entry.name));
@@ -124,6 +138,12 @@ export function checkedState(state, stateEntries) {
     if (entry.dtype === 'float32' && !tensor.data.every(Number.isFinite)) {
       throw new InvalidInputError(`state '${entry.name}': contains NaN or Inf`);
     }
+    // The scalars mean something: Python's runtime/inputs.py state() refuses the same values.
+    if (entry.role === LEARNING_RATE) tensor.data.forEach((rate) => checkedLearningRate(rate, `state '${entry.name}'`));
+    if (entry.role === STEP) {
+      const bad = tensor.data.find((step) => step < 0 || step > MAX_STEP);
+      if (bad !== undefined) throw new InvalidInputError(`state '${entry.name}': step ${bad} is outside [0, ${MAX_STEP}]`);
+    }
   }
   return state;
 }
@@ -134,5 +154,5 @@ function isArrayLike(value) {
 
 function describe(value) {
   if (isArrayLike(value)) return `${value.constructor?.name ?? 'array'} of ${value.length}`;
-  return JSON.stringify(value) ?? String(value);
+  return typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value);
 }

@@ -1,7 +1,7 @@
 /**
  * JSON.parse that refuses duplicate object keys (readers disagree on which duplicate wins;
- * runtime/SPEC.md#checkpoint-file-format says refuse). Linear time: one pass over the text to find every object's keys
- * (a Set per open object), then JSON.parse for the values. Throws SyntaxError.
+ * runtime/SPEC.md#checkpoint-file-format says refuse). Linear time: one pass over the text to find
+ * every object's keys (a Set per open object), then JSON.parse for the values. Throws SyntaxError.
  */
 
 export function parseStrictJson(text) {

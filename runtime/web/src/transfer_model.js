@@ -14,10 +14,11 @@
 import {Tensor, loadAndCompile} from '@litertjs/core';
 
 import * as contract from './contract.js';
-import {checkCompatible, readCheckpoint, writeCheckpoint} from './checkpoint.js';
-import {InvalidInputError, TransferError, UnsupportedModelError, CheckpointError} from './errors.js';
+import {readCheckpointState, writeCheckpoint} from './checkpoint.js';
+import {InvalidInputError, TransferError, UnsupportedModelError} from './errors.js';
 import {checkedBottlenecks, checkedImages, checkedLabels, checkedLearningRate, checkedState} from './inputs.js';
-import {epochLosses, paddedChunks, trainingPlan} from './batches.js';
+import {paddedChunks} from './batches.js';
+import {fit, guardedStep} from './training.js';
 
 
 export class TransferModel {
@@ -38,8 +39,10 @@ export class TransferModel {
   /**
    * Opens a model from its bytes (Uint8Array/ArrayBuffer) or a same-origin URL: checks the
    * model digest before LiteRT sees the bytes, reads the metadata, compiles, checks the contract.
+   * `numThreads`: the wasm CPU threads (more than 1 needs LiteRT.js's threaded wasm, see
+   * litert.js); unset, LiteRT.js uses its own default.
    */
-  static async open(model, {accelerator = 'wasm', skipDigestCheck = false, source} = {}) {
+  static async open(model, {accelerator = 'wasm', skipDigestCheck = false, source, numThreads} = {}) {
     let bytes = model;
     source = source ?? (typeof model === 'string' || model instanceof URL ? String(model) : '<model>');
     if (typeof model === 'string' || model instanceof URL) {
@@ -50,11 +53,14 @@ export class TransferModel {
       bytes = new Uint8Array(model);
     }
     if (!(bytes instanceof Uint8Array)) throw new InvalidInputError(`${source}: pass the model as a Uint8Array, ArrayBuffer or URL`);
+    if (numThreads !== undefined && (!Number.isSafeInteger(numThreads) || numThreads < 1 || numThreads > 64)) {
+      throw new InvalidInputError(`numThreads must be an integer in [1, 64], got ${numThreads}`);
+    }
     await contract.verifyModelDigest(bytes, source, skipDigestCheck);
     const metadata = contract.readModelMetadata(bytes, source);
     let compiled;
     try {
-      compiled = await loadAndCompile(bytes.slice(), {accelerator});
+      compiled = await loadAndCompile(bytes.slice(), {accelerator, ...(numThreads === undefined ? {} : {cpuOptions: {numThreads}})});
     } catch (error) {
       throw new UnsupportedModelError(`${source}: LiteRT.js cannot load it: ${error.message}`);
     }
@@ -68,7 +74,7 @@ export class TransferModel {
 
   get numClasses() { return this.metadata.numOutputs; }
   get labels() { return [...this.metadata.labels]; }
-  get classifies() { return this.metadata.label.kind === 'class_ids'; }
+  get classifies() { return this.metadata.label.kind === contract.CLASS_IDS; }
   get numSamples() { return this._labels.length; }
   get stateNames() { return this.metadata.state.map((entry) => entry.name); }
 
@@ -123,13 +129,17 @@ export class TransferModel {
   /** `infer`: one row of probabilities (or predictions) per image. */
   predict(images) { return this._runImages(contract.INFER, images, this.metadata.output); }
 
-  /** One optimizer step on exactly `trainBatch` bottlenecks (`train`); returns the loss. */
+  /**
+   * One optimizer step on exactly `trainBatch` bottlenecks (`train`); returns the loss. A step
+   * whose loss or new state is NaN/Inf is undone (VerificationError).
+   */
   async trainStep(bottlenecks, labels) {
     const {data, count} = checkedBottlenecks(bottlenecks, this.metadata.bottleneckSize);
     if (count !== this.trainBatch) {
       throw new InvalidInputError(`bottleneck: ${count} samples, but this model's train takes exactly ${this.trainBatch} per step`);
     }
-    return this._runTrain(data, checkedLabels(labels, count, this.metadata), count);
+    const labelData = checkedLabels(labels, count, this.metadata);
+    return guardedStep(this, () => this._runTrain(data, labelData, count));
   }
 
   async _runTrain(bottlenecks, labels, count) {
@@ -141,18 +151,17 @@ export class TransferModel {
     return result[contract.LOSS].data[0];
   }
 
-  /** One optimizer step on exactly `imageBatch` images (`train_images`); returns the loss. */
+  /** One optimizer step on exactly `imageBatch` images (`train_images`); returns the loss; undone like trainStep's. */
   async trainImages(images, labels) {
     const {data, count} = checkedImages(images, this.imageShape, this.imageDtype, this.metadata.imageRange);
     if (count !== this.imageBatch) {
       throw new InvalidInputError(`image: ${count} images, but this model's train_images takes exactly ${this.imageBatch} per step`);
     }
     const labelData = checkedLabels(labels, count, this.metadata);
-    const result = await this._run(contract.TRAIN_IMAGES, {
+    return guardedStep(this, async () => (await this._run(contract.TRAIN_IMAGES, {
       [contract.IMAGE]: {data, shape: [count, ...this.imageShape]},
       [contract.LABEL]: {data: labelData, shape: this.classifies ? [count] : [count, this.numClasses]},
-    });
-    return result[contract.LOSS].data[0];
+    }))[contract.LOSS].data[0]);
   }
 
   async setLearningRate(learningRate) {
@@ -169,6 +178,11 @@ export class TransferModel {
   /** Validates every tensor first, so a bad state changes nothing. */
   async setState(state) {
     checkedState(state, this.metadata.state);
+    await this._restore(state);
+  }
+
+  /** `restore` without the checks (a state this model's own `save` returned). */
+  async _restore(state) {
     const inputs = {};
     for (const entry of this.metadata.state) inputs[entry.name] = {data: state[entry.name].data.slice(), shape: entry.shape};
     await this._run(contract.RESTORE, inputs);
@@ -207,32 +221,12 @@ export class TransferModel {
   }
 
   /**
-   * Trains over the cached samples in batches of the model's train batch (runtime/SPEC.md#fixed-batches, see
-   * batches.js); returns the mean loss of each epoch. `onEpoch(epoch, loss)` reports progress.
+   * Trains over the cached samples in batches of the model's train batch (batches.js); returns
+   * the mean loss of each epoch. `onEpoch(epoch, loss)` and `onBatch(index, loss)` report
+   * progress; `batchSize`, when given, must be the model's train batch. Training that diverges
+   * is rolled back to the end of the last good epoch (VerificationError); see training.js.
    */
-  async fit({epochs = 10, seed = 0, shuffle = true, onEpoch = () => {}, onBatch = () => {}} = {}) {
-    if (!this.numSamples) throw new InvalidInputError('fit: no samples cached; call addSample first');
-    if (!Number.isInteger(epochs) || epochs < 1) throw new InvalidInputError(`fit: epochs must be an integer >= 1, got ${epochs}`);
-    const {batches, epochOfBatch} = trainingPlan(this.numSamples, this.trainBatch, epochs, {seed, shuffle});
-    const features = this.metadata.bottleneckSize;
-    const perLabel = this._labels[0].length;
-    const losses = [];
-    for (const [index, batch] of batches.entries()) {
-      const bottlenecks = new Float32Array(batch.length * features);
-      const labels = this.classifies ? new Int32Array(batch.length) : new Float32Array(batch.length * perLabel);
-      batch.forEach((sample, i) => {
-        bottlenecks.set(this._bottlenecks[sample], i * features);
-        labels.set(this._labels[sample], i * perLabel);
-      });
-      losses.push(await this._runTrain(bottlenecks, labels, batch.length));
-      onBatch(index, losses[index]);
-      const epoch = epochOfBatch[index];
-      if (index === batches.length - 1 || epochOfBatch[index + 1] !== epoch) {
-        onEpoch(epoch, epochLosses(losses, epochOfBatch, epochs)[epoch]);
-      }
-    }
-    return epochLosses(losses, epochOfBatch, epochs);
-  }
+  fit(options = {}) { return fit(this, options); }
 
   /**
    * Weight imprinting, as the Python runtime: a single-layer softmax head set to the
@@ -292,14 +286,7 @@ export class TransferModel {
   /** Restores a checkpoint of this model; on any problem throws and changes nothing. */
   async restoreCheckpoint(fileBytes, {source = 'checkpoint', allowVersion1 = false} = {}) {
     const bytes = fileBytes instanceof ArrayBuffer ? new Uint8Array(fileBytes) : fileBytes;
-    const saved = await readCheckpoint(bytes, {source, allowVersion1});
-    checkCompatible(saved, this.metadata.state, this.metadata.fingerprint, source);
-    try {
-      await this.setState(saved.tensors);
-    } catch (error) {
-      if (error instanceof InvalidInputError) throw new CheckpointError(`${source}: ${error.message}`);
-      throw error;
-    }
+    await this._restore(await readCheckpointState(bytes, this.metadata, {source, allowVersion1}));
   }
 }
 
@@ -338,6 +325,19 @@ function checkSignatures(compiled, metadata, source) {
     if (declared !== null && declared !== batch) {
       throw new UnsupportedModelError(`${source}: metadata ${field} ${declared} but the signatures fix batch ${batch}; recompile the model`);
     }
+  }
+  // The metadata's sizes are what this runtime allocates from: they must be the model's own.
+  const shapeOf = (tensor) => Array.from(tensor.shape).join();
+  const mismatches = [
+    [`bottleneck_size ${metadata.bottleneckSize}`, details[contract.TRAIN].inputs[contract.BOTTLENECK], `${trainBatch},${metadata.bottleneckSize}`, 'float32'],
+    [`num_outputs ${metadata.numOutputs}`, details[contract.INFER].outputs[metadata.output], `${imageBatch},${metadata.numOutputs}`, null],
+    ...metadata.state.map((entry) => [`state '${entry.name}' ${entry.dtype} [${entry.shape}]`, details[contract.RESTORE].inputs[entry.name],
+                                      entry.shape.join(), entry.dtype]),
+  ].filter(([, tensor, shape, dtype]) => shapeOf(tensor) !== shape || (dtype !== null && tensor.dtype !== dtype));
+  if (mismatches.length) {
+    const [field, tensor] = mismatches[0];
+    throw new UnsupportedModelError(`${source}: metadata ${field} does not match the model's tensor '${tensor.name}' ` +
+                                    `${tensor.dtype} [${Array.from(tensor.shape)}]; recompile the model`);
   }
   return {imageShape: Array.from(image.shape).slice(1), imageDtype: image.dtype, imageBatch, trainBatch};
 }

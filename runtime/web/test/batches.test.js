@@ -2,7 +2,7 @@
 import {test} from 'node:test';
 import assert from 'node:assert/strict';
 
-import {epochLosses, paddedChunks, permutation, seededRandom, trainingPlan} from '../src/batches.js';
+import {paddedChunks, permutation, seededRandom, trainingBatches, trainingPlan} from '../src/batches.js';
 
 test('permutations are permutations and depend on the seed only', () => {
   const a = permutation(50, seededRandom(1));
@@ -25,11 +25,18 @@ test('every sample is seen equally often over whole epochs, no batch is padded',
   }
 });
 
-test('an epoch loss is the mean of the batches that ended in it', () => {
+test('each batch belongs to the epoch of its last sample; the last batch of each epoch is marked', () => {
   const {epochOfBatch} = trainingPlan(6, 4, 3, {seed: 0});  // 18 samples -> 5 batches ending at 4, 8, 12, 16, 20
   assert.deepEqual(epochOfBatch, [0, 1, 1, 2, 2]);
-  assert.deepEqual(epochLosses([1, 2, 4, 6, 8], epochOfBatch, 3), [1, 3, 7]);
-  assert.ok(Number.isNaN(epochLosses([1], [1], 2)[0]));
+  assert.deepEqual([...trainingBatches(6, 4, 3)].map((b) => b.lastOfEpoch), [true, false, true, false, true]);
+  assert.deepEqual([...trainingBatches(3, 4, 4)].map((b) => [b.epoch, b.lastOfEpoch]), [[1, true], [2, true], [3, true]]);
+});
+
+test('batches are drawn lazily: a plan of 1e12 epochs yields its first batches at once', () => {
+  const batches = trainingBatches(5, 4, 1e12, {seed: 3});
+  const first = [batches.next().value, batches.next().value];
+  assert.deepEqual(first.map((b) => b.epoch), [0, 1]);
+  assert.deepEqual([...first[0].indices, ...first[1].indices], trainingPlan(5, 4, 2, {seed: 3}).batches.flat().slice(0, 8));
 });
 
 test('image chunks pad the last one with copies of a real sample', () => {

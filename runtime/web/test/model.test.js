@@ -6,6 +6,7 @@ import {readFileSync} from 'node:fs';
 import {join} from 'node:path';
 
 import {loadLiteRtInNode} from '../src/node.js';
+import {trainingPlan} from '../src/batches.js';
 
 const FIXTURES = process.env.TFLITE_TRANSFER_WEB_FIXTURES;
 const skip = FIXTURES ? false : 'set TFLITE_TRANSFER_WEB_FIXTURES (pytest tests/web/test_node_module.py does)';
@@ -58,18 +59,49 @@ test('the model digest: Python stamps it, JS checks it; a flipped byte is refuse
 });
 
 test('the FlatBuffer metadata reader never reads out of bounds: truncated or damaged files get a TransferError', {skip}, async () => {
+  const {readMetadataEntry} = await import('../src/flatbuffer.js');
+  const intact = readMetadataEntry(modelBytes, 'tflite_transfer');
   let seed = 7;
   const random = (n) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
-  for (let trial = 0; trial < 200; trial++) {
-    const bytes = trial < 100 ? modelBytes.slice(0, random(modelBytes.length)) : modelBytes.slice();
-    if (trial >= 100) for (let k = 0; k < 4; k++) bytes[random(Math.min(bytes.length, 4096))] = random(256);
+  const outcomes = {refused: 0, same: 0, changed: 0};
+  for (let trial = 0; trial < 600; trial++) {
+    let bytes;
+    if (trial < 10) {      // the metadata's length field says more bytes than the file holds
+      const start = intact.byteOffset - modelBytes.byteOffset;
+      const long = new Uint8Array(modelBytes.length + 64);
+      long.set(modelBytes);
+      const view = long.subarray(0, modelBytes.length);
+      new DataView(long.buffer).setUint32(start - 4, modelBytes.length - start + 1 + trial * 6, true);
+      assert.throws(() => readMetadataEntry(view, 'tflite_transfer', 'long.tflite'),
+                    /^InvalidInputError: long.tflite: corrupt TFLite file \(metadata 'tflite_transfer' data at byte \d+ lies outside the \d+-byte file\)/);
+      continue;
+    } else if (trial < 100) {
+      bytes = modelBytes.slice(0, random(modelBytes.length));
+    } else {
+      // Damage anywhere, or in the first/last 4 KiB, where the builder puts the root table,
+      // the vtables and the vectors of tables.
+      bytes = modelBytes.slice();
+      const region = trial % 3 === 0 ? bytes.length : 4096, base = trial % 3 === 2 ? bytes.length - 4096 : 0;
+      for (let k = 0; k < 1 + (trial % 8); k++) bytes[base + random(region)] = random(256);
+    }
+    // Inside a larger buffer: the reader must not see past the view it was given.
+    const padded = new Uint8Array(bytes.length + 64).fill(0x7f);
+    padded.set(bytes, 32);
+    const view = padded.subarray(32, 32 + bytes.length);
     try {
-      api.readModelMetadata(bytes, 'damaged.tflite');
+      const entry = readMetadataEntry(view, 'tflite_transfer', 'damaged.tflite');
+      assert.ok(entry === null || (entry.byteOffset >= view.byteOffset && entry.byteOffset + entry.length <= view.byteOffset + view.length),
+                `trial ${trial}: an entry outside the file`);
+      outcomes[entry !== null && entry.length === intact.length && entry.every((b, i) => b === intact[i]) ? 'same' : 'changed'] += 1;
+      api.readModelMetadata(view, 'damaged.tflite');
     } catch (error) {
       assert.ok(error instanceof api.TransferError, `trial ${trial}: ${error}`);
       assert.match(error.message, /^damaged.tflite: /);
+      assert.ok(!error.message.includes('\n'));
+      outcomes.refused += 1;
     }
   }
+  assert.ok(outcomes.refused > 100 && outcomes.same > 100, JSON.stringify(outcomes));
 });
 
 test('a dynamic-batch model gets one line saying to recompile with --batch', {skip}, async () => {
@@ -128,7 +160,11 @@ test('bad images, labels, bottlenecks, rates and checkpoints are refused and cha
       [() => model.addSample(image, [0, 1]), /expected 1 class id/],
       [() => model.trainStep(new Float32Array(7 * 3), [0, 1, 2]), /exactly 4 per step/],
       [() => model.trainStep(new Float32Array(7 * 4).fill(NaN), [0, 1, 2, 0]), /NaN or Inf/],
-      [() => model.setLearningRate(-1), /learning rate must be a finite number >= 0/],
+      [() => model.setLearningRate(-1), /learning rate must be finite, > 0 and <= 1000000, got -1/],
+      [() => model.setLearningRate(0), /learning rate must be finite, > 0 and <= 1000000, got 0 /],
+      [() => model.setLearningRate(1e400), /got Infinity/],
+      [() => model.setLearningRate(1e300), /got 1e\+300/],
+      [() => model.setLearningRate('0.1'), /got string "0.1"/],
       [() => model.fit(), /no samples cached/],
       [() => model.restoreCheckpoint(before.slice(0, before.length - 1)), /corrupt or incomplete/],
     ];
@@ -159,16 +195,25 @@ test('fit lowers the loss on separable samples; reset and setLearningRate act on
     }
     model.addBottlenecks(bottlenecks, labels);
     let reported = 0;
-    const losses = await model.fit({epochs: 8, seed: 1, onEpoch: () => reported++});
+    const batchLosses = [];
+    const losses = await model.fit({epochs: 8, seed: 1, onEpoch: () => reported++, onBatch: (i, loss) => batchLosses.push(loss)});
     assert.equal(reported, 8);
+    // An epoch's loss is the mean of the batches that ended in it (the plan of batches.js).
+    const {epochOfBatch} = trainingPlan(9, 4, 8, {seed: 1});
+    const means = Array.from({length: 8}, (_, epoch) => {
+      const mine = batchLosses.filter((_, i) => epochOfBatch[i] === epoch);
+      return mine.length ? mine.reduce((a, b) => a + b, 0) / mine.length : NaN;
+    });
+    assert.deepEqual(losses, means);
     assert.ok(losses.at(-1) < 0.5 * losses[0], `losses ${losses}`);
     assert.equal(await model.steps(), Math.ceil((8 * 9) / 4));
-    await model.setLearningRate(0);
-    const frozen = await model.saveCheckpoint();
+    await model.setLearningRate(0.375);
+    assert.deepEqual(Array.from((await model.getState()).learning_rate.data), [0.375]);
+    const trained = await model.saveCheckpoint();
     await model.fit({epochs: 1});
-    const after = (await model.getState()).dense_0_kernel.data;
-    await model.restoreCheckpoint(frozen);
-    assert.deepEqual(after, (await model.getState()).dense_0_kernel.data);
+    assert.notDeepEqual(await model.saveCheckpoint(), trained);
+    await model.restoreCheckpoint(trained);
+    assert.deepEqual(await model.saveCheckpoint(), trained);
     await model.reset();
     assert.equal(await model.steps(), 0);
   } finally {
