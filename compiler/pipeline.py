@@ -14,18 +14,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from tflite_transfer.compiler.checks import audit
-from tflite_transfer.compiler.passes import batch, cut, feature_scale, fuse, op_versions
-from tflite_transfer.compiler.head import heads
-from tflite_transfer.compiler.flatbuffer import model_io
-from tflite_transfer.compiler.cli import summary
-from tflite_transfer.compiler.head import training_graph
 from tflite_transfer.compiler import user_files
-from tflite_transfer.compiler.checks import validate, verify
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
-from tflite_transfer.compiler.errors import VerificationError
-from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
+from tflite_transfer.compiler.checks import audit, validate, verify
+from tflite_transfer.compiler.cli import summary
+from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
+from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler.head import heads, training_graph
 from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
+from tflite_transfer.compiler.passes import batch, cut, feature_scale, fuse, op_versions
+from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
 from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
 

@@ -66,7 +66,7 @@ def _keras_base():
     """Imported on demand: Keras costs seconds, and a .tflite base does not need it."""
     from tflite_transfer.compiler.base import from_keras  # noqa: PLC0415
 
-    return keras_base
+    return from_keras
 
 
 def _from_converted(converted, source: str, cut_at: str | None = None) -> BaseSource:
