@@ -143,15 +143,16 @@ def _variable(key: tuple[bytes, bytes], tensors: list, source: str) -> BaseVaria
     container, shared_name = key
     label = (f"{container.decode(errors='replace')}/" if container else "") + shared_name.decode(errors="replace")
     kinds = {(t.type, tuple(model_io.tensor_shape(t))) for t in tensors}
+    batch_shaped = next((shape for _, shape in sorted(kinds) if any(d < 0 for d in shape)), None)
+    if batch_shaped is not None:
+        raise UnsupportedModelError(
+            f"{source}: base variable '{label}' has shape {list(batch_shaped)}, which depends on the batch; "
+            "its state cannot be saved or restored exactly (convert the base with a fixed batch)")
     if len(kinds) != 1:
         described = ", ".join(f"{model_io.tensor_type_name(k[0])} {list(k[1])}" for k in sorted(kinds))
         raise UnsupportedModelError(f"{source}: base variable '{label}' is read and written as {described}; "
                                     "give it one type and shape")
     tensor_type, shape = kinds.pop()
-    if any(d < 0 for d in shape):
-        raise UnsupportedModelError(
-            f"{source}: base variable '{label}' has shape {list(shape)}, which depends on the batch; "
-            "its state cannot be saved or restored exactly (convert the base with a fixed batch)")
     if tensor_type not in _DTYPES:
         raise UnsupportedModelError(f"{source}: base variable '{label}' is "
                                     f"{model_io.tensor_type_name(tensor_type)}, which a checkpoint cannot hold")
