@@ -267,7 +267,8 @@ class TransferModel:
 
     def _checked_state(self, good_state: dict, epochs_done: int) -> dict:
         state = self.get_state()
-        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()
+               and self.metadata.state_entry(name).role != contract.BASE_STATE]  # the base's own values
         if bad:
             self._roll_back(good_state, epochs_done - 1, f"{', '.join(bad)} became NaN/Inf")
         return state

@@ -31,7 +31,8 @@ from tflite_transfer.runtime.interpreter import new_interpreter
 CALLS = 4
 _CUT_OUTPUT = "tflite_transfer_cut"
 _NUMPY_TYPES = {TensorType.UINT8: np.uint8, TensorType.INT8: np.int8, TensorType.INT16: np.int16,
-                TensorType.INT32: np.int32, TensorType.FLOAT32: np.float32, TensorType.FLOAT16: np.float16}
+                TensorType.INT32: np.int32, TensorType.INT64: np.int64, TensorType.FLOAT32: np.float32,
+                TensorType.FLOAT16: np.float16}
 KERNEL_SETS = ((True, "XNNPACK"), (False, "builtin kernels"))   # XNNPACK: what runtimes use by default
 
 

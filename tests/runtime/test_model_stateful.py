@@ -86,3 +86,23 @@ def test_a_fixed_batch_stream_is_never_padded(stateful_compiled, tmp_path):
     assert all(np.array_equal(model.get_state()[n], before[n]) for n in (RING, COUNT))   # nothing ran
     assert model.load(frames(2, batch=2)).shape == (4, 5)
     assert model.get_state()[COUNT].tolist() == [2.0]
+
+
+def test_a_base_state_that_starts_at_minus_infinity_is_kept_as_it_is(stateful_compiled, stateful_files, tmp_path):
+    """A running maximum starts at -inf: the base's own value, not a diverged weight. It passes
+    the compile's checks, get_state/set_state, checkpoints and fit's divergence watch."""
+    _, base = stateful_files("peak")
+    path = tmp_path / "peak.tflite"
+    path.write_bytes(stateful_compiled("peak").model_bytes)
+    model = TransferModel.open(str(path))
+    peak = "base_state_feature_peak"
+    assert np.isneginf(model.get_state()[peak]).all()
+    model.save_checkpoint(tmp_path / "start.ckpt")
+    sequence = frames(4)
+    np.testing.assert_allclose(model.load(sequence), np.concatenate(base.reference([r[None] for r in sequence])),
+                               rtol=1e-5, atol=1e-5)
+    model.add_samples(frames(3, seed=5), np.arange(3))
+    model.fit(epochs=2, batch_size=3, progress=False)
+    model.restore_checkpoint(tmp_path / "start.ckpt")        # back to -inf, accepted
+    assert np.isneginf(model.get_state()[peak]).all()
+    model.set_state(model.get_state())
