@@ -1,6 +1,7 @@
 """Prepares a base model for fusion: picks its entry subgraph, cuts it at the bottleneck
-(`--base_output`), drops the ops the bottleneck does not need, and appends the adapter
-(DEQUANTIZE, RESHAPE) that turns the bottleneck into float32 [batch, features].
+(`--base_output`), drops the ops the bottleneck does not need (never an op that writes state:
+graph.prune_ops), finds the state the base keeps between calls (base_state.py), and appends the
+adapter (DEQUANTIZE, RESHAPE) that turns the bottleneck into float32 [batch, features].
 
 Kept tensors and buffers are the user's bytes, untouched; adapter tensors come after them.
 """
