@@ -203,3 +203,22 @@ def test_export_refuses_a_stateful_base(stateful_compiled):
     head_only = dataclasses.replace(metadata, state=tuple(e for e in metadata.state if e.role != contract.BASE_STATE))
     with pytest.raises(InvalidInputError, match=r"\(variables written in subgraph \d+\);"):
         inference_model.refuse_stateful_base(model_io.read_model_bytes(result.model_bytes), head_only, "m")
+
+
+def test_a_cut_inside_a_stateful_base_is_proven_too(stateful_files):
+    """Cut at the flattened ring buffer [1, 24], an intermediate tensor: the proof reads it from
+    the original's unchanged bytes (builtin kernels) and from a copy that outputs it (XNNPACK)."""
+    path, base = stateful_files("float")
+    original = model_io.read_model(path)
+    main = original.subgraphs[0]
+    flattened = next(model_io.tensor_name(main.tensors[op.outputs[0]]) for op in main.operators
+                     if model_io.operator_name(original.operatorCodes[op.opcodeIndex]) == "RESHAPE"
+                     and list(main.tensors[op.outputs[0]].shape) == [1, 24])
+    result = compile_model(path, flattened, num_classes=3)
+    assert result.reproduction.stateful and result.reproduction.copied_for_xnnpack
+    sequence = frames(5)
+    found = run_load(result.model_bytes, sequence)
+    expected_ring = np.zeros((1, 4, 6), np.float32)
+    for value, frame in zip(found, sequence):
+        expected_ring = np.concatenate([expected_ring[:, 1:], frame[:, None]], axis=1)
+        np.testing.assert_array_equal(value, expected_ring.reshape(1, 24))   # the ring, exactly
