@@ -126,6 +126,8 @@ def _variable_uses(model, subgraphs: list[int], source: str):
                 handles[int(op.outputs[0])] = key
             elif code in (BuiltinOperator.READ_VARIABLE, BuiltinOperator.ASSIGN_VARIABLE):
                 handle = int(op.inputs[0])
+                if handle not in handles and code == BuiltinOperator.READ_VARIABLE:
+                    continue  # a read of a handle passed in: no write, nothing to give a lifecycle
                 if handle not in handles:
                     raise UnsupportedModelError(
                         f"{source}: {_op_name(model, op)} in subgraph {index} uses a variable handle "
