@@ -16,13 +16,13 @@ from typing import Callable
 
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
-from tflite_transfer.compiler.checks import audit, validate, verify
+from tflite_transfer.compiler.checks import audit, reproduction, validate, verify
 from tflite_transfer.compiler.cli import summary
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.head import heads, training_graph
 from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
-from tflite_transfer.compiler.passes import batch, cut, feature_scale, fuse, op_versions
+from tflite_transfer.compiler.passes import base_state, batch, cut, feature_scale, fuse, op_versions
 from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
 from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
@@ -48,6 +48,7 @@ class Build:
     base_tensors_checked: int = 0
     validation: validate.ValidationReport | None = None
     parity: verify.ParityReport | None = None
+    reproduction: reproduction.ReproductionReport | None = None
 
 
 # The passes, in order. Up to `serialize` they change the model; after it they only check.
@@ -79,9 +80,10 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
             build.feature_scale, plan.loss.name, plan.num_classes, optimizer.name,
             float(optimizer.hyper_parameters.get("momentum", 0.0))))
     head = training_graph.build_training_head(head_spec, plan.loss, optimizer, dispatch)
+    base_state.check_state_names(build.prepared.state, head.state_names, build.base.source)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
-                              train_batch=plan.batch.train_batch)
+                              train_batch=plan.batch.train_batch, base_state=build.prepared.state.entries())
     if build.feature_scale is not None:
         metadata = dataclasses.replace(metadata, bottleneck_max_norm2=build.feature_scale.max_norm2)
     return dataclasses.replace(build, head=head, metadata=metadata)
@@ -89,7 +91,9 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
 
 def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
-    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model))
+    fused = fuse.fuse_base_and_head(build.prepared, head_model)
+    # A stateful base's variables join save/restore/initialize (passes/base_state.py).
+    return dataclasses.replace(build, fused=base_state.expose_in_state_signatures(fused, build.prepared.state))
 
 
 def fix_batches(plan: CompilePlan, build: Build) -> Build:
@@ -97,8 +101,12 @@ def fix_batches(plan: CompilePlan, build: Build) -> Build:
     at a time: image_batch 1), then static signature batches (--batch; LiteRT.js needs them);
     both recorded in the metadata. When the base is rewritten, the base-preserved check runs
     here on the fused model, just before the rewrite (batch_check proves the rewrite itself)."""
-    model, report = batch.static_batches(build.fused.model, build.fused.base_subgraph,
-                                         build.prepared.kept_tensor_count, plan.batch, build.base.source)
+    if build.prepared.state.variables:  # its state advances at its own batch: no rewrite
+        model, report = base_state.fixed_batches(build.fused.model, build.prepared.state, plan.batch,
+                                                 build.base.source)
+    else:
+        model, report = batch.static_batches(build.fused.model, build.fused.base_subgraph,
+                                             build.prepared.kept_tensor_count, plan.batch, build.base.source)
     checked = build.base_tensors_checked
     if report.base_rewritten:
         checked = _check_base_preserved(plan, build, build.fused.model, fixed_batch=None)
@@ -144,6 +152,16 @@ def run_every_signature(plan: CompilePlan, build: Build) -> Build:
     return dataclasses.replace(build, validation=validate.validate_model_bytes(build.model_bytes))
 
 
+def check_reproduction(plan: CompilePlan, build: Build) -> Build:
+    """The compiled `load` against the user's original file at the cut, over a sequence of
+    calls, bit for bit under the same kernels (checks/reproduction.py)."""
+    report = reproduction.check_load_reproduces_base(
+        build.model_bytes, build.base.tflite, build.base.model, build.prepared.entry_subgraph,
+        build.prepared.cut_in_original, build.base.image_range, bool(build.prepared.state.variables),
+        build.base.source)
+    return dataclasses.replace(build, reproduction=report)
+
+
 def verify_training(plan: CompilePlan, build: Build) -> Build:
     if not plan.verify_steps:
         return build
@@ -173,6 +191,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("writing the model bytes", serialize),
     Pass("auditing the final model", audit_final_model),
     Pass("running every signature at batch 1 and 3", run_every_signature),
+    Pass("proving `load` reproduces the original base at its cut over 4 calls", check_reproduction),
     Pass("verifying train steps against TensorFlow eager", verify_training),
 )
 
@@ -191,6 +210,7 @@ class CompileResult:
     validation: validate.ValidationReport
     batch: batch.BatchReport
     feature_scale: feature_scale.FeatureScale | None = None
+    reproduction: reproduction.ReproductionReport | None = None
 
     @property
     def head_bytes(self) -> int:
@@ -214,7 +234,7 @@ def run_passes(plan: CompilePlan, base: BaseSource, progress: Progress = print,
     final = model_io.read_model_bytes(build.model_bytes, "compiled model")
     return CompileResult(build.model_bytes, base, build.head, build.op_audit, build.base_tensors_checked,
                          build.parity, build.metadata, summary.describe_signatures(final), build.versions,
-                         build.validation, build.batch, build.feature_scale)
+                         build.validation, build.batch, build.feature_scale, build.reproduction)
 
 
 def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions, *,

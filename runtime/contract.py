@@ -71,7 +71,12 @@ MAX_STEP = 2**31 - 2
 # State naming. Every variable `save` returns has a role; names are built here and never
 # taken apart by suffix elsewhere (read the role from the metadata instead).
 KERNEL, BIAS, SLOT = "kernel", "bias", "slot"
-ROLES = (KERNEL, BIAS, SLOT, STEP, LEARNING_RATE)
+# A resource variable of the base itself (a streaming base's ring buffer): `save`/`restore`
+# include it and `initialize` resets it to the base's own initial value; every
+# `load`/`infer`/`train_images` call advances it like one call of the original (BUILD.md,
+# "Stateful bases"). Not trained, never shared (federated rounds send kernels and biases only).
+BASE_STATE = "base_state"
+ROLES = (KERNEL, BIAS, SLOT, STEP, LEARNING_RATE, BASE_STATE)
 
 
 def weight_name(layer: str, kind: str) -> str:
@@ -82,6 +87,11 @@ def weight_name(layer: str, kind: str) -> str:
 def slot_name(weight: str, slot: str) -> str:
     """'dense_0_kernel', 'm' -> 'dense_0_kernel_m'."""
     return f"{weight}_{slot}"
+
+
+def base_state_name(variable: str) -> str:
+    """The base's resource variable 'ring_buffer' -> 'base_state_ring_buffer'."""
+    return f"{BASE_STATE}_{variable}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,8 +112,8 @@ def positive_int(value, what: str) -> int:
 
 
 def state(value, entries: tuple[contract.StateEntry, ...]) -> dict[str, np.ndarray]:
-    """The training state checked for form (names, shapes, dtypes) and meaning (finite floats,
-    learning rate in (0, MAX_LEARNING_RATE], step in [0, MAX_STEP])."""
+    """The training state checked for form (names, shapes, dtypes) and meaning (finite floats
+    except in a base's own state, learning rate in (0, MAX_LEARNING_RATE], step in [0, MAX_STEP])."""
     if not isinstance(value, dict):
         raise InvalidInputError(f"state must be a dict of name -> numpy array (from get_state), "
                                 f"got {type(value).__name__}")
@@ -127,7 +127,8 @@ def state(value, entries: tuple[contract.StateEntry, ...]) -> dict[str, np.ndarr
         if array.shape != entry.shape or array.dtype != entry.numpy_dtype:
             raise InvalidInputError(f"state '{entry.name}': {array.dtype} {list(array.shape)}, "
                                     f"expected {entry.dtype} {list(entry.shape)}")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # A base's own state may legitimately hold -inf (a running maximum's start) or NaN.
+        if array.dtype.kind == "f" and entry.role != contract.BASE_STATE and not np.isfinite(array).all():
             raise InvalidInputError(f"state '{entry.name}': contains NaN or Inf")
         if entry.role == contract.LEARNING_RATE:
             for rate in array.reshape(-1):

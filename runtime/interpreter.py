@@ -20,10 +20,12 @@ _PARSE_ERRORS = (IndexError, ValueError, TypeError, AttributeError, KeyError, st
                  UnicodeDecodeError, OverflowError, RecursionError, MemoryError)
 
 
-def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack: bool = True):
+def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack: bool = True,
+                    preserve_all_tensors: bool = False):
     """(interpreter, its API's name): LiteRT, or tf.lite when LiteRT is missing; with the default
     XNNPACK delegate, or builtin kernels only. Every part of the project builds its Python
-    interpreters here (the runtime, the compiler's checks)."""
+    interpreters here (the runtime, the compiler's checks). `preserve_all_tensors` keeps every
+    intermediate readable (the interpreter then applies no default delegate)."""
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
         name = "ai_edge_litert"
@@ -34,8 +36,8 @@ def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack:
             raise TransferError("no TFLite interpreter found: pip install ai-edge-litert") from None
         Interpreter, OpResolverType, name = tf.lite.Interpreter, tf.lite.experimental.OpResolverType, "tf.lite"
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return Interpreter(model_content=model_bytes, num_threads=num_threads,
-                       experimental_op_resolver_type=resolver), name
+    return Interpreter(model_content=model_bytes, num_threads=num_threads, experimental_op_resolver_type=resolver,
+                       experimental_preserve_all_tensors=preserve_all_tensors), name
 
 
 def _schema():

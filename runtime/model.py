@@ -8,6 +8,10 @@
 
 Models with fixed batches (metadata `image_batch`/`train_batch`, decision 2) are run in
 chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
+A base that keeps state between calls (state entries with role `base_state`, BUILD.md
+"Stateful bases") is one stream per model: every `load`, `predict`, `add_sample` and
+`train_step` advances it by one call per chunk (never padded), `get_state`/checkpoints include
+it and `reset()` rewinds it; `fit` and `imprint` work on cached bottlenecks and leave it alone.
 """
 
 from __future__ import annotations
@@ -109,6 +113,11 @@ class TransferModel:
         batch = self.metadata.image_batch
         if batch is None:
             return run(**{contract.IMAGE: images})[output]
+        if len(images) % batch and self.metadata.entries_with_role(contract.BASE_STATE):
+            raise InvalidInputError(
+                f"this model's base keeps state between calls, advanced once per call of {batch} images: "
+                f"pass a multiple of {batch} images, got {len(images)} (padding would feed the stream "
+                "images that are not yours)")
         parts = [run(**{contract.IMAGE: chunk})[output][:real]
                  for chunk, real in samples.image_chunks(images, batch)]
         return np.concatenate(parts)
@@ -317,7 +326,8 @@ class TransferModel:
 
     def _checked_state(self, good_state: dict, epochs_done: int) -> dict:
         state = self.get_state()
-        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()]
+        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()
+               and self.metadata.state_entry(name).role != contract.BASE_STATE]  # the base's own values
         if bad:
             self._roll_back(good_state, epochs_done - 1, f"{', '.join(bad)} became NaN/Inf")
         return state

@@ -86,3 +86,36 @@ def other_model_path(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> 
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def stateful_files(tmp_path_factory):
+    """Streaming bases keeping state in resource variables (tests/fixtures/stateful_bases.py):
+    variant -> (path, StatefulBase), built on first use."""
+    folder, built = tmp_path_factory.mktemp("stateful_bases"), {}
+
+    def get(variant: str):
+        if variant not in built:
+            from tests.fixtures import stateful_bases
+
+            base = stateful_bases.stateful_base(variant)
+            path = folder / f"{variant}.tflite"
+            path.write_bytes(base.tflite)
+            built[variant] = (str(path), base)
+        return built[variant]
+    return get
+
+
+@pytest.fixture(scope="session")
+def stateful_compiled(stateful_files):
+    """(variant, image batch, train batch) -> CompileResult of a softmax head on a stateful base."""
+    results = {}
+
+    def get(variant: str, image_batch=None, train_batch=None):
+        key = (variant, image_batch, train_batch)
+        if key not in results:
+            path, base = stateful_files(variant)
+            from tflite_transfer.compiler.passes import batch
+
+            results[key] = compile_model(path, base.features, num_classes=3, learning_rate=0.1,
+                                         batch_options=batch.BatchOptions(image_batch, train_batch))
+        return results[key]
+    return get

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 from tflite_transfer.compiler.flatbuffer.model_io import schema
 
-from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler.flatbuffer import effects, model_io
 from tflite_transfer.compiler.errors import VerificationError
 from tflite_transfer.runtime import contract
 
@@ -94,15 +94,27 @@ def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.
             raise VerificationError(
                 f"{source}: base tensor '{model_io.tensor_name(tensor)}' differs from the original "
                 "(type, shape, quantization or weight bytes)")
-    producers = {}
+    producers, without_outputs = {}, []
     for op in original_subgraph.operators:
-        for output in op.outputs:
+        for output in _outputs(op):
             producers[original_subgraph.tensors[output].name] = op
+        if not _outputs(op):  # ASSIGN_VARIABLE, CALL_ONCE...: known by their inputs
+            without_outputs.append(op)
+    matched = set()
     for op in fused_subgraph.operators:
-        name = fused_subgraph.tensors[op.outputs[0]].name
-        source_op = producers.get(name)
-        if source_op is None:
-            continue  # an adapter op (DEQUANTIZE / RESHAPE) appended after the cut
+        if _outputs(op):
+            name = fused_subgraph.tensors[op.outputs[0]].name
+            source_op = producers.get(name)
+            if source_op is None:
+                continue  # an adapter op (DEQUANTIZE / RESHAPE) appended after the cut
+        else:
+            name = f"(no outputs) {model_io.operator_name(fused.operatorCodes[op.opcodeIndex])}".encode()
+            inputs = [fused_subgraph.tensors[i].name if i >= 0 else None for i in op.inputs]
+            source_op = next((o for o in without_outputs if id(o) not in matched and inputs ==
+                              [original_subgraph.tensors[i].name if i >= 0 else None for i in o.inputs]), None)
+            if source_op is None:
+                raise VerificationError(f"{source}: the op {name.decode()} on {inputs} is not in the original")
+        matched.add(id(source_op))
         # Same op; its version may only have been lowered (op_versions: kernels never read it).
         (code, custom, version) = model_io.op_code_key(original.operatorCodes[source_op.opcodeIndex])
         (fused_code, fused_custom, fused_version) = model_io.op_code_key(fused.operatorCodes[op.opcodeIndex])
@@ -112,7 +124,16 @@ def check_base_preserved(original: model_io.ModelT, entry: int, fused: model_io.
         if not (same_code and same_inputs and source_op.builtinOptionsType == op.builtinOptionsType
                 and _options(source_op) == _options(op)):
             raise VerificationError(f"{source}: the op producing '{name.decode()}' differs from the original")
+    for op in original_subgraph.operators:  # what writes state must survive the cut (graph.prune_ops)
+        if effects.writes_state(original, original_subgraph, op) and id(op) not in matched:
+            raise VerificationError(
+                f"{source}: the base's {model_io.operator_name(original.operatorCodes[op.opcodeIndex])} "
+                f"op {list(op.inputs)} writes state but is missing from the compiled model")
     return kept_tensor_count
+
+
+def _outputs(op: schema.OperatorT) -> list[int]:
+    return [int(o) for o in (op.outputs if op.outputs is not None else [])]
 
 
 def _options(op: schema.OperatorT) -> dict:

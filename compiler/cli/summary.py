@@ -75,6 +75,8 @@ def format_summary(result, output_path: str) -> str:
     batches = sorted({batch for _, batch in result.validation.runs})
     lines.append(f"ran:   every signature in {result.validation.interpreter} at batch "
                  f"{' and '.join(map(str, batches))} on the bytes written (model digest checked)")
+    if getattr(result, "reproduction", None) is not None:
+        lines.append(f"proof: {result.reproduction.describe()}")
     lines.append(f"runtime: min_runtime_version {result.versions.min_runtime_version}; "
                  f"{len(result.versions.changes)} op codes lowered to the version their kernels need")
     if result.parity is not None:

@@ -29,6 +29,7 @@ def export_inference_model(model_bytes: bytes, state: dict[str, np.ndarray], sou
     """The inference-only model with `state` (as `save` returns it) baked in."""
     model = model_io.read_model_bytes(model_bytes, source)
     metadata = read_metadata(model_bytes, source)
+    refuse_stateful_base(model, metadata, source)
     old_indices = [model_io.signature_subgraph(model, key) for key in KEPT_SIGNATURES]
     if None in old_indices:
         raise InvalidInputError(f"{source}: not a tflite-transfer model (no infer/load signature)")
@@ -48,6 +49,30 @@ def export_inference_model(model_bytes: bytes, state: dict[str, np.ndarray], sou
     _check_inference_only(model)
     return contract.stamp_digest(model_io.append_associated_files(
         model_io.write_model_bytes(model), model_io.associated_files(model_bytes)))
+
+
+def refuse_stateful_base(model, metadata: contract.ModelMetadata, source: str) -> None:
+    """Export bakes every READ_VARIABLE as a constant: a base that keeps state between calls
+    (a streaming base's ring buffer, role contract.BASE_STATE) would be frozen at one moment of
+    its stream. Refused by the metadata's roles and, for models that predate them, by any
+    variable assignment that `load` runs outside an init subgraph (CALL_ONCE)."""
+    names = [entry.name for entry in metadata.entries_with_role(contract.BASE_STATE)]
+    seen, stack = set(), [model_io.signature_subgraph(model, contract.LOAD)]
+    while stack and not names:
+        index = stack.pop()
+        if index is None or index in seen:
+            continue
+        seen.add(index)
+        for op in model.subgraphs[index].operators or []:
+            code = model_io.builtin_code(model.operatorCodes[op.opcodeIndex])
+            if code == BuiltinOperator.ASSIGN_VARIABLE and f"variables written in subgraph {index}" not in names:
+                names.append(f"variables written in subgraph {index}")
+            if code != BuiltinOperator.CALL_ONCE:
+                stack.extend(model_io.called_subgraphs(op))
+    if names:
+        raise InvalidInputError(
+            f"{source}: the base keeps state between calls ({', '.join(names[:3])}); an inference-only "
+            "model would freeze it, so export refuses it: ship the trainable model instead")
 
 
 def _bake_variables(editor: graph.GraphEditor, subgraph, state: dict[str, np.ndarray], source: str) -> None:

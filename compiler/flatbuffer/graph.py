@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from tflite_transfer.compiler.flatbuffer import model_io
+from tflite_transfer.compiler.flatbuffer import effects, model_io
 from tflite_transfer.compiler.flatbuffer.model_io import schema
 
 ModelT, SubGraphT, OperatorT, TensorT = schema.ModelT, schema.SubGraphT, schema.OperatorT, schema.TensorT
@@ -164,13 +164,17 @@ def _op_tensors(op: OperatorT) -> list[int]:
     return tensors
 
 
-def prune_ops(subgraph: SubGraphT, outputs: Iterable[int]) -> set[int]:
-    """Keeps only the ops the tensors `outputs` depend on and makes them the subgraph's
-    outputs; returns every tensor the kept ops use (plus `outputs`)."""
+def prune_ops(model: ModelT, subgraph: SubGraphT, outputs: Iterable[int]) -> set[int]:
+    """Keeps the ops the tensors `outputs` depend on, and every op that writes state (a
+    variable assignment, CALL_ONCE, ...: compiler/flatbuffer/effects.py) with what it depends
+    on, in their order; makes `outputs` the subgraph's outputs. Returns every tensor the kept
+    ops use (plus `outputs`). Ops with side effects have no outputs anyone needs: keeping only
+    needed outputs would silently drop them."""
     needed = {int(t) for t in outputs}
     kept = []
     for op in reversed(subgraph.operators or []):
-        if any(int(t) in needed for t in op.outputs):
+        outputs_of_op = op.outputs if op.outputs is not None else []
+        if any(int(t) in needed for t in outputs_of_op) or effects.writes_state(model, subgraph, op):
             kept.append(op)
             needed.update(_op_tensors(op))
     subgraph.operators = kept[::-1]

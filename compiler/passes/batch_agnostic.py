@@ -17,7 +17,8 @@ This pass works on the base's entry subgraph inside the fused model:
    CONCATENATION / MEAN / GATHER / TRANSPOSE / ..., a BROADCAST_TO of a batched tensor, an
    elementwise op broadcasting two batched tensors of different ranks) and names it;
 4. proves the result: the base, up to the cut, run on k images at once equals k single calls
-   bit for bit, under the same interpreter options (LiteRT with XNNPACK, and without).
+   under the same interpreter options: bit for bit with XNNPACK, and with the builtin kernels
+   bit for bit or within float32 rounding (batch_check.ROUNDING_ULPS).
 A base that is refused or fails the check is left as the user gave it; the caller then fixes
 the image signatures at batch 1 (runtimes loop over images) instead of advertising a batch
 the base cannot run.
@@ -35,7 +36,6 @@ from tflite_transfer.compiler.flatbuffer import graph, model_io
 from tflite_transfer.compiler.flatbuffer.model_io import BuiltinOperator, TensorType
 
 CHECK_BATCH = 3                              # k images at once against k single calls
-DYNAMIC_TOLERANCE = 1e-6                     # relative, for dynamic bases left as given
 _ELEMENTWISE = {"ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "POW",
                 "FLOOR_DIV", "FLOOR_MOD", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL",
                 "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "SELECT", "SELECT_V2", "PRELU"}
@@ -48,7 +48,7 @@ class AgnosticReport:
     rewrites: tuple[str, ...]         # one entry per rewritten op
     opened_signatures: int            # tensors whose shape_signature [1, ...] became [-1, ...]
     blocker: str | None               # why the base stays at batch 1; None: any batch works
-    max_difference: float = 0.0       # batch k against k single calls, relative (0.0: bit for bit)
+    comparisons: tuple = ()           # batch_check.BatchComparison per interpreter configuration
 
     def describe(self) -> str:
         if self.blocker is not None:
@@ -59,8 +59,10 @@ class AgnosticReport:
             done.append(f"{self.opened_signatures} shape signatures [1, ...] -> [-1, ...]")
         if not done:
             return ""
-        same = ("bit for bit" if self.max_difference == 0.0
-                else f"within {self.max_difference:.1e}")
+        same = "bit for bit"
+        if not all(c.exact for c in self.comparisons):
+            same = ", ".join(("bit for bit" if c.exact else f"within {c.ulps:.3g} float32 ulps") + f" in {c.kernels}"
+                             for c in self.comparisons)
         return (f"fixed-batch base made batch-agnostic ({'; '.join(done)}); batch {CHECK_BATCH} equals "
                 f"{CHECK_BATCH} single calls {same}")
 
@@ -95,17 +97,13 @@ def make_batch_agnostic(model: model_io.ModelT, base_subgraph: int,
         candidate, rewrites, opened, doubt = model, [], 0, str(blocked)
         subgraph = model.subgraphs[base_subgraph]
     cut = _cut_tensor(subgraph, kept_tensor_count)
-    problem, difference = batch_check.run_batch_against_singles(candidate, base_subgraph, cut, CHECK_BATCH)
-    # Rewritten or fixed-batch bases must be exact. A dynamic base as given may differ by
-    # float rounding (kernels pick vector or scalar loops by size), not by mixing samples.
-    tolerance = 0.0 if fixed_input or rewrites else DYNAMIC_TOLERANCE
-    if problem is None and difference > tolerance:
-        problem = (f"batch {CHECK_BATCH} differs from {CHECK_BATCH} single calls by up to "
-                   f"{difference:.2e} (relative)")
+    # Bit for bit under XNNPACK; the builtin kernels may differ by float rounding (they pick
+    # vector or scalar loops by size), never by mixing samples (batch_check.ROUNDING_ULPS).
+    problem, comparisons = batch_check.run_batch_against_singles(candidate, base_subgraph, cut, CHECK_BATCH)
     if problem is not None:
         return model, AgnosticReport(fixed_input, tuple(rewrites), opened,
-                                     f"{doubt}; {problem}" if doubt else problem, difference)
-    return candidate, AgnosticReport(fixed_input, tuple(rewrites), opened, None, difference)
+                                     f"{doubt}; {problem}" if doubt else problem, comparisons)
+    return candidate, AgnosticReport(fixed_input, tuple(rewrites), opened, None, comparisons)
 
 
 # What carries the batch.

@@ -1,6 +1,7 @@
 """Prepares a base model for fusion: picks its entry subgraph, cuts it at the bottleneck
-(`--base_output`), drops the ops the bottleneck does not need, and appends the adapter
-(DEQUANTIZE, RESHAPE) that turns the bottleneck into float32 [batch, features].
+(`--base_output`), drops the ops the bottleneck does not need (never an op that writes state:
+graph.prune_ops), finds the state the base keeps between calls (base_state.py), and appends the
+adapter (DEQUANTIZE, RESHAPE) that turns the bottleneck into float32 [batch, features].
 
 Kept tensors and buffers are the user's bytes, untouched; adapter tensors come after them.
 """
@@ -14,6 +15,7 @@ import difflib
 import numpy as np
 
 from tflite_transfer.compiler.flatbuffer import graph, model_io
+from tflite_transfer.compiler.passes import base_state
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
 from tflite_transfer.compiler.flatbuffer.model_io import BuiltinOperator, TensorType
 from tflite_transfer.runtime import contract
@@ -28,6 +30,8 @@ class PreparedBase:
     bottleneck_size: int
     kept_tensor_count: int     # tensors [0, n) of the entry subgraph are the user's, unchanged
     source: str
+    cut_in_original: int = -1  # the bottleneck's tensor index in the user's entry subgraph
+    state: base_state.BaseState = base_state.BaseState()   # variables the base writes on every call
 
 
 def prepare_base(model: model_io.ModelT, base_output: str | None = None,
@@ -39,14 +43,15 @@ def prepare_base(model: model_io.ModelT, base_output: str | None = None,
         count = 0 if subgraph.inputs is None else len(subgraph.inputs)
         raise UnsupportedModelError(f"{source}: the base must take one input (an image), it takes {count}")
     output = _find_output(model, entry, base_output, source)
-    needed = graph.prune_ops(subgraph, [output])
+    needed = graph.prune_ops(model, subgraph, [output])
     if int(subgraph.inputs[0]) not in needed:
         raise InvalidInputError(
             f"tensor '{model_io.tensor_name(subgraph.tensors[output])}' does not depend on the image input")
     graph.prune_tensors(model, entry)
     kept = len(subgraph.tensors)
-    bottleneck_size = _append_adapter(graph.GraphEditor(model), subgraph, source)
-    return PreparedBase(model, entry, bottleneck_size, kept, source)
+    state = base_state.find_base_state(model, entry, source)
+    bottleneck_size = append_adapter(graph.GraphEditor(model), subgraph, source)
+    return PreparedBase(model, entry, bottleneck_size, kept, source, output, state)
 
 
 def _entry_subgraph(model: model_io.ModelT, source: str) -> int:
@@ -83,8 +88,9 @@ def _find_output(model: model_io.ModelT, entry: int, base_output: str | None, so
     raise InvalidInputError(f"{source}: no tensor named '{base_output}' (--base_output){hint}")
 
 
-def _append_adapter(editor: graph.GraphEditor, subgraph, source: str) -> int:
-    """Appends DEQUANTIZE / RESHAPE so the subgraph outputs float32 [batch, features]."""
+def append_adapter(editor: graph.GraphEditor, subgraph, source: str) -> int:
+    """Appends DEQUANTIZE / RESHAPE so the subgraph outputs float32 [batch, features]
+    (also used by checks/reproduction.py to adapt the original's bottleneck the same way)."""
     output = int(subgraph.outputs[0])
     tensor = subgraph.tensors[output]
     shape = model_io.tensor_shape(tensor)

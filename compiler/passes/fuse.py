@@ -37,6 +37,7 @@ class FusedModel:
     base_subgraph: int                 # the base's entry subgraph in the fused model
     base_subgraph_count: int           # base subgraphs are [base_subgraph, base_subgraph + n)
     base_buffers: dict[int, int]       # base buffer index -> fused buffer index
+    base_subgraph_map: dict[int, int] = dataclasses.field(default_factory=dict)  # base subgraph -> fused
 
 
 def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
@@ -85,7 +86,7 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
     for entry in base.model.metadata or []:
         if entry.name not in (MIN_RUNTIME_VERSION, contract.METADATA_KEY.encode()):
             editor.set_metadata(entry.name, model_io.buffer_bytes(base.model, entry.buffer))
-    return FusedModel(editor.model, base_start, len(base_order), base_buffers)
+    return FusedModel(editor.model, base_start, len(base_order), base_buffers, base_map)
 
 
 def _renamed(signature, key: str, subgraph: int):

@@ -43,10 +43,12 @@ def fingerprint(contract_fields: dict, initial_state: dict[str, np.ndarray]) -> 
 
 
 def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[str, ...],
-                   image_batch: int | None = None, train_batch: int | None = None) -> contract.ModelMetadata:
-    """The metadata record of a fused model, with the digest placeholder."""
+                   image_batch: int | None = None, train_batch: int | None = None,
+                   base_state: tuple[contract.StateEntry, ...] = ()) -> contract.ModelMetadata:
+    """The metadata record of a fused model, with the digest placeholder. `base_state`: the
+    base's own variables (role contract.BASE_STATE, compiler/passes/base_state.py), after the head's."""
     head, loss, optimizer = training_head.head, training_head.loss, training_head.optimizer
-    state = state_entries(head, training_head.initial_state, optimizer.slot_suffixes)
+    state = state_entries(head, training_head.initial_state, optimizer.slot_suffixes) + tuple(base_state)
     label = loss.label(head.num_outputs)
     identity = {
         "contract_version": contract.CONTRACT_VERSION,
