@@ -44,8 +44,14 @@ class PassChecks:
             audit.audit_ops(head)
             # The head's signatures are the contract's, but its infer takes the bottleneck (fuse
             # puts the base in front of it).
+            # A stateful base's variables join save/restore only when fused (passes/base_state.py).
+            base_state = {entry.name for entry in build.metadata.entries_with_role(contract.BASE_STATE)}
             specs = {key: spec for key, spec in build.metadata.signatures.items() if key in training_graph.HEAD_SIGNATURES}
             specs[contract.INFER] = dataclasses.replace(specs[contract.INFER], inputs=(contract.BOTTLENECK,))
+            for key in (contract.SAVE, contract.RESTORE):
+                specs[key] = dataclasses.replace(
+                    specs[key], inputs=tuple(n for n in specs[key].inputs if n not in base_state),
+                    outputs=tuple(n for n in specs[key].outputs if n not in base_state))
             _check_signatures(head, specs)
             done += ["head: op audit", "head: signature contract"]
         if build.fused is None:

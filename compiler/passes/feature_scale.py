@@ -36,13 +36,17 @@ class FeatureScale:
 
 def measure(prepared, image_range: tuple[float, float] | None, seed: int = 0) -> FeatureScale:
     """Runs the cut base (cut.PreparedBase) on MEASURE_INPUTS synthetic inputs, one at a time
-    (fixed-batch bases take one)."""
+    (or in chunks of the base's own fixed batch)."""
     probe_bytes, input_tensor = _probe(prepared)
     interpreter, _ = new_interpreter(probe_bytes)
     runner = interpreter.get_signature_runner(PROBE)
     inputs, description = synthetic_inputs(input_tensor, image_range, prepared, seed)
-    features = np.concatenate([np.asarray(runner(image=one[None])["features"], np.float64).reshape(1, -1)
-                               for one in inputs])
+    # A base with a fixed batch (its input's batch dimension not -1) runs in chunks of it.
+    signature = input_tensor.shapeSignature if input_tensor.shapeSignature is not None else input_tensor.shape
+    batch = max(int(signature[0]), 1) if len(signature) else 1
+    chunks = [inputs[start:start + batch] for start in range(0, len(inputs) - batch + 1, batch)]
+    features = np.concatenate([np.asarray(runner(image=chunk)["features"], np.float64).reshape(batch, -1)
+                               for chunk in chunks])
     norms = (features ** 2).sum(axis=1)
     return FeatureScale(float(norms.max()), float(norms.mean()), description)
 
