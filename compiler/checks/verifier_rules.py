@@ -128,7 +128,7 @@ def _check_subgraph(model, subgraph, index: int, has_data: list[bool], refuse) -
             if not (tensor_index in constant or tensor_index in variable or tensor_index in inputs
                     or tensor_index in produced):
                 raise refuse(f"Input tensor {tensor_index} to op {position} ({name}) is not produced "
-                             f"{where}{_why_not_constant(model, subgraph, tensor_index, has_data)}")
+                             f"{where}{_why_not_produced(subgraph, position, tensor_index, has_data)}")
         for tensor_index in _indices(op.OutputsAsNumpy()):
             kind = ("a constant" if tensor_index in constant else "a variable" if tensor_index in variable
                     else "a subgraph input" if tensor_index in inputs
@@ -140,13 +140,17 @@ def _check_subgraph(model, subgraph, index: int, has_data: list[bool], refuse) -
     return len(constant)
 
 
-def _why_not_constant(model, subgraph, tensor_index: int, has_data: list[bool]) -> str:
+def _why_not_produced(subgraph, position: int, tensor_index: int, has_data: list[bool]) -> str:
     if not 0 <= tensor_index < subgraph.TensorsLength():
         return ""
     tensor = subgraph.Tensors(tensor_index)
     label = f": tensor '{(tensor.Name() or b'').decode(errors='replace')}'"
+    for later in range(position, subgraph.OperatorsLength()):
+        if tensor_index in _indices(subgraph.Operators(later).OutputsAsNumpy()):
+            return f"{label} is written only later, by op {later}"
     if tensor.Buffer() == 0:
-        return f"{label} is on buffer 0 (an empty constant needs its own buffer with an empty data vector)"
+        return (f"{label} is on buffer 0 (a constant, even an empty one, needs its own buffer with "
+                "a data vector)")
     if tensor.Buffer() < len(has_data) and not has_data[tensor.Buffer()]:
         return f"{label} is on buffer {tensor.Buffer()}, which has no data vector"
     return label
