@@ -113,8 +113,6 @@ def _read_labels(path: str | None) -> tuple[str, ...]:
 
 
 def _export() -> int:
-    from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
-
     if not FLAGS.model or not FLAGS.checkpoint:
         print("compile-transfer: error: export needs --model and --checkpoint", file=sys.stderr)
         return 2
@@ -122,6 +120,8 @@ def _export() -> int:
     try:
         image_range = _image_range(FLAGS.image_range)
         user_files.check_output_file(output)  # before reading anything
+        from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415 (TensorFlow: seconds)
+
         exported = inference_model.export_files(FLAGS.model, FLAGS.checkpoint, output, image_range)
     except TransferError as error:
         _print_error(error)
