@@ -7,59 +7,29 @@ must agree with it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.fixtures.cpp_verifier import build_verify_model, run_verify_model
 from tests.fixtures.verifier_mutants import MUTANTS, VALID_EDITS, mutant_bytes
-from tests.helpers import colour_images, compile_model
+from tests.helpers import compile_model, random_images
 from tflite_transfer.compiler.checks import verifier_rules
 from tflite_transfer.compiler.errors import VerificationError
 
-BUILD_SCRIPT = Path(__file__).resolve().parent / "verifier" / "build_verifier.sh"
-TESTING_ROOT = Path(os.environ.get("TFLITE_TRANSFER_TESTING_ROOT",
-                                   Path.home() / ".cache" / "tflite_transfer_testing_root"))
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 HEADS = ("softmax", "mlp:40")          # 40 units: the MLP's first layer has the batch dispatch IF
-EXPORTED = ("sgd-softmax", "adam-mlp:40", "mse", "batch-1,4")
+EXPORTED = ("sgd-softmax", "adam-mlp:40", "mse", "batch-1,4", "mobilenet")
 
 
 @pytest.fixture(scope="module")
 def verify_model(tmp_path_factory) -> str:
-    if os.geteuid() != 0 and not os.environ.get("CI") and not TESTING_ROOT.is_dir():
-        pytest.skip("building in the Debian testing root needs root (chroot); CI runs it as root")
-    build_dir = tmp_path_factory.mktemp("verifier_build")
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), str(build_dir)], capture_output=True, text=True,
-                            timeout=3600, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        pytest.fail(f"build_verifier.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    print(f"verify_model built in {time.monotonic() - started:.1f} s")
-    return result.stdout.strip().splitlines()[-1]
-
-
-def _run(verify_model: str, paths: list[Path]) -> dict[str, str]:
-    """{file name: 'ok' or the verifier's message}."""
-    result = subprocess.run([verify_model, *map(str, paths)], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL)
-    assert result.returncode in (0, 1), f"verify_model failed ({result.returncode}): {result.stderr}"
-    verdicts = {}
-    for line in result.stdout.splitlines():
-        verdict, rest = line.split(" ", 1)
-        path, _, message = rest.partition(": ") if verdict == "refused" else (rest, "", "")
-        verdicts[Path(path).name] = "ok" if verdict == "ok" else message
-    assert len(verdicts) == len(paths), result.stdout
-    assert (result.returncode == 0) == all(v == "ok" for v in verdicts.values())
-    return verdicts
+    return build_verify_model(tmp_path_factory.mktemp("verifier_build"))
 
 
 @pytest.fixture(scope="module")
-def every_model_kind(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> dict[str, bytes]:
-    """Name -> bytes: each optimizer x head, the MSE loss, fixed batches, and exports of four."""
+def every_model_kind(tiny_classifier_path, tiny_pool_name, small_fused, tmp_path_factory) -> dict[str, bytes]:
+    """Name -> bytes: each optimizer x head, the MSE loss, fixed batches on the tiny base; the
+    MLP (Adam) on the small int8 MobileNetV2 (its real op set); exports of five of them."""
     from tflite_transfer.compiler.export import inference_model
     from tflite_transfer.compiler.passes import batch
     from tflite_transfer.runtime import TransferModel
@@ -72,10 +42,12 @@ def every_model_kind(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> 
     models = {f"{o}-{h}": build(optimizer=o, head=h, num_classes=3) for o in OPTIMIZERS for h in HEADS}
     models["mse"] = build(loss="mse", num_classes=2)
     models["batch-1,4"] = build(num_classes=3, batch="1,4")
+    models["mobilenet"] = small_fused.model_bytes
     work = tmp_path_factory.mktemp("verifier_models")
-    images, labels = colour_images(4, seed=3)
     for name in EXPORTED:
         trainable = TransferModel.open(models[name])
+        images = random_images(trainable.image_shape, trainable.image_dtype, 4, seed=3)
+        labels = np.arange(4, dtype=np.int32) % trainable.num_classes
         targets = (labels if trainable.classifies
                    else np.random.default_rng(0).normal(size=(len(images), trainable.num_classes)).astype(np.float32))
         trainable.add_samples(images, targets)
@@ -93,10 +65,10 @@ def test_every_model_kind_passes_the_real_verifier(verify_model, every_model_kin
         paths.append(tmp_path / f"{name.replace(' ', '_').replace(':', '_')}.tflite")
         paths[-1].write_bytes(data)
         verifier_rules.check_verifier_rules(data, name)  # the Python rules agree
-    verdicts = _run(verify_model, paths)
+    verdicts = run_verify_model(verify_model, paths)
     refused = {name: message for name, message in verdicts.items() if message != "ok"}
     assert not refused, f"TFLite's verifier refuses: {refused}"
-    assert len(verdicts) == len(OPTIMIZERS) * len(HEADS) + 2 + len(EXPORTED)
+    assert len(verdicts) == len(OPTIMIZERS) * len(HEADS) + 3 + len(EXPORTED)
 
 
 def test_the_real_verifier_and_the_rules_agree_on_mutants(verify_model, tiny_fused, tmp_path):
@@ -108,7 +80,7 @@ def test_the_real_verifier_and_the_rules_agree_on_mutants(verify_model, tiny_fus
         path.write_bytes(mutant_bytes(tiny_fused.model_bytes, edit))
         paths.append(path)
         expected[path.name] = message[0] if message else "ok"
-    verdicts = _run(verify_model, paths)
+    verdicts = run_verify_model(verify_model, paths)
     for path in paths:
         verdict, wanted = verdicts[path.name], expected[path.name]
         if wanted == "ok":
