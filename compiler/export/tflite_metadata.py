@@ -31,6 +31,7 @@ TENSOR_AXIS_LABELS file, which lives in the zip appended after the model's FlatB
 from __future__ import annotations
 
 import dataclasses
+import struct
 
 import flatbuffers
 from flatbuffers import encode, number_types, packer
@@ -196,7 +197,7 @@ def read_image_input(data: bytes) -> ImageInput | None:
             color_space = _scalar(_union(content, 1), 0, number_types.Int8Flags) or RGB
         return ImageInput(name=_string(tensor, 0), description=_string(tensor, 1), mean=mean, std=std,
                           value_range=value_range, color_space=color_space)
-    except (IndexError, ValueError, TypeError, OverflowError) as error:
+    except (IndexError, ValueError, TypeError, OverflowError, struct.error, UnicodeDecodeError) as error:
         raise ValueError(f"damaged TFLite Metadata ({type(error).__name__})") from None
 
 
@@ -215,12 +216,21 @@ def _union(table: Table, slot: int) -> Table:
     return result
 
 
-def _tables(table: Table, slot: int) -> list[Table]:
+def _vector(table: Table, slot: int) -> tuple[int, int]:
+    """(start, length) of a vector of 4-byte elements; a damaged length cannot make us loop
+    over more elements than the buffer holds."""
     offset = _offset(table, slot)
     if not offset:
-        return []
-    start = table.Vector(offset)
-    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(table.VectorLen(offset))]
+        return 0, 0
+    start, length = table.Vector(offset), table.VectorLen(offset)
+    if start + 4 * length > len(table.Bytes):
+        raise ValueError(f"a vector of {length} elements runs past the end of the buffer")
+    return start, length
+
+
+def _tables(table: Table, slot: int) -> list[Table]:
+    start, length = _vector(table, slot)
+    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(length)]
 
 
 def _first(table: Table, slot: int) -> Table | None:
@@ -229,11 +239,8 @@ def _first(table: Table, slot: int) -> Table | None:
 
 
 def _float_vector(table: Table, slot: int) -> list[float]:
-    offset = _offset(table, slot)
-    if not offset:
-        return []
-    start = table.Vector(offset)
-    return [table.Get(number_types.Float32Flags, start + 4 * i) for i in range(table.VectorLen(offset))]
+    start, length = _vector(table, slot)
+    return [table.Get(number_types.Float32Flags, start + 4 * i) for i in range(length)]
 
 
 def _scalar(table: Table, slot: int, flags) -> int:
