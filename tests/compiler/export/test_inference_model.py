@@ -46,6 +46,16 @@ def trained(request, tiny_model_path, tmp_path_factory):
     return model, str(path)
 
 
+@pytest.fixture(scope="module")
+def fitted(tiny_model_path, tmp_path_factory):
+    """One trained state, for the tests that need any (precision is checked after both)."""
+    model = TransferModel.open(tiny_model_path)
+    _train(model, "fit")
+    path = tmp_path_factory.mktemp("export") / "fitted.ckpt"
+    model.save_checkpoint(path)
+    return model, str(path)
+
+
 def _infer_both(exported: bytes, trainable_bytes: bytes, state: dict, images: np.ndarray, xnnpack: bool,
                 output: str = "probabilities"):
     trainable = interpreter(trainable_bytes, xnnpack=xnnpack)
@@ -71,9 +81,9 @@ def test_export_equals_the_trainable_infer(tiny_model_path, trained, tmp_path, x
                                   model.predict(images).argmax(1))
 
 
-def test_export_is_one_subgraph_with_infer_alone_and_task_metadata(tiny_model_path, trained, tmp_path):
+def test_export_is_one_subgraph_with_infer_alone_and_task_metadata(tiny_model_path, fitted, tmp_path):
     output = tmp_path / "personal.tflite"
-    data = inference_model.export_files(tiny_model_path, trained[1], str(output))
+    data = inference_model.export_files(tiny_model_path, fitted[1], str(output))
     model = model_io.read_model_bytes(data)
     assert len(model.subgraphs) == 1
     assert [s.signatureKey.decode() for s in model.signatureDefs] == ["infer"]
@@ -181,9 +191,9 @@ def test_a_stateful_base_is_refused_in_one_line(tiny_model_path):
     assert "\n" not in str(refused.value)
 
 
-def test_the_runtimes_name_each_other(tiny_model_path, trained, tmp_path):
+def test_the_runtimes_name_each_other(tiny_model_path, fitted, tmp_path):
     output = tmp_path / "personal.tflite"
-    inference_model.export_files(tiny_model_path, trained[1], str(output))
+    inference_model.export_files(tiny_model_path, fitted[1], str(output))
     with pytest.raises(RuntimeUnsupported, match="exported inference-only model.*InferenceModel.open"):
         TransferModel.open(str(output))
     with pytest.raises(RuntimeUnsupported, match="a trainable model.*TransferModel.open"):
@@ -192,17 +202,26 @@ def test_the_runtimes_name_each_other(tiny_model_path, trained, tmp_path):
         inference_model.export_inference_model(output.read_bytes(), {})
 
 
-def test_export_from_the_cli(tiny_model_path, trained, tmp_path):
+def test_export_from_the_cli(tiny_model_path, fitted, tmp_path):
     output = tmp_path / "personal.tflite"
-    process = run_cli("export", f"--model={tiny_model_path}", f"--checkpoint={trained[1]}", f"--output={output}")
+    process = run_cli("export", f"--model={tiny_model_path}", f"--checkpoint={fitted[1]}", f"--output={output}")
     assert process.returncode == 0, process.stderr
     assert "one subgraph, signature infer, TFLite Metadata" in process.stdout
     assert sorted(interpreter(output.read_bytes()).get_signature_list()) == ["infer"]
     for flags, message in (([f"--checkpoint={tmp_path / 'absent.ckpt'}"], "absent.ckpt"),
-                           ([f"--checkpoint={trained[1]}", "--image_range=0"], "--image_range='0': expected LOW,HIGH"),
-                           ([f"--checkpoint={trained[1]}", "--image_range=5,1"], "finite LOW < HIGH")):
+                           ([f"--checkpoint={fitted[1]}", "--image_range=5,1"], "finite LOW < HIGH")):
         bad = run_cli("export", f"--model={tiny_model_path}", *flags, f"--output={tmp_path / 'x.tflite'}")
         assert bad.returncode != 0 and "Traceback" not in bad.stderr
         last = bad.stderr.strip().splitlines()[-1]
         assert last.startswith("compile-transfer: error:") and message in last
         assert not (tmp_path / "x.tflite").exists()
+
+
+@pytest.mark.parametrize("text", ["0", "a,b", "1,1", "5,1", "nan,1", "0,inf", "0,1,2"])
+def test_a_bad_image_range_is_one_line(text):
+    from tflite_transfer.compiler.cli import main
+    from tflite_transfer.compiler.errors import InvalidInputError
+
+    assert main._image_range("-1,1") == (-1.0, 1.0) and main._image_range(None) is None
+    with pytest.raises(InvalidInputError, match=r"^--image_range='.*': expected (LOW,HIGH|finite LOW < HIGH)"):
+        main._image_range(text)
