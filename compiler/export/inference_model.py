@@ -3,19 +3,20 @@ form task frameworks take (MediaPipe Tasks' ImageClassifier, the TFLite Task Lib
 subgraph, `infer` only, standard TFLite Metadata.
 
   1. the checkpoint is read and checked exactly as `restore_checkpoint` checks it;
-  2. every READ_VARIABLE of `infer` becomes a constant holding the trained value (VAR_HANDLE
-     and CALL_ONCE go);
-  3. the calls are inlined: the base behind `IF(true, image)` and the head's batch dispatch
+  2. the calls are inlined: the base behind `IF(true, image)` and the head's batch dispatch
      (an IF choosing BATCH_MATMUL for batches > 1; with constant weights its FULLY_CONNECTED
      branch is the one XNNPACK takes over) become ops of `infer` itself;
+  3. every READ_VARIABLE, now all in `infer`, becomes a constant holding the trained value
+     (VAR_HANDLE and CALL_ONCE go);
   4. every other subgraph and signature goes: `load` does not survive, because a single
      subgraph cannot hold two signatures without running both;
   5. metadata: the contract record (no training state) and `TFLITE_METADATA` (input
      normalization, carried over from the base's own metadata when it has some; the labels as
      `labels.txt`, TENSOR_AXIS_LABELS, in the zip appended after the FlatBuffer);
   6. the final bytes pass TFLite's verifier rules and run `infer` once before anything is written.
-A base that keeps state in resource variables (or has control flow of its own) is refused:
-its variables are not in the checkpoint, so baking them would silently freeze unknown values.
+A base that keeps state in resource variables, or has control flow other than IF, is refused
+in one line: its variables are not in the checkpoint, so baking them would silently freeze
+values nobody chose.
 """
 
 from __future__ import annotations
