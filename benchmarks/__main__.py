@@ -10,6 +10,7 @@
     python -m benchmarks.federated            federated personalization on Flower
     python -m benchmarks.fuzz                 corrupt checkpoints and models (long campaign)
     python -m benchmarks.runtime              TransferModel overheads: fit vs raw train, digest at open
+    python -m benchmarks.export               exported vs trainable infer, per kernel set (XNNPACK, builtin)
 
 Shared code lives in benchmarks/common/ (report writer, venvs, child processes, the peers'
 child scripts); reports go to benchmarks/results/.

@@ -16,7 +16,7 @@ from typing import Callable
 
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.base.sources import BaseSource, load_base
-from tflite_transfer.compiler.checks import audit, reproduction, validate, verify
+from tflite_transfer.compiler.checks import audit, reproduction, validate, verifier_rules, verify
 from tflite_transfer.compiler.cli import summary
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.flatbuffer import model_io
@@ -148,6 +148,12 @@ def audit_final_model(plan: CompilePlan, build: Build) -> Build:
     return dataclasses.replace(build, op_audit=op_audit, base_tensors_checked=checked)
 
 
+def check_verifier_rules(plan: CompilePlan, build: Build) -> Build:
+    """What TFLite's flatbuffer verifier checks (MediaPipe and careful C++ apps run it)."""
+    verifier_rules.check_verifier_rules(build.model_bytes, "compiled model")
+    return build
+
+
 def run_every_signature(plan: CompilePlan, build: Build) -> Build:
     return dataclasses.replace(build, validation=validate.validate_model_bytes(build.model_bytes))
 
@@ -190,6 +196,7 @@ PASSES: tuple[Pass, ...] = (
     Pass("lowering op versions", lower_op_versions),
     Pass("writing the model bytes", serialize),
     Pass("auditing the final model", audit_final_model),
+    Pass("checking TFLite's flatbuffer verifier rules", check_verifier_rules),
     Pass("running every signature at batch 1 and 3", run_every_signature),
     Pass("proving `load` reproduces the original base at its cut over 4 calls", check_reproduction),
     Pass("verifying train steps against TensorFlow eager", verify_training),

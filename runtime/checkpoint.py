@@ -110,6 +110,23 @@ def read_checkpoint(path, allow_version_1: bool = False) -> Checkpoint:
     return read_file(files.check_path(path, "checkpoint", CheckpointError), allow_version_1)
 
 
+def read_model_state(path, metadata: contract.ModelMetadata, allow_version_1: bool = False) -> dict[str, np.ndarray]:
+    """The training state a checkpoint holds for the model `metadata` describes, checked exactly
+    as `restore_checkpoint` takes it: the file (checksum, layout), the model fingerprint, the
+    names, shapes and dtypes, then the values' meaning (runtime/inputs.py `state`: finite
+    floats, learning rate, step). Everything that reads a checkpoint into a model (restore,
+    the compiler's export) goes through here, so they accept and refuse the same files."""
+    from tflite_transfer.runtime import inputs  # noqa: PLC0415 (inputs is the runtime's, not the format's)
+
+    saved = read_checkpoint(path, allow_version_1=allow_version_1)
+    expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in metadata.state}
+    check_compatible(saved, expected, metadata.fingerprint, path)
+    try:
+        return inputs.state(saved.tensors, metadata.state)
+    except InvalidInputError as error:
+        raise CheckpointError(f"checkpoint {os.fspath(path)}: {error}") from None
+
+
 def check_compatible(checkpoint: Checkpoint,
                      expected: Mapping[str, tuple[tuple[int, ...], np.dtype]],
                      model_fingerprint: str, path=None) -> None:

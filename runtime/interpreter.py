@@ -129,6 +129,10 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
 def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) -> dict[str, Signature]:
     found = interpreter.get_signature_list()
     missing = [key for key in contract.SIGNATURES if key not in found]
+    if missing and set(found) == {contract.INFER} and not metadata.state:
+        raise UnsupportedModelError(
+            f"{source}: an exported inference-only model (signature infer alone): run it with "
+            "tflite_transfer.runtime.InferenceModel.open; only the trainable model trains")
     if missing:
         raise UnsupportedModelError(
             f"{source}: not a tflite-transfer model: missing signature(s) {', '.join(missing)}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
 from tflite_transfer.runtime import contract, inputs, samples, training_watch
-from tflite_transfer.runtime.errors import (CheckpointError, InvalidInputError, TrainingDivergedError,
+from tflite_transfer.runtime.errors import (InvalidInputError, TrainingDivergedError,
                                             UnsupportedModelError, VerificationError)
 from tflite_transfer.runtime.interpreter import open_model
 
@@ -391,13 +391,9 @@ class TransferModel:
     def restore_checkpoint(self, path, allow_version_1: bool = False) -> None:
         """Restores a checkpoint of this model; on any problem raises and changes nothing.
         Version 1 files (no checksum) only with allow_version_1=True."""
-        saved = checkpoint_file.read_checkpoint(path, allow_version_1=allow_version_1)
-        expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in self.metadata.state}
-        checkpoint_file.check_compatible(saved, expected, self.metadata.fingerprint, path)
-        try:
-            self.set_state(saved.tensors)
-        except InvalidInputError as error:
-            raise CheckpointError(f"checkpoint {path}: {error}") from None
+        values = checkpoint_file.read_model_state(path, self.metadata, allow_version_1)
+        self._signatures[contract.RESTORE](**values)
+        self._step = None
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

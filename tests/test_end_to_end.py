@@ -63,3 +63,20 @@ def test_full_base_is_preserved_and_load_matches_it_bit_for_bit():
     np.testing.assert_array_equal(loaded, alone.get_tensor(alone.get_output_details()[0]["index"]))
     # The base is stored once: a second copy would add 100 %; alignment padding adds < 1 %.
     assert len(result.model_bytes) < 1.01 * len(base.tflite) + len(result.head.tflite)
+
+
+def test_the_default_model_and_its_export_pass_tflites_own_verifier(default_model, tmp_path):
+    """TFLite's flatbuffer verifier (what MediaPipe's loader runs) accepts the file the README's
+    first command writes, and its export; it refused every compiled model once ("Input tensor
+    6 to op 8 (RESHAPE) is not produced")."""
+    from tests.fixtures.cpp_verifier import build_verify_model, run_verify_model
+    from tflite_transfer.compiler.export import inference_model
+    from tflite_transfer.runtime import TransferModel
+
+    trainable = tmp_path / "transfer_model.tflite"
+    trainable.write_bytes(default_model[0])
+    TransferModel.open(str(trainable)).save_checkpoint(tmp_path / "initial.ckpt")
+    exported = tmp_path / "personal.tflite"
+    inference_model.export_files(str(trainable), str(tmp_path / "initial.ckpt"), str(exported))
+    verdicts = run_verify_model(build_verify_model(tmp_path / "verifier"), [trainable, exported])
+    assert verdicts == {"transfer_model.tflite": "ok", "personal.tflite": "ok"}

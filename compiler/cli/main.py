@@ -6,7 +6,9 @@ else synthetic), adds a softmax head
 for 4 classes trained by SGD, checks the result and writes transfer_model.tflite.
 
 `compile-transfer export --model=M --checkpoint=C --output=P` writes a personalized
-inference-only model: the checkpoint's weights baked in as constants, signatures infer and load.
+inference-only model: the checkpoint's weights baked in as constants, one subgraph with the
+signature infer alone, and standard TFLite Metadata (input normalization, labels.txt) so
+MediaPipe Tasks' ImageClassifier runs it unchanged.
 
 The output has the signatures load, infer, train, train_images, save, restore, initialize
 and set_learning_rate, uses TFLite builtin ops only, and runs on the stock interpreter.
@@ -81,6 +83,10 @@ flags.DEFINE_string("batch", None, "IMAGES,TRAIN: fixed batch sizes of the image
 # export.
 flags.DEFINE_string("model", None, "export: the trainable model compile-transfer wrote.")
 flags.DEFINE_string("checkpoint", None, "export: a checkpoint of that model (from save_checkpoint).")
+flags.DEFINE_string("image_range", None, "export: LOW,HIGH, the pixel values a float image input "
+                    "expects (e.g. 0,255 or -1,1), written as the TFLite Metadata's input "
+                    "normalization. Default: the base's own TFLite Metadata, else the range the "
+                    "compiler recorded (0,255 for Keras and embedded bases).")
 flags.DEFINE_float("verify_tolerance", DEFAULT_VERIFY_TOLERANCE, "Largest max-relative weight difference --verify accepts.")
 
 
@@ -100,16 +106,33 @@ def _export() -> int:
         return 2
     output = FLAGS.output if FLAGS["output"].present else "personalized_model.tflite"
     try:
+        image_range = _image_range(FLAGS.image_range)
         user_files.check_output_file(output)  # before reading anything (or importing TensorFlow)
-        from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415
+        from tflite_transfer.compiler.export import inference_model  # noqa: PLC0415 (TensorFlow: seconds)
 
-        exported = inference_model.export_files(FLAGS.model, FLAGS.checkpoint, output)
+        exported = inference_model.export_files(FLAGS.model, FLAGS.checkpoint, output, image_range)
     except TransferError as error:
         _print_error(error)
         return 1
-    print(f"wrote {output} ({len(exported) / 1e6:.3f} MB): signatures infer, load; "
-          f"weights from {FLAGS.checkpoint}")
+    print(f"wrote {output} ({len(exported) / 1e6:.3f} MB): one subgraph, signature infer, "
+          f"TFLite Metadata; weights from {FLAGS.checkpoint}")
     return 0
+
+
+def _image_range(text: str | None) -> tuple[float, float] | None:
+    import math  # noqa: PLC0415
+
+    from tflite_transfer.compiler.errors import InvalidInputError  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"--image_range={text!r}: expected LOW,HIGH, e.g. 0,255 or -1,1") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise InvalidInputError(f"--image_range={text!r}: expected finite LOW < HIGH")
+    return low, high
 
 
 def _base_weights(base: str | None, base_weights: str | None, alpha: float) -> str | None:

@@ -74,9 +74,12 @@ class GraphEditor:
         return self.op_code(model_io.make_op_code(code, version))
 
     def buffer(self, data: bytes | None, deduplicate: bool = False) -> int:
-        """A new buffer holding `data` (0, the sentinel, for no data); with `deduplicate`, an
-        equal buffer added earlier through this editor is reused."""
-        if data is None or not len(data):
+        """A new buffer holding `data`; with `deduplicate`, an equal buffer added earlier through
+        this editor is reused. None (a tensor computed at run time) gives 0, the sentinel; b""
+        gives its own buffer with a present, empty data vector: an empty constant (e.g. the
+        shape [0] of a RESHAPE to a scalar) on buffer 0 is "not produced" for TFLite's
+        verifier, which refuses the whole model (see model_io.is_constant)."""
+        if data is None:
             return 0
         data = bytes(data)
         digest = hashlib.sha256(data).digest()
@@ -122,7 +125,7 @@ class GraphEditor:
         subgraph = copy.deepcopy(source.subgraphs[index])
         for tensor in subgraph.tensors or []:
             if tensor.buffer not in buffer_map:
-                buffer_map[tensor.buffer] = self.buffer(model_io.buffer_bytes(source, tensor.buffer), deduplicate)
+                buffer_map[tensor.buffer] = self.buffer(model_io.buffer_data(source, tensor.buffer), deduplicate)
             tensor.buffer = buffer_map[tensor.buffer]
         for op in subgraph.operators or []:
             op.opcodeIndex = self.op_code(source.operatorCodes[op.opcodeIndex])

@@ -287,8 +287,10 @@ class _AlignedBufferT(schema.BufferT):
     (`force_align: 16`); the generated Pack aligns to 1 byte, which ARM devices may reject."""
 
     def Pack(self, builder: flatbuffers.Builder):
+        # A present but zero-length data vector is kept: it is what makes an empty constant (a
+        # RESHAPE target shape [0]) a constant for TFLite's verifier; no vector means "computed".
         data_offset = None
-        if self.data is not None and len(self.data):
+        if self.data is not None:
             raw = bytes(np.asarray(self.data, dtype=np.uint8).data)
             builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
             builder.head -= len(raw)
@@ -303,8 +305,10 @@ class _AlignedBufferT(schema.BufferT):
 
 
 def make_buffer(data: bytes | np.ndarray | None) -> schema.BufferT:
+    """A buffer holding `data`; None gives no data vector (a tensor computed at run time), b""
+    a present, zero-length one (an empty constant)."""
     buffer = _AlignedBufferT()
-    if data is not None and len(data):
+    if data is not None:
         buffer.data = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     return buffer
 
@@ -335,6 +339,22 @@ def _aligned_copy(buffer: schema.BufferT) -> _AlignedBufferT:
 def buffer_bytes(model: ModelT, index: int) -> bytes:
     data = model.buffers[index].data
     return b"" if data is None else bytes(np.asarray(data, dtype=np.uint8).data)
+
+
+def buffer_data(model: ModelT, index: int) -> bytes | None:
+    """The bytes of a buffer, or None when it has no data vector (buffer 0, the sentinel, never
+    has one). b"" and None differ: TFLite's verifier takes a tensor on a buffer with a present,
+    zero-length vector for an (empty) constant and one without a vector for a computed tensor."""
+    if index == 0:
+        return None
+    data = model.buffers[index].data
+    return None if data is None else bytes(np.asarray(data, dtype=np.uint8).data)
+
+
+def is_constant(model: ModelT, tensor: schema.TensorT) -> bool:
+    """A constant as TFLite's verifier (verifier.cc IsConstantTensor) defines it: a buffer other
+    than 0 that has a data vector, even an empty one."""
+    return buffer_data(model, tensor.buffer) is not None
 
 
 def signature_subgraph(model: ModelT, key: str) -> int | None:

@@ -84,7 +84,9 @@ def test_remap_subgraph_indices_covers_every_control_flow_option():
 
 
 def test_associated_files_survive_fusion_and_export(tiny_classifier_path, tiny_pool_name, tmp_path):
-    """tflite-support packs label files as a zip after the FlatBuffer; a rewrite must keep it."""
+    """tflite-support packs label files as a zip after the FlatBuffer; a rewrite must keep it.
+    The export writes its own labels.txt instead: the base's files describe the base's own
+    outputs, which the exported model does not have."""
     import zipfile
 
     from tflite_transfer.compiler.export import inference_model
@@ -99,4 +101,4 @@ def test_associated_files_survive_fusion_and_export(tiny_classifier_path, tiny_p
     runner = interpreter(fused.model_bytes)  # the appended zip does not disturb the interpreter
     assert "train" in runner.get_signature_list()
     exported = inference_model.export_inference_model(fused.model_bytes, fused.head.initial_state)
-    assert model_io.associated_files(exported) == {"labels.txt": b"cat\ndog\nfox\n"}
+    assert model_io.associated_files(exported) == {"labels.txt": b"0\n1\n2\n"}   # the head's classes
