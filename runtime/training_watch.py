@@ -94,7 +94,8 @@ def divergence_message(epoch: int, loss: float, watch: LossWatch, learning_rate:
                   f"{bound:.3g} (from max |x|^2 = {max_norm2:.4g} over the {samples} cached samples, "
                   f"BUILD.md): call set_learning_rate({bound:.2g}) and fit again")
     else:
-        advice = f"lower the {rate} (e.g. 10x, set_learning_rate) and fit again"
+        now = f" (now {learning_rate:.3g})" if learning_rate is not None else ""
+        advice = f"lower the learning rate{now}, e.g. tenfold with set_learning_rate, and fit again"
     return (f"training diverged in epoch {epoch}: the mean loss rose to {loss:.4g}, over {RISE:g}x the "
             f"best {watch.best_loss:.4g} and above the starting {watch.start_loss:.4g}; the weights "
             f"were rolled back to {where}; {advice}")
