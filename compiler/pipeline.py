@@ -16,7 +16,7 @@ import math
 from typing import Callable
 
 from tflite_transfer.compiler.checks import audit
-from tflite_transfer.compiler.passes import batch, cut, fuse, op_versions
+from tflite_transfer.compiler.passes import batch, cut, fuse, model_input, op_versions
 from tflite_transfer.compiler.head import heads, losses, optimizers
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.cli import summary
@@ -27,11 +27,12 @@ from tflite_transfer.compiler.base.sources import BaseSource, load_base
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.passes.metadata import build_metadata
 from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
-                                              BaseOptions, HeadOptions)
+                                              BaseOptions, HeadOptions, InterfaceOptions)
+from tflite_transfer.compiler.interface import InterfacePlan, check_interface_options
 from tflite_transfer.runtime import contract
 
 Progress = Callable[[str], None]
-__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
+__all__ = ["BaseOptions", "HeadOptions", "InterfaceOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
            "compile_from_base", "write_atomically"]
 
 
@@ -47,11 +48,13 @@ class CompilePlan:
     verify_steps: int                    # 0: no --verify
     verify_tolerance: float
     batch: batch.BatchOptions            # fixed signature batches (--batch); default any
+    interface: InterfacePlan             # names, input range, label format, adapter (compiler/interface.py)
 
 
 def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
               verify: bool = True, verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
-              batch_options: batch.BatchOptions = batch.BatchOptions()) -> CompilePlan:
+              batch_options: batch.BatchOptions = batch.BatchOptions(),
+              interface_options: InterfaceOptions = InterfaceOptions()) -> CompilePlan:
     """Validates every head, loss, optimizer and check option once (cheap: before minutes of
     conversion are spent). `verify=False` (--noverify) runs no train steps, but a bad
     --verify_steps is still refused: a flag value is valid or not whatever else is given."""
@@ -60,6 +63,8 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
     if num_classes is None:
         num_classes = len(labels) or DEFAULT_NUM_CLASSES
     loss = losses.build_loss(head_options.loss, head_options.label_smoothing)
+    interface = check_interface_options(interface_options, loss.labels_are_class_ids, loss.name)
+    loss = losses.build_loss(head_options.loss, head_options.label_smoothing, interface.label_format)
     losses.check_num_outputs(loss, num_classes)
     if labels and len(labels) != num_classes:
         raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
@@ -75,7 +80,7 @@ def make_plan(head_options: HeadOptions, *, verify_steps: int = DEFAULT_VERIFY_S
         raise InvalidInputError(f"--verify_tolerance must be a finite number > 0, got {verify_tolerance}")
     return CompilePlan(head=head_options.head, num_classes=num_classes, labels=labels, loss=loss,
                        optimizer=optimizer, seed=head_options.seed, verify_steps=verify_steps if verify else 0,
-                       verify_tolerance=verify_tolerance, batch=batch_options)
+                       verify_tolerance=verify_tolerance, batch=batch_options, interface=interface)
 
 
 def check_base_options(base_options: BaseOptions, output: str | None = None) -> None:
@@ -102,6 +107,7 @@ class Build:
     """What the passes have made so far; each pass fills in its fields."""
     base: BaseSource
     prepared: cut.PreparedBase | None = None
+    input: model_input.InputPlan | None = None
     head: training_graph.TrainingHead | None = None
     metadata: contract.ModelMetadata | None = None
     fused: fuse.FusedModel | None = None
@@ -116,7 +122,14 @@ class Build:
 
 # The passes, in order. Up to `serialize` they change the model; after it they only check.
 def prepare_base(plan: CompilePlan, build: Build) -> Build:
-    return dataclasses.replace(build, prepared=cut.prepare_base(build.base.model, build.base.cut_at, build.base.source))
+    """The base cut and adapted (cut.py), and the model's input planned (model_input.py)."""
+    prepared = cut.prepare_base(build.base.model, build.base.cut_at, build.base.source,
+                                plan.interface.bottleneck_adapter)
+    entry = prepared.model.subgraphs[prepared.entry_subgraph]
+    input_plan = model_input.plan_input(entry.tensors[entry.inputs[0]], build.base.image_range,
+                                        plan.interface.base_input_range, plan.interface.input_range,
+                                        build.base.source)
+    return dataclasses.replace(build, prepared=prepared, input=input_plan)
 
 
 def build_head(plan: CompilePlan, build: Build) -> Build:
@@ -124,16 +137,18 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
     # With fixed signature batches the wide layers' forward op is chosen statically (no IF).
     dispatch = training_graph.forward_dispatch(not plan.batch.dynamic, plan.batch.train_batch)
     head = training_graph.build_training_head(head_spec, plan.loss, plan.optimizer, dispatch)
+    names = plan.interface.tensor_names(build.input.spec.kind, plan.loss.output_name)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
-                              train_batch=plan.batch.train_batch)
+                              train_batch=plan.batch.train_batch, input_spec=build.input.spec, names=names,
+                              adapter=build.prepared.adapter)
     return dataclasses.replace(build, head=head, metadata=metadata)
 
 
 def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
-    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(build.prepared, head_model,
-                                                                    build.metadata.to_json()))
+    return dataclasses.replace(build, fused=fuse.fuse_base_and_head(
+        build.prepared, head_model, build.metadata.to_json(), build.metadata.tensor_names, build.input))
 
 
 def fix_batches(plan: CompilePlan, build: Build) -> Build:
@@ -253,20 +268,22 @@ def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions,
                            verify_steps: int = DEFAULT_VERIFY_STEPS,
                            verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                            batch_options: batch.BatchOptions = batch.BatchOptions(),
+                           interface_options: InterfaceOptions = InterfaceOptions(),
                            progress: Progress = print) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
-                     batch_options=batch_options)
+                     batch_options=batch_options, interface_options=interface_options)
     check_base_options(base_options)
-    return run_passes(plan, load_base(base_options, progress), progress)
+    return run_passes(plan, load_base(base_options, progress, plan.interface), progress)
 
 
 def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
                       verify_steps: int = DEFAULT_VERIFY_STEPS,
                       verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                       batch_options: batch.BatchOptions = batch.BatchOptions(),
+                      interface_options: InterfaceOptions = InterfaceOptions(),
                       progress: Progress = print) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
-                     batch_options=batch_options)
+                     batch_options=batch_options, interface_options=interface_options)
     return run_passes(plan, base, progress)
 
 

@@ -26,18 +26,22 @@ class ValidationReport:
     runs: tuple[tuple[str, int], ...]       # (signature, batch) pairs run
 
 
-def _image(details: dict, batch: int, rng: np.random.Generator) -> np.ndarray:
+def _image(details: dict, batch: int, rng: np.random.Generator, value_range=None) -> np.ndarray:
+    """Inputs for the run: in the model's input range when known (else pixel-like 0..255)."""
     shape = (batch, *(int(d) for d in details["shape_signature"][1:]))
     dtype = np.dtype(details["dtype"])
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
-    return (rng.random(shape) * 255.0).astype(dtype)
+    low, high = value_range or (0.0, 255.0)
+    return (low + rng.random(shape) * (high - low)).astype(dtype)
 
 
 def _label(metadata: contract.ModelMetadata, batch: int, rng: np.random.Generator) -> np.ndarray:
     if metadata.label.class_ids:
         return rng.integers(0, metadata.num_outputs, batch).astype(metadata.label.dtype)
+    if metadata.label.one_hot:  # soft rows: >= 0, summing to 1
+        return rng.dirichlet(np.ones(metadata.num_outputs), batch).astype(metadata.label.dtype)
     return rng.normal(size=(batch, *metadata.label.shape)).astype(metadata.label.dtype)
 
 
@@ -79,21 +83,23 @@ def validate_model_bytes(model_bytes: bytes) -> ValidationReport:
     run(contract.INITIALIZE, 1)
     learning_rate = np.asarray(state[contract.LEARNING_RATE])
     run(contract.SET_LEARNING_RATE, 1, **{contract.LEARNING_RATE: learning_rate})
-    image_details = signatures[contract.LOAD].input_details()[contract.IMAGE]
+    names = metadata.tensor_names
+    image_details = signatures[contract.LOAD].input_details()[names.input]
+    image = lambda batch: _image(image_details, batch, rng, metadata.input_range)  # noqa: E731
     for signature in (contract.LOAD, contract.INFER, contract.TRAIN, contract.TRAIN_IMAGES):
         fixed = metadata.fixed_batch(signature)
         for batch in (fixed,) if fixed else BATCHES:
             if signature == contract.LOAD:
-                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
-                _check(signature, batch, contract.BOTTLENECK, outputs[contract.BOTTLENECK],
+                outputs = run(signature, batch, **{names.input: image(batch)})
+                _check(signature, batch, names.bottleneck, outputs[names.bottleneck],
                        (batch, metadata.bottleneck_size))
             elif signature == contract.INFER:
-                outputs = run(signature, batch, **{contract.IMAGE: _image(image_details, batch, rng)})
-                _check(signature, batch, metadata.output, outputs[metadata.output], (batch, metadata.num_outputs))
+                outputs = run(signature, batch, **{names.input: image(batch)})
+                _check(signature, batch, names.output, outputs[names.output], (batch, metadata.num_outputs))
             else:
-                first = (contract.BOTTLENECK, rng.random((batch, metadata.bottleneck_size), dtype=np.float32))
+                first = (names.bottleneck, rng.random((batch, metadata.bottleneck_size), dtype=np.float32))
                 if signature == contract.TRAIN_IMAGES:
-                    first = (contract.IMAGE, _image(image_details, batch, rng))
-                outputs = run(signature, batch, **{first[0]: first[1], contract.LABEL: _label(metadata, batch, rng)})
-                _check(signature, batch, contract.LOSS, outputs[contract.LOSS], (1,))
+                    first = (names.input, image(batch))
+                outputs = run(signature, batch, **{first[0]: first[1], names.label: _label(metadata, batch, rng)})
+                _check(signature, batch, names.loss, outputs[names.loss], (1,))
     return ValidationReport(opened.interpreter_name, tuple(runs))

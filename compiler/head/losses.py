@@ -38,10 +38,16 @@ class LossSpec:
     """A loss chosen from the registry, with its options."""
     record: LossRecord
     label_smoothing: float = 0.0
+    label_format: str = "class_ids"     # classification losses: class ids or one-hot/soft float rows
 
     @property
     def name(self) -> str:
         return self.record.name
+
+    @property
+    def takes_class_ids(self) -> bool:
+        """`train` takes int32 class ids [batch] (else float32 [batch, outputs])."""
+        return self.labels_are_class_ids and self.label_format == "class_ids"
 
     @property
     def labels_are_class_ids(self) -> bool:
@@ -53,14 +59,14 @@ class LossSpec:
 
     @property
     def label_dtype(self) -> tf.DType:
-        return tf.int32 if self.labels_are_class_ids else tf.float32
+        return tf.int32 if self.takes_class_ids else tf.float32
 
     def label(self, num_outputs: int) -> contract.LabelSpec:
         """The contract's description of `label`, per sample."""
-        return contract.LabelSpec.for_loss(self.labels_are_class_ids, num_outputs)
+        return contract.LabelSpec.for_loss(self.labels_are_class_ids, num_outputs, self.label_format)
 
     def label_spec(self, num_outputs: int) -> tf.TensorSpec:
-        shape = [None] if self.labels_are_class_ids else [None, num_outputs]
+        shape = [None] if self.takes_class_ids else [None, num_outputs]
         return tf.TensorSpec(shape, self.label_dtype, name=contract.LABEL)
 
     def outputs(self, logits: tf.Tensor) -> tf.Tensor:
@@ -78,7 +84,10 @@ class LossSpec:
 def _softmax_cross_entropy(spec: LossSpec, logits, label):
     num_classes = logits.shape[-1]
     batch = tf.cast(tf.shape(logits)[0], tf.float32)
-    target = tf.one_hot(label, num_classes, dtype=tf.float32)
+    # One-hot or soft rows (--label_format=one_hot) are the target as given: the gradient
+    # softmax - target below is the cross-entropy's only for rows >= 0 summing to 1, which
+    # every runtime checks before `train` sees them.
+    target = tf.one_hot(label, num_classes, dtype=tf.float32) if spec.takes_class_ids else label
     if spec.label_smoothing:
         target = target * (1.0 - spec.label_smoothing) + spec.label_smoothing / num_classes
     log_probabilities = tf.nn.log_softmax(logits)
@@ -93,8 +102,8 @@ def _mean_squared_error(spec: LossSpec, logits, label):
 
 
 LOSSES: dict[str, LossRecord] = {record.name: record for record in (
-    LossRecord("softmax_cross_entropy", "softmax + cross-entropy on int32 class ids "
-               "(--label_smoothing); infer returns probabilities",
+    LossRecord("softmax_cross_entropy", "softmax + cross-entropy on int32 class ids or one-hot/soft "
+               "float rows (--label_format, --label_smoothing); infer returns probabilities",
                labels_are_class_ids=True, output_name=contract.PROBABILITIES, min_outputs=2,
                takes_label_smoothing=True, outputs=tf.nn.softmax,
                loss_and_logits_grad=_softmax_cross_entropy,
@@ -112,7 +121,7 @@ def help_text() -> str:
     return "; ".join(f"'{name}': {record.description}" for name, record in LOSSES.items())
 
 
-def build_loss(name: str, label_smoothing: float = 0.0) -> LossSpec:
+def build_loss(name: str, label_smoothing: float = 0.0, label_format: str = "class_ids") -> LossSpec:
     record = LOSSES.get(name)
     if record is None:
         raise InvalidInputError(f"unknown --loss '{name}'; choose one of: {', '.join(LOSSES)}")
@@ -121,7 +130,7 @@ def build_loss(name: str, label_smoothing: float = 0.0) -> LossSpec:
     if label_smoothing and not record.takes_label_smoothing:
         takers = ", ".join(n for n, r in LOSSES.items() if r.takes_label_smoothing)
         raise InvalidInputError(f"--label_smoothing applies to {takers} only, not --loss={name}")
-    return LossSpec(record, label_smoothing)
+    return LossSpec(record, label_smoothing, label_format)  # label_format: checked by compiler/interface.py
 
 
 def check_num_outputs(loss: LossSpec, num_outputs: int) -> None:
