@@ -76,7 +76,7 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         "bottleneck_size": bottleneck_size,
         "num_outputs": head.num_outputs,
         "loss": loss.name,
-        "output": metadata.output,
+        "output": loss.output_name,                # what infer returns, whatever its name
         "label": dataclasses.asdict(label),
         "state": [dataclasses.asdict(entry) for entry in state],
     }  # not the batches: a checkpoint fits a model whatever batch its signatures take
