@@ -77,12 +77,13 @@ def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[s
         "num_outputs": head.num_outputs,
         "loss": loss.name,
         "output": loss.output_name,                # what infer returns, whatever its name
-        "label": dataclasses.asdict(label),
+        # The label as class ids even for one-hot rows (--label_format changes the call, not the state).
+        "label": dataclasses.asdict(contract.LabelSpec.for_loss(loss.labels_are_class_ids, head.num_outputs)),
         "state": [dataclasses.asdict(entry) for entry in state],
     }  # not the batches: a checkpoint fits a model whatever batch its signatures take
     if adapter is not None:  # mean and max pooling give features of one size and different meaning
         identity["bottleneck_adapter"] = adapter["kind"]
-    # Not the names nor the input range either: they change how the app calls the model, not
-    # what its state means, so a checkpoint moves between such models.
+    # Not the names, the input range nor the label format either: they change how the app calls
+    # the model, not what its state means, so a checkpoint moves between such models.
     return dataclasses.replace(metadata, fingerprint=fingerprint(identity, training_head.initial_state))
 
