@@ -27,7 +27,7 @@ _QUANTIZED_TYPES = {TensorType.INT8: 2, TensorType.UINT8: 1}  # -> DEQUANTIZE ve
 @dataclasses.dataclass(frozen=True)
 class PreparedBase:
     model: model_io.ModelT     # the base with the entry subgraph cut and adapted
-    entry_subgraph: int        # subgraph computing image -> bottleneck
+    entry_subgraph: int        # subgraph computing input -> bottleneck
     bottleneck_size: int
     kept_tensor_count: int     # tensors [0, n) of the entry subgraph are the user's, unchanged
     source: str
@@ -41,12 +41,12 @@ def prepare_base(model: model_io.ModelT, base_output: str | None = None,
     subgraph = model.subgraphs[entry]
     if subgraph.inputs is None or len(subgraph.inputs) != 1:
         count = 0 if subgraph.inputs is None else len(subgraph.inputs)
-        raise UnsupportedModelError(f"{source}: the base must take one input (an image), it takes {count}")
+        raise UnsupportedModelError(f"{source}: the base must take one input (an image or any tensor), it takes {count}")
     output = _find_output(model, entry, base_output, source)
     needed = graph.prune_ops(subgraph, [output])
     if int(subgraph.inputs[0]) not in needed:
         raise InvalidInputError(
-            f"tensor '{model_io.tensor_name(subgraph.tensors[output])}' does not depend on the image input")
+            f"tensor '{model_io.tensor_name(subgraph.tensors[output])}' does not depend on the base's input")
     graph.prune_tensors(model, entry)
     kept = len(subgraph.tensors)
     bottleneck_size, adapted = _append_adapter(graph.GraphEditor(model), subgraph, source, adapter)
