@@ -32,8 +32,8 @@ from tflite_transfer.compiler.interface import InterfacePlan, check_interface_op
 from tflite_transfer.runtime import contract
 
 Progress = Callable[[str], None]
-__all__ = ["BaseOptions", "HeadOptions", "InterfaceOptions", "CompilePlan", "CompileResult", "make_plan", "compile_transfer_model",
-           "compile_from_base", "write_atomically"]
+__all__ = ["BaseOptions", "HeadOptions", "InterfaceOptions", "CompilePlan", "CompileResult", "make_plan",
+           "compile_transfer_model", "compile_from_base", "write_atomically"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -79,12 +79,10 @@ def plan_input(base_input: model_io.schema.TensorT, known_range: tuple[float, fl
 def input_tensor(template: model_io.schema.TensorT, name: str, plan: InputPlan) -> model_io.schema.TensorT:
     """The signature's input tensor: the base input's type, quantization and per-sample shape
     (float32, unquantized, when the app feeds a range), batch dynamic."""
-    tensor = model_io.schema.TensorT()
+    tensor = copy.deepcopy(template)
     tensor.name, tensor.buffer = name.encode(), 0
     if plan.quantize_to is not None:
-        tensor.type = TensorType.FLOAT32
-    else:
-        tensor.type, tensor.quantization = template.type, copy.deepcopy(template.quantization)
+        tensor.type, tensor.quantization = TensorType.FLOAT32, None
     dims = model_io.tensor_shape(template)
     tensor.shape = np.array([1] + [max(d, 1) for d in dims[1:]], np.int32)
     tensor.shapeSignature = np.array([-1] + dims[1:], np.int32)
