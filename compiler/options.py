@@ -69,6 +69,21 @@ def given(head_options, flags: tuple[hyper_parameters.Flag, ...]) -> dict:
     return {flag.name: getattr(head_options, flag.name) for flag in flags}
 
 
+# How the compiled model fits an app that already exists, and what the base's input takes
+# (contract version 3; checked by compiler/interface.py, BUILD.md "Fitting an existing app").
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InterfaceOptions:
+    names: str | None = None               # --names: 'tf_example_app' and/or ROLE:NAME pairs; None: defaults
+    input_range: str | tuple[float, float] | None = None       # --input_range: the values the app feeds
+    base_input_range: str | tuple[float, float] | None = None  # --base_input_range: what the base expects
+    label_format: str = "class_ids"        # --label_format: class_ids (int32 [batch]) or one_hot
+    bottleneck_adapter: str | None = None  # --bottleneck_adapter: flatten, mean or max (spatial cuts)
+    calibration_data: str | None = None    # --calibration_data: a .npy of base inputs to calibrate int8
+
+
+INTERFACE_DEFAULTS = InterfaceOptions()
+
+
 # --verify: train steps compared against TensorFlow eager, and the largest relative weight
 # difference accepted (measured: 1e-8 to 4e-6 for every optimizer and head).
 DEFAULT_VERIFY_STEPS = 10

@@ -21,15 +21,16 @@ from tflite_transfer.compiler.cli import summary
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler.head import heads, training_graph
-from tflite_transfer.compiler.options import DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions
-from tflite_transfer.compiler.passes import base_state, batch, cut, feature_scale, fuse, op_versions
+from tflite_transfer.compiler.options import (DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, BaseOptions, HeadOptions,
+                                              InterfaceOptions)
+from tflite_transfer.compiler.passes import base_state, batch, cut, feature_scale, fuse, model_input, op_versions
 from tflite_transfer.compiler.passes.metadata import build_metadata, write_metadata
 from tflite_transfer.compiler.plan import CompilePlan, check_base_options, make_plan
 from tflite_transfer.runtime import contract
 
 Progress = Callable[[str], None]
-__all__ = ["BaseOptions", "HeadOptions", "CompilePlan", "CompileResult", "make_plan", "check_base_options",
-           "compile_transfer_model", "compile_from_base", "write_atomically"]
+__all__ = ["BaseOptions", "HeadOptions", "InterfaceOptions", "CompilePlan", "CompileResult", "make_plan",
+           "check_base_options", "compile_transfer_model", "compile_from_base", "write_atomically"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Build:
     """What the passes have made so far; each pass fills in its fields."""
     base: BaseSource
     prepared: cut.PreparedBase | None = None
+    input: model_input.InputPlan | None = None
     feature_scale: feature_scale.FeatureScale | None = None
     head: training_graph.TrainingHead | None = None
     metadata: contract.ModelMetadata | None = None
@@ -53,14 +55,21 @@ class Build:
 
 # The passes, in order. Up to `serialize` they change the model; after it they only check.
 def prepare_base(plan: CompilePlan, build: Build) -> Build:
-    return dataclasses.replace(build, prepared=cut.prepare_base(build.base.model, build.base.cut_at, build.base.source))
+    """The base cut and adapted (cut.py), and the model's input planned (model_input.py)."""
+    prepared = cut.prepare_base(build.base.model, build.base.cut_at, build.base.source,
+                                plan.interface.bottleneck_adapter)
+    entry = prepared.model.subgraphs[prepared.entry_subgraph]
+    input_plan = model_input.plan_input(entry.tensors[entry.inputs[0]], build.base.image_range,
+                                        plan.interface.base_input_range, plan.interface.input_range,
+                                        build.base.source)
+    return dataclasses.replace(build, prepared=prepared, input=input_plan)
 
 
 def measure_features(plan: CompilePlan, build: Build) -> Build:
     """The largest |bottleneck|^2 on synthetic inputs (feature_scale.py): the default learning
     rate and the stable bound the summary prints."""
     try:
-        scale = feature_scale.measure(build.prepared, build.base.image_range, plan.seed)
+        scale = feature_scale.measure(build.prepared, build.input.spec.base_range, plan.seed)
     except (RuntimeError, ValueError) as error:
         if plan.learning_rate_from_features:
             raise InvalidInputError(f"{build.base.source}: the bottleneck scale cannot be measured to choose "
@@ -81,9 +90,11 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
             float(optimizer.hyper_parameters.get("momentum", 0.0))))
     head = training_graph.build_training_head(head_spec, plan.loss, optimizer, dispatch)
     base_state.check_state_names(build.prepared.state, head.state_names, build.base.source)
+    names = plan.interface.tensor_names(build.input.spec.kind, plan.loss.output_name)
     metadata = build_metadata(base=build.base, bottleneck_size=build.prepared.bottleneck_size,
                               training_head=head, labels=plan.labels, image_batch=plan.batch.image_batch,
-                              train_batch=plan.batch.train_batch, base_state=build.prepared.state.entries())
+                              train_batch=plan.batch.train_batch, input_spec=build.input.spec, names=names,
+                              adapter=build.prepared.adapter, base_state=build.prepared.state.entries())
     if build.feature_scale is not None:
         metadata = dataclasses.replace(metadata, bottleneck_max_norm2=build.feature_scale.max_norm2)
     return dataclasses.replace(build, head=head, metadata=metadata)
@@ -91,7 +102,7 @@ def build_head(plan: CompilePlan, build: Build) -> Build:
 
 def fuse_model(plan: CompilePlan, build: Build) -> Build:
     head_model = model_io.read_model_bytes(build.head.tflite, "head")
-    fused = fuse.fuse_base_and_head(build.prepared, head_model)
+    fused = fuse.fuse_base_and_head(build.prepared, head_model, build.metadata.tensor_names, build.input)
     # A stateful base's variables join save/restore/initialize (passes/base_state.py).
     return dataclasses.replace(build, fused=base_state.expose_in_state_signatures(fused, build.prepared.state))
 
@@ -248,20 +259,22 @@ def compile_transfer_model(base_options: BaseOptions, head_options: HeadOptions,
                            verify_steps: int = DEFAULT_VERIFY_STEPS,
                            verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                            batch_options: batch.BatchOptions = batch.BatchOptions(),
+                           interface_options: InterfaceOptions = InterfaceOptions(),
                            progress: Progress = print) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
-                     batch_options=batch_options)
+                     batch_options=batch_options, interface_options=interface_options)
     check_base_options(base_options)
-    return run_passes(plan, load_base(base_options, progress), progress)
+    return run_passes(plan, load_base(base_options, progress, plan.interface), progress)
 
 
 def compile_from_base(base: BaseSource, head_options: HeadOptions, *,
                       verify_steps: int = DEFAULT_VERIFY_STEPS,
                       verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
                       batch_options: batch.BatchOptions = batch.BatchOptions(),
+                      interface_options: InterfaceOptions = InterfaceOptions(),
                       progress: Progress = print, after_pass: AfterPass | None = None) -> CompileResult:
     plan = make_plan(head_options, verify_steps=verify_steps, verify_tolerance=verify_tolerance,
-                     batch_options=batch_options)
+                     batch_options=batch_options, interface_options=interface_options)
     return run_passes(plan, base, progress, after_pass)
 
 

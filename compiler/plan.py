@@ -15,9 +15,10 @@ import numbers
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.errors import InvalidInputError
 from tflite_transfer.compiler.head import heads, losses, optimizers
+from tflite_transfer.compiler.interface import InterfacePlan, check_interface_options
 from tflite_transfer.compiler.options import (DEFAULT_NUM_CLASSES, DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE,
                                               LOSS_FLAGS, MAX_SEED, OPTIMIZER_FLAGS, BaseOptions, BatchOptions,
-                                              given)
+                                              InterfaceOptions, given)
 
 
 PLACEHOLDER_LEARNING_RATE = 0.001
@@ -35,12 +36,14 @@ class CompilePlan:
     verify_steps: int                    # 0: no --verify
     verify_tolerance: float
     batch: BatchOptions                  # fixed signature batches (--batch); default any
+    interface: InterfacePlan             # names, input range, label format, adapter (compiler/interface.py)
     learning_rate_from_features: bool = False   # no --learning_rate: passes/feature_scale.py sets it
 
 
 def make_plan(head_options, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
               verify: bool = True, verify_tolerance: float = DEFAULT_VERIFY_TOLERANCE,
-              batch_options: BatchOptions = BatchOptions()) -> CompilePlan:
+              batch_options: BatchOptions = BatchOptions(),
+              interface_options: InterfaceOptions = InterfaceOptions()) -> CompilePlan:
     """Validates every head, loss, optimizer and check option once (cheap: before minutes of
     conversion are spent). `verify=False` (--noverify) runs no train steps, but a bad
     --verify_steps is still refused: a flag value is valid or not whatever else is given."""
@@ -51,6 +54,8 @@ def make_plan(head_options, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
     if not _is_integer(num_classes):
         raise InvalidInputError(f"--num_classes must be an integer, got {num_classes!r}")
     loss = losses.build_loss(head_options.loss, **given(head_options, LOSS_FLAGS))
+    interface = check_interface_options(interface_options, loss.labels_are_class_ids, loss.name)
+    loss = losses.build_loss(head_options.loss, interface.label_format, **given(head_options, LOSS_FLAGS))
     losses.check_num_outputs(loss, num_classes)
     if labels and len(labels) != num_classes:
         raise InvalidInputError(f"{len(labels)} labels given for --num_classes={num_classes}")
@@ -72,7 +77,7 @@ def make_plan(head_options, *, verify_steps: int = DEFAULT_VERIFY_STEPS,
         raise InvalidInputError(f"batch_options must be a BatchOptions, got {type(batch_options).__name__}")
     return CompilePlan(head=head, num_classes=int(num_classes), labels=labels, loss=loss, optimizer=optimizer,
                        seed=int(seed), verify_steps=int(verify_steps) if verify else 0,
-                       verify_tolerance=verify_tolerance, batch=batch_options,
+                       verify_tolerance=verify_tolerance, batch=batch_options, interface=interface,
                        learning_rate_from_features=from_features)
 
 

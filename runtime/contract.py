@@ -16,19 +16,23 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from tflite_transfer.runtime.contract_tensors import (  # noqa: F401 (re-exported: the contract is one module)
+    BOTTLENECK_ADAPTERS, DEFAULT_INPUT_NAMES, IMAGE_KIND, INPUT_KINDS, NAME_PRESETS, NAME_ROLES,
+    ONE_HOT_SUM_TOLERANCE, TENSOR_KIND, InputSpec, TensorNames, input_kind, names_problems,
+    oldest_version_describing, range_is_valid, version_3_fields, version_3_problems)
 from tflite_transfer.runtime.errors import UnsupportedModelError
 
 METADATA_KEY = "tflite_transfer"      # name of the model's metadata entry
 FORMAT = "tflite-transfer"
-CONTRACT_VERSION = 2                   # 2: label spec, state roles, fixed batches, model digest
-SUPPORTED_CONTRACT_VERSIONS = (1, 2)   # 1: models compiled before 2026-12 (no digest)
+CONTRACT_VERSION = 3                   # 3: per-model tensor names, the input described, one-hot labels, adapters
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3)  # 2: label spec, state roles, fixed batches, model digest; 1: no digest
 
 # Signatures, in subgraph order (`infer` is subgraph 0 so a plain invoke() runs it).
 INFER, LOAD, TRAIN, TRAIN_IMAGES = "infer", "load", "train", "train_images"
 SAVE, RESTORE, INITIALIZE, SET_LEARNING_RATE = "save", "restore", "initialize", "set_learning_rate"
 SIGNATURES = (INFER, LOAD, TRAIN, TRAIN_IMAGES, SAVE, RESTORE, INITIALIZE, SET_LEARNING_RATE)
 IMAGE_SIGNATURES = (INFER, LOAD, TRAIN_IMAGES)       # take `image`; their batch is `image_batch`
-# Tensor names.
+# Tensor names of versions 1 and 2 and the defaults of version 3 (a model's own: metadata.tensor_names).
 IMAGE, BOTTLENECK, LABEL, LOSS = "image", "bottleneck", "label", "loss"
 PROBABILITIES, PREDICTIONS = "probabilities", "predictions"
 STEP, LEARNING_RATE = "step", "learning_rate"
@@ -42,14 +46,16 @@ class SignatureSpec:
     outputs: tuple[str, ...]
 
 
-def signature_specs(output_name: str, state_names: tuple[str, ...]) -> dict[str, SignatureSpec]:
-    """Every signature of a compiled model: exact names, checked by the compiler and runtimes."""
+def signature_specs(names: TensorNames | str, state_names: tuple[str, ...]) -> dict[str, SignatureSpec]:
+    """Every signature of a compiled model: exact names, checked by the compiler and runtimes.
+    `names`: the model's tensor names (a str: the output name, with the fixed names of version 2)."""
+    names = TensorNames.fixed(names) if isinstance(names, str) else names
     state = tuple(state_names)
     specs = (
-        SignatureSpec(INFER, (IMAGE,), (output_name,)),
-        SignatureSpec(LOAD, (IMAGE,), (BOTTLENECK,)),
-        SignatureSpec(TRAIN, (BOTTLENECK, LABEL), (LOSS,)),
-        SignatureSpec(TRAIN_IMAGES, (IMAGE, LABEL), (LOSS,)),
+        SignatureSpec(INFER, (names.input,), (names.output,)),
+        SignatureSpec(LOAD, (names.input,), (names.bottleneck,)),
+        SignatureSpec(TRAIN, (names.bottleneck, names.label), (names.loss,)),
+        SignatureSpec(TRAIN_IMAGES, (names.input, names.label), (names.loss,)),
         SignatureSpec(SAVE, (), state),
         SignatureSpec(RESTORE, state, (STEP,)),
         SignatureSpec(INITIALIZE, (), (STEP,)),
@@ -127,10 +133,15 @@ def state_layout(layers: Iterable[tuple[str, int, int]], slots: Iterable[str]) -
             StateEntry(LEARNING_RATE, (1,), "float32", LEARNING_RATE))
 
 
+LABEL_KINDS = ("class_ids", "targets", "one_hot")
+LABEL_FORMATS = ("class_ids", "one_hot")   # what a classifier's `train` takes (--label_format)
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelSpec:
     """What `train`/`train_images` take as `label`, per sample."""
-    kind: str                          # 'class_ids' (int32 []) or 'targets' (float32 [k])
+    kind: str      # 'class_ids' (int32 []), 'targets' (float32 [k], any values: mse) or
+                   # 'one_hot' (float32 [k], rows >= 0 summing to 1: one-hot or soft targets)
     dtype: str
     shape: tuple[int, ...]             # per sample, without the batch dimension
 
@@ -138,9 +149,16 @@ class LabelSpec:
     def class_ids(self) -> bool:
         return self.kind == "class_ids"
 
+    @property
+    def one_hot(self) -> bool:
+        return self.kind == "one_hot"
+
     @classmethod
-    def for_loss(cls, labels_are_class_ids: bool, num_outputs: int) -> "LabelSpec":
+    def for_loss(cls, labels_are_class_ids: bool, num_outputs: int,
+                 label_format: str = "class_ids") -> "LabelSpec":
         if labels_are_class_ids:
+            if label_format == "one_hot":
+                return cls("one_hot", "float32", (num_outputs,))
             return cls("class_ids", "int32", ())
         return cls("targets", "float32", (num_outputs,))
 
@@ -160,11 +178,15 @@ class ModelMetadata:
     label_smoothing: float = 0.0
     head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    image_range: tuple[float, float] | None = None
+    image_range: tuple[float, float] | None = None   # versions 1, 2 (version 3: input.range)
     image_batch: int | None = None     # fixed batch of load/infer/train_images; None: any
     train_batch: int | None = None     # fixed batch of train; None: any
     model_digest: str | None = None    # sha256 of the file, see model_digest()
     bottleneck_max_norm2: float | None = None   # largest |bottleneck|^2 the compiler measured (BUILD.md)
+    # Version 3 (None in versions 1 and 2: the fixed names, an image input).
+    names: TensorNames | None = None   # the tensor name of each role; see tensor_names
+    input: InputSpec | None = None     # the input: kind, dtype, per-sample shape, value range
+    bottleneck_adapter: Mapping[str, Any] | None = None  # {kind, cut_shape} at a spatial cut
     contract_version: int = CONTRACT_VERSION
     format: str = FORMAT
 
@@ -183,8 +205,18 @@ class ModelMetadata:
         return tuple(entry for entry in self.state if entry.role == role)
 
     @property
+    def tensor_names(self) -> TensorNames:
+        """The model's tensor names: its own (version 3) or the fixed ones (versions 1, 2)."""
+        return self.names if self.names is not None else TensorNames.fixed(self.output)
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        """The value range the app feeds, when known."""
+        return self.input.range if self.input is not None else self.image_range
+
+    @property
     def signatures(self) -> dict[str, SignatureSpec]:
-        return signature_specs(self.output, self.state_names)
+        return signature_specs(self.tensor_names, self.state_names)
 
     def fixed_batch(self, signature: str) -> int | None:
         """The batch size a signature's shapes fix, or None when any batch works."""
@@ -202,6 +234,8 @@ class ModelMetadata:
         record["label"] = dataclasses.asdict(self.label)
         if record["bottleneck_max_norm2"] is None:   # optional: records without it stay byte-identical
             del record["bottleneck_max_norm2"]
+        for key in _FIELDS_NOT_IN[min(self.contract_version, CONTRACT_VERSION)]:
+            record.pop(key)
         # Compact separators: the digest marker is found by a byte search (model_digest()).
         return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
@@ -214,6 +248,11 @@ class ModelMetadata:
         if not isinstance(record, dict):
             raise UnsupportedModelError(f"{source}: '{METADATA_KEY}' metadata is not a JSON object")
         return _metadata_from_record(record, source)
+
+
+# Fields a version's record does not have (version 3 replaced image_range by input.range).
+_V3_FIELDS = ("names", "input", "bottleneck_adapter")
+_FIELDS_NOT_IN = {1: _V3_FIELDS, 2: _V3_FIELDS, 3: ("image_range",)}
 
 
 def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
@@ -244,7 +283,8 @@ def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
             image_batch=_optional_int(record.get("image_batch")),
             train_batch=_optional_int(record.get("train_batch")),
             model_digest=record.get("model_digest"), contract_version=int(version),
-            bottleneck_max_norm2=_optional_float(record.get("bottleneck_max_norm2")))
+            bottleneck_max_norm2=_optional_float(record.get("bottleneck_max_norm2")),
+            **(version_3_fields(record) if version >= 3 else {}))
     except (KeyError, TypeError, ValueError) as error:
         raise UnsupportedModelError(
             f"{source}: '{METADATA_KEY}' metadata is incomplete or malformed "
@@ -265,7 +305,7 @@ def _check_metadata(metadata: ModelMetadata, source: str) -> None:
     problems = []
     if metadata.bottleneck_size < 1 or metadata.num_outputs < 1:
         problems.append(f"bottleneck_size {metadata.bottleneck_size}, num_outputs {metadata.num_outputs}")
-    if metadata.label.kind not in ("class_ids", "targets"):
+    if metadata.label.kind not in LABEL_KINDS:
         problems.append(f"label kind {metadata.label.kind!r}")
     if len(set(metadata.state_names)) != len(metadata.state):
         problems.append("duplicate state names")
@@ -279,6 +319,10 @@ def _check_metadata(metadata: ModelMetadata, source: str) -> None:
         problems.append(f"{len(metadata.labels)} labels for {metadata.num_outputs} outputs")
     if metadata.contract_version >= 2 and not _is_digest(metadata.model_digest):
         problems.append("no model_digest")
+    if metadata.contract_version >= 3:
+        problems += version_3_problems(metadata)
+    elif metadata.label.one_hot:
+        problems.append("one_hot labels before contract version 3")
     if problems:
         raise UnsupportedModelError(f"{source}: inconsistent '{METADATA_KEY}' metadata: {'; '.join(problems)}")
 

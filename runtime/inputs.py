@@ -1,5 +1,5 @@
-"""Checks every value a caller hands TransferModel before it reaches the interpreter: images,
-labels, bottlenecks, learning rates, counts and training state. Each refusal is one
+"""Checks every value a caller hands TransferModel before it reaches the interpreter: inputs
+(images or any tensor), labels, bottlenecks, learning rates, counts and training state. Each refusal is one
 InvalidInputError line naming the tensor, its shape/dtype/value and what is expected; a refused
 value changes nothing."""
 
@@ -26,29 +26,32 @@ def as_array(value, what: str) -> np.ndarray:
     return array
 
 
-def images(value, image_shape: tuple[int, ...], image_dtype: np.dtype,
-           image_range: tuple[float, float] | None) -> np.ndarray:
-    array = as_array(value, "image")
-    if array.ndim == len(image_shape):
+def model_input(value, name: str, kind: str, sample_shape: tuple[int, ...], dtype: np.dtype,
+                value_range: tuple[float, float] | None) -> np.ndarray:
+    """A batch (or one sample) for the model's input, named `name` in messages: shape and dtype
+    always; the value range where one is known (float inputs; an integer dtype bounds itself)."""
+    array = as_array(value, name)
+    if array.ndim == len(sample_shape):
         array = array[None]
-    if array.ndim != len(image_shape) + 1 or tuple(array.shape[1:]) != image_shape:
-        raise InvalidInputError(f"image: shape {list(array.shape)} does not fit the model's "
-                                f"[batch, {', '.join(map(str, image_shape))}]")
+    if array.ndim != len(sample_shape) + 1 or tuple(array.shape[1:]) != sample_shape:
+        raise InvalidInputError(f"{name}: shape {list(array.shape)} does not fit the model's "
+                                f"[batch, {', '.join(map(str, sample_shape))}]")
     if not len(array):
-        raise InvalidInputError("image: the batch is empty; pass at least one image")
-    if image_dtype.kind == "f":
+        raise InvalidInputError(f"{name}: the batch is empty; pass at least one sample")
+    if dtype.kind == "f":
         if array.dtype.kind == "b":
-            raise InvalidInputError("image: dtype bool is not a pixel value")
-        array = np.ascontiguousarray(array, image_dtype)
+            raise InvalidInputError(f"{name}: dtype bool is not a numeric input value")
+        array = np.ascontiguousarray(array, dtype)
         if not np.isfinite(array).all():
-            raise InvalidInputError("image: contains NaN or Inf")
-        if image_range and (array.min() < image_range[0] or array.max() > image_range[1]):
+            raise InvalidInputError(f"{name}: contains NaN or Inf")
+        if value_range and (array.min() < value_range[0] or array.max() > value_range[1]):
+            what = "pixels" if kind == contract.IMAGE_KIND else "values"
             raise InvalidInputError(
-                f"image: values span [{array.min():g}, {array.max():g}] but the base expects "
-                f"pixels in [{image_range[0]:g}, {image_range[1]:g}]")
-    elif array.dtype != image_dtype:
-        raise InvalidInputError(f"image: dtype {array.dtype}, the model takes {image_dtype} "
-                                "(quantized input: pass the raw pixel values)")
+                f"{name}: values span [{array.min():g}, {array.max():g}] but the model takes "
+                f"{what} in [{value_range[0]:g}, {value_range[1]:g}]")
+    elif array.dtype != dtype:
+        raise InvalidInputError(f"{name}: dtype {array.dtype}, the model takes {dtype} "
+                                "(quantized input: pass the raw values)")
     return np.ascontiguousarray(array)
 
 
@@ -60,19 +63,45 @@ def labels(value, batch: int, label: contract.LabelSpec, num_outputs: int) -> np
         if array.dtype.kind not in "iu" or array.shape != (batch,):
             raise InvalidInputError(f"label: expected {batch} integer class ids, got "
                                     f"{array.dtype} shape {list(array.shape)}")
-        bad = array[(array < 0) | (array >= num_outputs)]
-        if bad.size:
-            raise InvalidInputError(f"label: {bad[0]} is outside [0, {num_outputs})")
-        return np.ascontiguousarray(array, np.int32)
+        return _checked_class_ids(array, num_outputs)
+    if label.one_hot and array.dtype.kind in "iu" and (array.ndim == 0 or array.shape == (batch,)):
+        # Class ids given to a model that takes one-hot rows: encoded here (Python convenience).
+        ids = _checked_class_ids(array.reshape(-1), num_outputs)
+        return np.ascontiguousarray(np.eye(num_outputs, dtype=np.float32)[ids])
     if array.ndim == 1:
         array = array[None]
     if array.shape != (batch, num_outputs) or array.dtype.kind not in "fiu":
-        raise InvalidInputError(f"label: expected float targets [{batch}, {num_outputs}], "
+        kind = "one-hot (or soft) float targets" if label.one_hot else "float targets"
+        raise InvalidInputError(f"label: expected {kind} [{batch}, {num_outputs}], "
                                 f"got {array.dtype} shape {list(array.shape)}")
-    array = np.ascontiguousarray(array, np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: Inf, refused next
+        array = np.ascontiguousarray(array, np.float32)
     if not np.isfinite(array).all():
         raise InvalidInputError("label: contains NaN or Inf")
+    if label.one_hot:
+        _check_one_hot_rows(array)
     return array
+
+
+def _checked_class_ids(array: np.ndarray, num_outputs: int) -> np.ndarray:
+    bad = array[(array < 0) | (array >= num_outputs)]
+    if bad.size:
+        raise InvalidInputError(f"label: {bad[0]} is outside [0, {num_outputs})")
+    return np.ascontiguousarray(array, np.int32)
+
+
+def _check_one_hot_rows(array: np.ndarray) -> None:
+    """Rows >= 0 summing to 1: the cross-entropy gradient softmax - target assumes it."""
+    negative = np.argwhere(array < 0)
+    if len(negative):
+        row, column = negative[0]
+        raise InvalidInputError(f"label: row {row} has {array[row, column]:g} at class {column}; "
+                                "one-hot and soft targets are >= 0")
+    sums = array.astype(np.float64).sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > contract.ONE_HOT_SUM_TOLERANCE)
+    if len(off):
+        raise InvalidInputError(f"label: row {off[0]} sums to {sums[off[0]]:g}; one-hot and soft targets "
+                                f"sum to 1 (within {contract.ONE_HOT_SUM_TOLERANCE:g})")
 
 
 def bottlenecks(value, bottleneck_size: int) -> np.ndarray:

@@ -43,12 +43,9 @@ class TransferModel:
         self._opened, self._source = opened, opened.source
         self._signatures = opened.signatures
         self.metadata: contract.ModelMetadata = opened.metadata
-        image = self._signatures[contract.LOAD].input_details()[contract.IMAGE]
-        self.image_shape: tuple[int, ...] = tuple(int(d) for d in image["shape_signature"][1:])
-        self.image_dtype = np.dtype(image["dtype"])
-        if not self.image_shape or min(self.image_shape) < 1:
-            raise UnsupportedModelError(f"{self._source}: the image input has shape "
-                                        f"{list(image['shape_signature'])}; expected [batch, sizes >= 1]")
+        self.names: contract.TensorNames = self.metadata.tensor_names
+        self.input_spec: contract.InputSpec = _input_spec(
+            self.metadata, self._signatures[contract.LOAD].input_details()[self.names.input], self._source)
         self.bottleneck_shape: tuple[int, ...] = (self.metadata.bottleneck_size,)
         self._cache = samples.SampleCache(self.metadata.bottleneck_size, self.metadata.label.shape,
                                           np.dtype(self.metadata.label.dtype))
@@ -63,6 +60,17 @@ class TransferModel:
         return cls(open_model(path, num_threads, verify_digest))
 
     # What the model is.
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample of the input, without the batch dimension."""
+        return self.input_spec.shape
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input_spec.dtype)
+
+    image_shape, image_dtype = input_shape, input_dtype   # their names before inputs of any kind
+
     @property
     def num_classes(self) -> int:
         return self.metadata.num_outputs
@@ -85,7 +93,7 @@ class TransferModel:
 
     @property
     def classifies(self) -> bool:
-        return self.metadata.label.class_ids
+        return self.metadata.label.class_ids or self.metadata.label.one_hot
 
     @property
     def image_batch(self) -> int | None:
@@ -96,8 +104,9 @@ class TransferModel:
         return self.metadata.train_batch
 
     # Input checks (runtime/inputs.py) with this model's shapes.
-    def _images(self, images) -> np.ndarray:
-        return inputs.images(images, self.image_shape, self.image_dtype, self.metadata.image_range)
+    def _inputs(self, values) -> np.ndarray:
+        spec = self.input_spec
+        return inputs.model_input(values, self.names.input, spec.kind, spec.shape, np.dtype(spec.dtype), spec.range)
 
     def _label_array(self, labels, batch: int) -> np.ndarray:
         return inputs.labels(labels, batch, self.metadata.label, self.num_classes)
@@ -109,33 +118,33 @@ class TransferModel:
 
     # The signatures.
     def _run_images(self, signature: str, output: str, images: np.ndarray) -> np.ndarray:
-        run = self._signatures[signature]
+        run, name = self._signatures[signature], self.names.input
         batch = self.metadata.image_batch
         if batch is None:
-            return run(**{contract.IMAGE: images})[output]
+            return run(**{name: images})[output]
         if len(images) % batch and self.metadata.entries_with_role(contract.BASE_STATE):
             raise InvalidInputError(
-                f"this model's base keeps state between calls, advanced once per call of {batch} images: "
-                f"pass a multiple of {batch} images, got {len(images)} (padding would feed the stream "
-                "images that are not yours)")
-        parts = [run(**{contract.IMAGE: chunk})[output][:real]
+                f"this model's base keeps state between calls, advanced once per call of {batch} inputs: "
+                f"pass a multiple of {batch} inputs, got {len(images)} (padding would feed the stream "
+                "inputs that are not yours)")
+        parts = [run(**{name: chunk})[output][:real]
                  for chunk, real in samples.image_chunks(images, batch)]
         return np.concatenate(parts)
 
     def load(self, images) -> np.ndarray:
-        return self._run_images(contract.LOAD, contract.BOTTLENECK, self._images(images))
+        return self._run_images(contract.LOAD, self.names.bottleneck, self._inputs(images))
 
     def predict(self, images) -> np.ndarray:
-        return self._run_images(contract.INFER, self.metadata.output, self._images(images))
+        return self._run_images(contract.INFER, self.names.output, self._inputs(images))
 
     def train_step(self, images, labels) -> float:
         """One optimizer step on images (base + head in one call: `train_images`)."""
-        images = self._images(images)
+        images = self._inputs(images)
         self._exact_batch(self.metadata.image_batch, len(images), "train_step")
         labels = self._label_array(labels, len(images))
         self._check_steps_left(1)
         return self._checked_loss(self._signatures[contract.TRAIN_IMAGES](
-            **{contract.IMAGE: images, contract.LABEL: labels})[contract.LOSS])
+            **{self.names.input: images, self.names.label: labels})[self.names.loss])
 
     def train_bottlenecks(self, bottlenecks, labels) -> float:
         """One optimizer step on bottlenecks (`train`)."""
@@ -146,8 +155,8 @@ class TransferModel:
         return self._checked_loss(self._train(bottlenecks, labels))
 
     def _train(self, bottlenecks: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        loss = self._signatures[contract.TRAIN](**{contract.BOTTLENECK: bottlenecks,
-                                                   contract.LABEL: labels})[contract.LOSS]
+        loss = self._signatures[contract.TRAIN](**{self.names.bottleneck: bottlenecks,
+                                                   self.names.label: labels})[self.names.loss]
         if self._step is not None:
             self._step += 1
         return loss
@@ -205,12 +214,12 @@ class TransferModel:
         return len(self._cache)
 
     def add_sample(self, image, label) -> None:
-        """Runs `load` once on the image and caches its bottleneck with the label."""
+        """Runs `load` once on the input (an image or any tensor) and caches its bottleneck with the label."""
         label = inputs.as_array(label, "label")
-        self.add_samples(self._images(image), label[None] if label.ndim == len(self.metadata.label.shape) else label)
+        self.add_samples(self._inputs(image), label[None] if label.ndim == len(self.metadata.label.shape) else label)
 
     def add_samples(self, images, labels) -> None:
-        images = self._images(images)
+        images = self._inputs(images)
         labels = self._label_array(labels, len(images))
         self._cache.append(self.load(images), labels)
 
@@ -363,9 +372,10 @@ class TransferModel:
         kernel_name = kernels[0].name
         bias_name = next(entry.name for entry in self.metadata.entries_with_role(contract.BIAS)
                          if entry.layer == kernels[0].layer)
-        bottlenecks, labels = self._cache.bottlenecks, self._cache.labels
-        present = np.unique(labels)
-        means = np.stack([bottlenecks[labels == c].mean(axis=0) for c in present]).astype(np.float64)
+        bottlenecks = self._cache.bottlenecks.astype(np.float64)
+        weights = self._class_weights()                      # [samples, classes]
+        present = np.flatnonzero(weights.sum(axis=0) > 0)
+        means = (weights[:, present].T @ bottlenecks) / weights[:, present].sum(axis=0)[:, None]
         distances = ((bottlenecks[:, None, :] - means[None]) ** 2).sum(-1)
         scale = 8.0 / max(float(distances.mean()), 1e-12)
         state = self.get_state()
@@ -382,6 +392,13 @@ class TransferModel:
                 state[entry.name] = np.zeros_like(state[entry.name])
         self.set_state(state)
 
+    def _class_weights(self) -> np.ndarray:
+        """Each cached sample's weight per class: its one-hot (or soft) label row; class ids as rows."""
+        labels = self._cache.labels
+        if self.metadata.label.one_hot:
+            return labels.astype(np.float64)
+        return np.eye(self.num_classes)[labels]
+
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
         """Writes every variable and optimizer slot atomically (format version 2, BUILD.md)."""
@@ -394,6 +411,23 @@ class TransferModel:
         values = checkpoint_file.read_model_state(path, self.metadata, allow_version_1)
         self._signatures[contract.RESTORE](**values)
         self._step = None
+
+
+def _input_spec(metadata: contract.ModelMetadata, details: dict, source: str) -> contract.InputSpec:
+    """The input as the metadata describes it (version 3; checked against the signature) or
+    as versions 1 and 2 implied it (an image in the signature's shape and dtype)."""
+    shape = tuple(int(d) for d in details["shape_signature"][1:])
+    dtype = str(np.dtype(details["dtype"]))
+    if not shape or min(shape) < 1:
+        raise UnsupportedModelError(f"{source}: the input has shape {list(details['shape_signature'])}; "
+                                    "expected [batch, sizes >= 1]")
+    if metadata.input is None:
+        return contract.InputSpec(contract.IMAGE_KIND, dtype, shape, metadata.image_range, metadata.image_range)
+    if (metadata.input.shape, metadata.input.dtype) != (shape, dtype):
+        raise UnsupportedModelError(
+            f"{source}: the metadata describes the input as {metadata.input.dtype} {list(metadata.input.shape)} "
+            f"but '{contract.LOAD}' takes {dtype} {list(shape)}; recompile the model")
+    return metadata.input
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from tests.fixtures.bases import tiny_uint8_classifier  # noqa: E402
-from tests.helpers import compile_model, tensor_produced_by  # noqa: E402
+from tests.helpers import compile_model, tensor_consumed_by, tensor_produced_by  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +47,13 @@ def small_mobilenet_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("bases") / "mobilenet_v2_0.35_96_int8.tflite"
     path.write_bytes(converted.tflite)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_mobilenet_map_name(small_mobilenet_path) -> str:
+    """The small MobileNetV2's last feature map [1, 3, 3, 1280] (what its global pooling reads):
+    a spatial cut, like the 7x7x1280 map TensorFlow's example app trains on at 224."""
+    return tensor_consumed_by(small_mobilenet_path, "MEAN")
 
 
 @pytest.fixture(scope="session")

@@ -23,19 +23,37 @@ def tensor_produced_by(path: str, op_name: str) -> str:
     raise LookupError(op_name)
 
 
+def tensor_consumed_by(path: str, op_name: str) -> str:
+    """The name of the first input of the first op of that type (e.g. the feature map a
+    global pooling MEAN reads: a spatial cut)."""
+    from tflite_transfer.compiler.flatbuffer import model_io
+
+    model = model_io.read_model(path)
+    subgraph = model.subgraphs[0]
+    for op in subgraph.operators:
+        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
+            return model_io.tensor_name(subgraph.tensors[op.inputs[0]])
+    raise LookupError(op_name)
+
+
 def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
-                  batch_options=None, **head):
-    """Compiles with the structural checks after every pass (tests/pass_checks.py)."""
+                  batch_options=None, interface=None, **head):
+    """Compiles with the structural checks after every pass (tests/pass_checks.py).
+    `interface`: a dict of compiler.options.InterfaceOptions fields (names, input_range, ...)."""
     from tflite_transfer.compiler.base import sources
     from tflite_transfer.compiler.passes import batch
     from tflite_transfer.compiler import pipeline
 
     from tests.pass_checks import PassChecks
 
-    base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None)
+    interface_options = pipeline.InterfaceOptions(**(interface or {}))
+    plan = pipeline.make_plan(pipeline.HeadOptions(**head), interface_options=interface_options)
+    base = sources.load_base(sources.BaseOptions(base=base_path, base_output=base_output), lambda m: None,
+                             plan.interface)
     return pipeline.compile_from_base(base, pipeline.HeadOptions(**head), verify_steps=verify_steps,
                                       batch_options=batch_options or batch.BatchOptions(),
-                                      progress=lambda m: None, after_pass=PassChecks(base))
+                                      interface_options=interface_options, progress=lambda m: None,
+                                      after_pass=PassChecks(base))
 
 
 def check_train_matches_keras(result, learning_rate: float, tolerance: float) -> None:

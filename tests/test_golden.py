@@ -4,6 +4,7 @@ runtime follows every rule vectors.json states."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -34,6 +35,41 @@ def test_golden_metadata_reads_back_as_contract_json_says(name):
     assert {s: metadata.fixed_batch(s) for s in contract.SIGNATURES} == derived["fixed_batch"]
     if metadata.contract_version == 2:
         assert metadata.to_json().encode() + b"\n" == text
+
+
+@pytest.mark.parametrize("name", ["metadata_v3.json", "metadata_v3_tensor.json"])
+def test_golden_v3_metadata_reads_back_as_contract_v3_json_says(name):
+    text = (generate.GOLDEN_DIR / name).read_bytes()
+    metadata = contract.ModelMetadata.from_json(text, name)
+    derived = json.loads((generate.GOLDEN_DIR / "contract_v3.json").read_text())["files"][name]
+    assert metadata.contract_version == derived["contract_version"] == 3
+    assert {k: {"inputs": list(v.inputs), "outputs": list(v.outputs)} for k, v in metadata.signatures.items()} \
+        == derived["signatures"]
+    assert metadata.tensor_names.as_dict() == derived["names"]
+    assert metadata.signatures[contract.LOAD].inputs == (derived["names"]["input"],)
+    assert json.loads(json.dumps(dataclasses.asdict(metadata.input))) == derived["input"]
+    assert metadata.bottleneck_adapter == derived["bottleneck_adapter"]
+    assert metadata.to_json().encode() + b"\n" == text
+
+
+def test_golden_one_hot_rows_are_accepted_or_refused_as_the_rules_say():
+    """The rules as data (contract_v3.json): the Python runtime's label check against them; the
+    C++ and web runtimes are to run the same vectors."""
+    from tflite_transfer.runtime import inputs
+    from tflite_transfer.runtime.errors import InvalidInputError
+
+    rules = json.loads((generate.GOLDEN_DIR / "contract_v3.json").read_text())["rules"]
+    assert rules["one_hot_sum_tolerance"] == contract.ONE_HOT_SUM_TOLERANCE
+    spec = contract.LabelSpec.for_loss(True, 3, "one_hot")
+    for rows in rules["one_hot_rows"]["accepted"]:
+        np.testing.assert_array_equal(inputs.labels(rows, 2, spec, 3), np.asarray(rows, np.float32))
+    messages = set()
+    for reason, rows in rules["one_hot_rows"]["refused"].items():
+        with pytest.raises(InvalidInputError) as refused:
+            inputs.labels(rows, 2, spec, 3)
+        assert "\n" not in str(refused.value) and str(refused.value).startswith("label: "), reason
+        messages.add(str(refused.value))
+    assert len(messages) == len(rules["one_hot_rows"]["refused"])  # each problem its own line
 
 
 def test_version_1_metadata_upgrades_to_the_same_roles():

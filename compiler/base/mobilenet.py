@@ -12,10 +12,10 @@ import keras
 import numpy as np
 
 from tflite_transfer.compiler.base import conversion
-from tflite_transfer.compiler.base.conversion import (SYNTHETIC_SEED, ConvertedBase, Progress, first_line,
-                                                      precision, synthetic_images)
+from tflite_transfer.compiler.base.conversion import (SYNTHETIC_SEED, Calibration, ConvertedBase, Progress,
+                                                      first_line, precision, synthetic_images)
 from tflite_transfer.compiler.errors import InvalidInputError
-from tflite_transfer.compiler.base.from_keras import freeze_keras
+from tflite_transfer.compiler.base.from_keras import layer_output, freeze_keras
 
 
 def build_default_mobilenet_v2(alpha: float = 1.0, image_size: int = 224,
@@ -23,20 +23,24 @@ def build_default_mobilenet_v2(alpha: float = 1.0, image_size: int = 224,
                                calibration_dir: str | None = None,
                                num_calibration_images: int = 32,
                                progress: Progress = print,
-                               quantize: bool = True) -> ConvertedBase:
-    """The embedded default base: Rescaling + Keras MobileNetV2 (pooled), int8 unless told."""
-    model = mobilenet_v2_keras_model(alpha, image_size, weights_file, progress)
+                               quantize: bool = True, output_layer: str | None = None) -> ConvertedBase:
+    """The embedded default base: Rescaling + Keras MobileNetV2 (pooled), int8 unless told.
+    `output_layer`: a layer of the MobileNetV2 to end at instead of the pooling (e.g. its
+    last feature map 'out_relu', 7x7x1280 at 224: what TensorFlow's example app trains on)."""
+    model = mobilenet_v2_keras_model(alpha, image_size, weights_file, progress, output_layer)
     image_function = freeze_keras(model, None, f"MobileNetV2 alpha={alpha}")
     weights = ("synthetic weights" if weights_file is None
                else f"weights from {os.path.basename(weights_file)}")
-    description = (f"Keras MobileNetV2 alpha={alpha} {image_size}x{image_size}, "
+    cut = f" cut at '{output_layer}'" if output_layer else ""
+    description = (f"Keras MobileNetV2 alpha={alpha} {image_size}x{image_size}{cut}, "
                    f"{precision(quantize)} ({weights})")
     return conversion.convert(image_function, description, weights_file is None, quantize,
-                    calibration_dir, num_calibration_images, progress)
+                              Calibration(calibration_dir, count=num_calibration_images), progress)
 
 
 def mobilenet_v2_keras_model(alpha: float = 1.0, image_size: int = 224,
-                             weights_file: str | None = None, progress: Progress = print):
+                             weights_file: str | None = None, progress: Progress = print,
+                             output_layer: str | None = None):
     """The default base as a Keras model: pixels [0, 255] → Rescaling → MobileNetV2 (avg pool).
 
     Without `weights_file` the weights are synthetic but deterministic, with batch-norm
@@ -50,13 +54,17 @@ def mobilenet_v2_keras_model(alpha: float = 1.0, image_size: int = 224,
     backbone = keras.applications.MobileNetV2(
         weights=None, include_top=False, pooling="avg", alpha=alpha,
         input_shape=(image_size, image_size, 3))
-    model = keras.Model(image, backbone(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)))
+    rescaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(image)
+    model = keras.Model(image, backbone(rescaled))
     if weights_file is None:
         progress(f"MobileNetV2 alpha={alpha}: no weights file given, using SYNTHETIC weights "
                  "(features carry no real image knowledge)")
         _set_synthetic_weights(model, backbone, image_size)
     else:
         _load_backbone_weights(model, backbone, weights_file)
+    if output_layer is not None:  # the same layers (and weights), ending inside the backbone
+        inner = keras.Model(backbone.inputs[0], layer_output(backbone, output_layer, "the embedded MobileNetV2"))
+        model = keras.Model(image, inner(rescaled))
     return model
 
 

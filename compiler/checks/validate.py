@@ -29,18 +29,22 @@ class ValidationReport:
     runs: tuple[tuple[str, int], ...]       # (signature, batch) pairs run
 
 
-def _image(details: dict, batch: int, rng: np.random.Generator) -> np.ndarray:
+def _image(details: dict, batch: int, rng: np.random.Generator, value_range=None) -> np.ndarray:
+    """Inputs for the run: in the model's input range when known (else pixel-like 0..255)."""
     shape = (batch, *(int(d) for d in details["shape_signature"][1:]))
     dtype = np.dtype(details["dtype"])
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
-    return (rng.random(shape) * 255.0).astype(dtype)
+    low, high = value_range or (0.0, 255.0)
+    return (low + rng.random(shape) * (high - low)).astype(dtype)
 
 
 def _label(metadata: contract.ModelMetadata, batch: int, rng: np.random.Generator) -> np.ndarray:
     if metadata.label.class_ids:
         return rng.integers(0, metadata.num_outputs, batch).astype(metadata.label.dtype)
+    if metadata.label.one_hot:  # soft rows: >= 0, summing to 1
+        return rng.dirichlet(np.ones(metadata.num_outputs), batch).astype(metadata.label.dtype)
     return rng.normal(size=(batch, *metadata.label.shape)).astype(metadata.label.dtype)
 
 
@@ -62,8 +66,12 @@ class Run:
     rng: np.random.Generator
     outputs: dict = dataclasses.field(default_factory=dict)     # signature -> its first outputs
 
+    @property
+    def names(self) -> contract.TensorNames:
+        return self.metadata.tensor_names
+
     def image(self, batch: int) -> np.ndarray:
-        return _image(self.image_details, batch, self.rng)
+        return _image(self.image_details, batch, self.rng, self.metadata.input_range)
 
     def label(self, batch: int) -> np.ndarray:
         return _label(self.metadata, batch, self.rng)
@@ -96,19 +104,19 @@ ROWS: dict[str, SignatureRow] = {
         inputs=lambda run, batch: {contract.LEARNING_RATE: np.asarray(run.outputs[contract.SAVE][contract.LEARNING_RATE])},
         outputs=lambda run, batch: {contract.LEARNING_RATE: _SCALAR}, batched=False),
     contract.LOAD: SignatureRow(
-        inputs=lambda run, batch: {contract.IMAGE: run.image(batch)},
-        outputs=lambda run, batch: {contract.BOTTLENECK: (batch, run.metadata.bottleneck_size)}, batched=True),
+        inputs=lambda run, batch: {run.names.input: run.image(batch)},
+        outputs=lambda run, batch: {run.names.bottleneck: (batch, run.metadata.bottleneck_size)}, batched=True),
     contract.INFER: SignatureRow(
-        inputs=lambda run, batch: {contract.IMAGE: run.image(batch)},
-        outputs=lambda run, batch: {run.metadata.output: (batch, run.metadata.num_outputs)}, batched=True),
+        inputs=lambda run, batch: {run.names.input: run.image(batch)},
+        outputs=lambda run, batch: {run.names.output: (batch, run.metadata.num_outputs)}, batched=True),
     contract.TRAIN: SignatureRow(
         inputs=lambda run, batch: {
-            contract.BOTTLENECK: run.rng.random((batch, run.metadata.bottleneck_size), dtype=np.float32),
-            contract.LABEL: run.label(batch)},
-        outputs=lambda run, batch: {contract.LOSS: _SCALAR}, batched=True),
+            run.names.bottleneck: run.rng.random((batch, run.metadata.bottleneck_size), dtype=np.float32),
+            run.names.label: run.label(batch)},
+        outputs=lambda run, batch: {run.names.loss: _SCALAR}, batched=True),
     contract.TRAIN_IMAGES: SignatureRow(
-        inputs=lambda run, batch: {contract.IMAGE: run.image(batch), contract.LABEL: run.label(batch)},
-        outputs=lambda run, batch: {contract.LOSS: _SCALAR}, batched=True),
+        inputs=lambda run, batch: {run.names.input: run.image(batch), run.names.label: run.label(batch)},
+        outputs=lambda run, batch: {run.names.loss: _SCALAR}, batched=True),
 }
 
 
@@ -135,7 +143,8 @@ def validate_model_bytes(model_bytes: bytes) -> ValidationReport:
     except TransferError as error:
         raise VerificationError(f"the compiled model does not open in the runtime: {error}") from None
     signatures = opened.signatures
-    run = Run(opened.metadata, signatures[contract.LOAD].input_details()[contract.IMAGE], np.random.default_rng(0))
+    run = Run(opened.metadata, signatures[contract.LOAD].input_details()[opened.metadata.tensor_names.input],
+              np.random.default_rng(0))
     runs = []
     base_state = {entry.name for entry in run.metadata.entries_with_role(contract.BASE_STATE)}
     for signature, row in ROWS.items():

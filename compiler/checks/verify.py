@@ -20,7 +20,7 @@ import numpy as np
 
 from tflite_transfer.compiler.head.training_graph import TrainingHead, weight_names
 from tflite_transfer.runtime import contract
-from tflite_transfer.runtime.interpreter import new_interpreter
+from tflite_transfer.runtime.interpreter import new_interpreter, read_metadata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +44,10 @@ def random_batches(head: TrainingHead, steps: int, batch_size: int, seed: int):
     size, outputs = head.head.bottleneck_size, head.head.num_outputs
     for _ in range(steps):
         bottleneck = rng.random((batch_size, size), dtype=np.float32)
-        if head.loss.labels_are_class_ids:
+        if head.loss.takes_class_ids:
             label = rng.integers(0, outputs, batch_size).astype(np.int32)
+        elif head.loss.labels_are_class_ids:  # one-hot/soft rows: non-negative, summing to 1
+            label = rng.dirichlet(np.ones(outputs), batch_size).astype(np.float32)
         else:
             label = rng.normal(size=(batch_size, outputs)).astype(np.float32)
         yield bottleneck, label
@@ -68,7 +70,7 @@ def reference_training(head: TrainingHead, initial: dict[str, np.ndarray], batch
     variables = [v for dense in layers for v in (dense.kernel, dense.bias)]
     losses = []
     for bottleneck, label in batches:
-        target = (tf.one_hot(label, head.head.num_outputs) if head.loss.labels_are_class_ids
+        target = (tf.one_hot(label, head.head.num_outputs) if head.loss.takes_class_ids
                   else tf.constant(label))
         with tf.GradientTape() as tape:
             output = tf.constant(bottleneck)
@@ -89,10 +91,11 @@ DEFAULT_BATCH = 8   # batch of the checked steps when `train` takes any batch
 def verify_training(model_bytes: bytes, head: TrainingHead, steps: int = 10, batch_size: int = DEFAULT_BATCH,
                     seed: int = 0) -> ParityReport:
     interpreter, interpreter_name = new_interpreter(model_bytes, num_threads=1)
+    names = read_metadata(model_bytes, "compiled model").tensor_names
     initial = interpreter.get_signature_runner(contract.SAVE)()
     batches = list(random_batches(head, steps, batch_size, seed))
     train = interpreter.get_signature_runner(contract.TRAIN)
-    tflite_losses = [float(train(**{contract.BOTTLENECK: b, contract.LABEL: l})[contract.LOSS][0])
+    tflite_losses = [float(train(**{names.bottleneck: b, names.label: l})[names.loss][0])
                      for b, l in batches]
     trained = interpreter.get_signature_runner(contract.SAVE)()
     interpreter.get_signature_runner(contract.INITIALIZE)()  # leave no trace of the check

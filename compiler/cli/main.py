@@ -31,8 +31,8 @@ from tflite_transfer.compiler import plan as compile_plan, user_files  # noqa: E
 from tflite_transfer.compiler.errors import TransferError  # noqa: E402
 from tflite_transfer.compiler.options import (BASE_DEFAULTS, DEFAULT_BASE, DEFAULT_NUM_CLASSES,  # noqa: E402
                                               DEFAULT_VERIFY_STEPS, DEFAULT_VERIFY_TOLERANCE, HEAD_DEFAULTS,
-                                              HYPER_PARAMETER_FLAGS, MAX_SEED, BaseOptions, HeadOptions,
-                                              parse_batch_flag)
+                                              HYPER_PARAMETER_FLAGS, INTERFACE_DEFAULTS, MAX_SEED, BaseOptions,
+                                              HeadOptions, InterfaceOptions, parse_batch_flag)
 
 FLAGS = flags.FLAGS
 
@@ -41,8 +41,8 @@ flags.DEFINE_string("base", None, "Base model: a .tflite file (float or int8/uin
                     "Keras .keras/.h5 file, or a SavedModel directory. Default: the embedded "
                     f"MobileNetV2 ('{DEFAULT_BASE}').")
 flags.DEFINE_string("base_output", None, "Tensor (for .tflite / SavedModel bases) or layer (for "
-                    "Keras bases) to cut the base at: the bottleneck, e.g. the global pooling "
-                    "output of a classifier. Ops after it are dropped.")
+                    "Keras bases and the embedded MobileNetV2, e.g. out_relu) to cut the base at: the "
+                    "bottleneck, e.g. the global pooling output of a classifier. Ops after it are dropped.")
 flags.DEFINE_float("alpha", BASE_DEFAULTS.alpha, "Width multiplier of the embedded MobileNetV2.")
 flags.DEFINE_integer("image_size", BASE_DEFAULTS.image_size, "Input height and width of the embedded MobileNetV2.")
 flags.DEFINE_string("base_weights", None, "Weights file (.keras/.h5/.weights.h5) for the embedded "
@@ -80,6 +80,29 @@ flags.DEFINE_integer("verify_steps", DEFAULT_VERIFY_STEPS, "Train steps compared
 flags.DEFINE_string("batch", None, "IMAGES,TRAIN: fixed batch sizes of the image signatures (load, "
                     "infer, train_images) and of train, e.g. 1,16 ('any' keeps one dynamic). Static "
                     "shapes are what LiteRT.js (the browser) needs. Default: any batch.")
+# Fitting an app that already exists, and inputs of any kind (compiler/interface.py).
+flags.DEFINE_string("names", None, "Tensor names of the signatures, as ROLE:NAME pairs (roles: input, "
+                    "bottleneck, label, loss, output), e.g. input:feature,output:output; or the preset "
+                    "'tf_example_app': exactly the names TensorFlow's example app "
+                    "(lite/examples/model_personalization) calls: load(feature) -> bottleneck, "
+                    "train(bottleneck, label) -> loss, infer(feature) -> output. Default: input 'image' "
+                    "for an image base ([batch, H, W, C], C in 1/3/4), else 'input'; output "
+                    "'probabilities' ('predictions' for mse); bottleneck, label, loss.")
+flags.DEFINE_string("input_range", None, "LO,HI: the values the app feeds (e.g. 0,1 for pixels/255, or -1,1); "
+                    "the model takes float32 and scales them to what the base expects. Default: the base's "
+                    "own input as it is.")
+flags.DEFINE_string("base_input_range", None, "LO,HI: the values the base's input expects, when the compiler "
+                    "cannot know them (a float .tflite without normalization metadata; a Keras model that does "
+                    "not take 0..255 pixels; a non-image Keras base to calibrate on synthetic values).")
+flags.DEFINE_string("label_format", INTERFACE_DEFAULTS.label_format, "What train takes as label for a "
+                    "classification loss: class_ids (int32 [batch]) or one_hot (float32 [batch, classes]: "
+                    "one-hot or soft targets, rows >= 0 summing to 1).")
+flags.DEFINE_string("bottleneck_adapter", None, "How a spatial cut [batch, H, W, C] (or [batch, T, C]) "
+                    "becomes the bottleneck: flatten (H*W*C features, as TensorFlow's example app), mean "
+                    "or max (global pooling: C features). Required at such a cut.")
+flags.DEFINE_string("calibration_data", None, "A .npy file of base inputs [n, ...] to calibrate int8 "
+                    "quantization of a Keras/SavedModel base (any input; needed for non-image inputs "
+                    "unless --base_input_range is given).")
 # export.
 flags.DEFINE_string("model", None, "export: the trainable model compile-transfer wrote.")
 flags.DEFINE_string("checkpoint", None, "export: a checkpoint of that model (from save_checkpoint).")
@@ -180,9 +203,14 @@ def main(argv: list[str]) -> int:
             labels=user_files.read_labels(FLAGS.labels) if FLAGS.labels is not None else (),
             loss=FLAGS.loss, optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
             **{flag.name: FLAGS[flag.name].value for flag in HYPER_PARAMETER_FLAGS})
+        interface_options = InterfaceOptions(
+            names=FLAGS.names, input_range=FLAGS.input_range, base_input_range=FLAGS.base_input_range,
+            label_format=FLAGS.label_format, bottleneck_adapter=FLAGS.bottleneck_adapter,
+            calibration_data=FLAGS.calibration_data)
         plan = compile_plan.make_plan(head_options, verify_steps=FLAGS.verify_steps, verify=FLAGS.verify,
                                       verify_tolerance=FLAGS.verify_tolerance,
-                                      batch_options=parse_batch_flag(FLAGS.batch))
+                                      batch_options=parse_batch_flag(FLAGS.batch),
+                                      interface_options=interface_options)
         base_options = BaseOptions(
             base=FLAGS.base, base_output=FLAGS.base_output, alpha=FLAGS.alpha,
             image_size=FLAGS.image_size, base_weights=_base_weights(FLAGS.base, FLAGS.base_weights, FLAGS.alpha),
@@ -194,7 +222,7 @@ def main(argv: list[str]) -> int:
         from tflite_transfer.compiler import pipeline  # noqa: PLC0415
         from tflite_transfer.compiler.cli import summary  # noqa: PLC0415
 
-        result = pipeline.run_passes(plan, sources.load_base(base_options, _progress), _progress)
+        result = pipeline.run_passes(plan, sources.load_base(base_options, _progress, plan.interface), _progress)
         pipeline.write_atomically(FLAGS.output, result.model_bytes)
     except TransferError as error:
         _print_error(error)

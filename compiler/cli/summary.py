@@ -41,6 +41,25 @@ def _labels(labels: tuple[str, ...], num_outputs: int, class_ids: bool, limit: i
     return f"{len(labels)}: {shown}"
 
 
+def _interface(metadata) -> str:
+    """How an app calls the model: contract version, input, label, bottleneck adapter."""
+    spec, names = metadata.input, metadata.tensor_names
+    shown = lambda pair: f"[{pair[0]:g}, {pair[1]:g}]"  # noqa: E731
+    if spec is None:  # recorded as version 2: an image as the base takes it
+        fed = f"pixels {shown(metadata.image_range)}" if metadata.image_range else "the base's values"
+        text = f"contract version {metadata.contract_version}; input '{names.input}' (image): {fed}"
+    else:
+        fed = "values not known" if spec.range is None else f"values {shown(spec.range)}"
+        if spec.range is not None and spec.range != spec.base_range:
+            fed += f", scaled in the model to the base's {shown(spec.base_range)}"
+        text = f"contract version {metadata.contract_version}; input '{names.input}' ({spec.kind}): {fed}"
+    text += f"; label '{names.label}' {metadata.label.kind}"
+    adapter = metadata.bottleneck_adapter
+    if adapter:
+        text += f"; bottleneck: {adapter['kind']} of {adapter['cut_shape']} -> {metadata.bottleneck_size} features"
+    return text
+
+
 def format_summary(result, output_path: str) -> str:
     lines = [f"wrote {output_path}"]
     base = result.base
@@ -63,6 +82,7 @@ def format_summary(result, output_path: str) -> str:
     lines.append(f"size:  base {len(base.tflite) / 1e6:.3f} MB + head {result.head_bytes / 1e6:.3f} MB "
                  f"-> fused {len(result.model_bytes) / 1e6:.3f} MB")
     lines.append(f"batch: {result.batch.describe()}")
+    lines.append(f"interface: {_interface(result.metadata)}")
     lines.append("signatures (inputs -> outputs; ops run, callees included):")
     for key, (inputs, outputs) in result.signatures.items():
         lines.append(f"  {key:<18} {_tensors(inputs)} -> {_tensors(outputs)}  "

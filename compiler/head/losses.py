@@ -41,6 +41,7 @@ class LossSpec:
     """A loss chosen from the registry, with the values of the hyper-parameters it reads."""
     record: LossRecord
     hyper_parameters: Mapping[str, bool | float] = dataclasses.field(default_factory=dict)
+    label_format: str = "class_ids"     # classification losses: class ids or one-hot/soft float rows
 
     @property
     def name(self) -> str:
@@ -55,6 +56,11 @@ class LossSpec:
         return float(self.hyper_parameters.get("label_smoothing", 0.0))
 
     @property
+    def takes_class_ids(self) -> bool:
+        """`train` takes int32 class ids [batch] (else float32 [batch, outputs])."""
+        return self.labels_are_class_ids and self.label_format == "class_ids"
+
+    @property
     def labels_are_class_ids(self) -> bool:
         return self.record.labels_are_class_ids
 
@@ -64,7 +70,7 @@ class LossSpec:
 
     def label(self, num_outputs: int) -> contract.LabelSpec:
         """The contract's description of `label`, per sample."""
-        return contract.LabelSpec.for_loss(self.labels_are_class_ids, num_outputs)
+        return contract.LabelSpec.for_loss(self.labels_are_class_ids, num_outputs, self.label_format)
 
     def outputs(self, logits):
         """What `infer` returns for the logits."""
@@ -83,7 +89,10 @@ def _softmax_cross_entropy(spec: LossSpec, logits, label):
 
     num_classes = logits.shape[-1]
     batch = tf.cast(tf.shape(logits)[0], tf.float32)
-    target = tf.one_hot(label, num_classes, dtype=tf.float32)
+    # One-hot or soft rows (--label_format=one_hot) are the target as given: the gradient
+    # softmax - target below is the cross-entropy's only for rows >= 0 summing to 1, which
+    # every runtime checks before `train` sees them.
+    target = tf.one_hot(label, num_classes, dtype=tf.float32) if spec.takes_class_ids else label
     if spec["label_smoothing"]:
         target = target * (1.0 - spec["label_smoothing"]) + spec["label_smoothing"] / num_classes
     log_probabilities = tf.nn.log_softmax(logits)
@@ -118,8 +127,9 @@ LABEL_SMOOTHING = HyperParameter("label_smoothing", 0.0, "label smoothing of the
                                  IN_UNIT_INTERVAL)
 
 LOSSES: dict[str, LossRecord] = {record.name: record for record in (
-    LossRecord("softmax_cross_entropy", "softmax + cross-entropy on int32 class ids; infer returns "
-               "probabilities", labels_are_class_ids=True, output_name=contract.PROBABILITIES, min_outputs=2,
+    LossRecord("softmax_cross_entropy", "softmax + cross-entropy on int32 class ids or one-hot/soft "
+               "float rows (--label_format); infer returns probabilities",
+               labels_are_class_ids=True, output_name=contract.PROBABILITIES, min_outputs=2,
                outputs=_softmax, loss_and_logits_grad=_softmax_cross_entropy,
                keras_reference=_keras_cross_entropy, hyper_parameters=(LABEL_SMOOTHING,)),
     LossRecord("mse", "mean squared error on float32 targets [batch, num_classes]; infer "
@@ -136,13 +146,14 @@ def help_text() -> str:
                      for name, record in LOSSES.items())
 
 
-def build_loss(name: str, **given: bool | float | None) -> LossSpec:
+def build_loss(name: str, label_format: str = "class_ids", **given: bool | float | None) -> LossSpec:
     """Checks the choice and the hyper-parameters `given` (None or absent: the record's
-    default); a value for a hyper-parameter the loss does not read is refused."""
+    default); a value for a hyper-parameter the loss does not read is refused. `label_format`
+    (--label_format) is checked by compiler/interface.py."""
     record = LOSSES.get(name)
     if record is None:
         raise InvalidInputError(f"unknown --loss '{name}'; choose one of: {', '.join(LOSSES)}")
-    return LossSpec(record, hyper_parameters.resolve(LOSSES, "loss", name, given))
+    return LossSpec(record, hyper_parameters.resolve(LOSSES, "loss", name, given), label_format)
 
 
 def check_num_outputs(loss: LossSpec, num_outputs: int) -> None:

@@ -117,7 +117,7 @@ def _check_signature_inputs(model: model_io.ModelT, key: str, index: int) -> Non
         if any(d < 0 for d in shape[1:]):
             raise UnsupportedModelError(
                 f"--batch: '{key}' tensor '{tensor_map.name.decode()}' has shape {shape}: only its "
-                "batch may be dynamic to make it static; give a base with a fixed image size")
+                "batch may be dynamic to make it static; give a base whose input has fixed sizes")
 
 
 def _dynamic_tensors(model: model_io.ModelT, index: int) -> list:

@@ -1,15 +1,17 @@
 """Fuses a prepared base and a converted training head into one model.
 
 Layout of the fused model (subgraph index: what it is):
-  0 infer         image -> IF(base) -> head forward -> probabilities   (plain invoke() runs it)
-  1 load          image -> IF(base) -> bottleneck
+  0 infer         input -> [scaling] -> IF(base) -> head forward -> output  (plain invoke() runs it)
+  1 load          input -> [scaling] -> IF(base) -> bottleneck
   2 train         the head's train step on cached bottlenecks
-  3 train_images  image -> IF(base) -> the head's train step
+  3 train_images  input -> [scaling] -> IF(base) -> the head's train step
   4.. save, restore, initialize, set_learning_rate, then the head's variable-init subgraph
   last            the base's subgraphs, entry first, bytes untouched
 The base exists once: signatures reach it through an IF op whose condition is a constant
 true, so its weights, XNNPACK packing and arena are not duplicated (measured 1.07x peak RSS
-against 1.44x for a copy per signature; see ../shared/NOTES-tflite.md).
+against 1.44x for a copy per signature; see ../shared/NOTES-tflite.md). The input scaling
+(--input_range, model_input.py) runs in the signature subgraphs, before the IF. Signature
+tensors carry the model's names (contract version 3: metadata `names`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-import numpy as np
 
 from tflite_transfer.compiler.flatbuffer import graph, model_io
+from tflite_transfer.compiler.passes import model_input
 from tflite_transfer.compiler.passes.cut import PreparedBase
 from tflite_transfer.compiler.errors import InvalidInputError
 from tflite_transfer.compiler.flatbuffer.model_io import BuiltinOperator, TensorType
@@ -40,8 +42,15 @@ class FusedModel:
     base_subgraph_map: dict[int, int] = dataclasses.field(default_factory=dict)  # base subgraph -> fused
 
 
-def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
-    """The fused model; its contract metadata is written once, by the pipeline's serialize pass."""
+def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT, names: contract.TensorNames | None = None,
+                       input_plan: model_input.InputPlan | None = None) -> FusedModel:
+    """The fused model; its contract metadata is written once, by the pipeline's serialize pass.
+    `names`: the signatures' tensor names (default: the contract's defaults); `input_plan`: the
+    input and its scaling (default: the base's input as it is, model_input.py)."""
+    entry = base.model.subgraphs[base.entry_subgraph]
+    input_template = entry.tensors[entry.inputs[0]]
+    names = names or contract.TensorNames()
+    input_plan = input_plan or model_input.plan_input(input_template, None, None, None, base.source)
     _check_variable_names(base.model, head)
     editor = graph.GraphEditor(graph.new_model("tflite-transfer: base + trainable head"))
     head_signatures = {s.signatureKey.decode(): s for s in head.signatureDefs}
@@ -63,14 +72,13 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
     head_buffers: dict[int, int] = {0: 0}
     copy_head = lambda key: editor.import_subgraph(  # noqa: E731
         head, head_signatures[key].subgraphIndex, head_buffers, head_map, deduplicate=True)
-    entry = base.model.subgraphs[base.entry_subgraph]
-    image_template = entry.tensors[entry.inputs[0]]
     true_buffer = editor.buffer(b"\x01", deduplicate=True)
+    base_call = _BaseCall(input_template, input_plan, true_buffer, base_start)
     call_base = lambda key: _call_base_first(  # noqa: E731
-        editor, copy_head(key), head_signatures[key], image_template, true_buffer, base_start)
+        editor, copy_head(key), head_signatures[key], base_call)
 
     infer, infer_signature = call_base(INFER)
-    load, load_signature = _load_subgraph(editor, image_template, base.bottleneck_size, true_buffer, base_start)
+    load, load_signature = _load_subgraph(editor, base_call, base.bottleneck_size)
     train_images, train_images_signature = call_base(TRAIN)
     others = [copy_head(k) for k in _STATE_SIGNATURES]
     extras = [editor.import_subgraph(head, i, head_buffers, head_map, deduplicate=True) for i in head_extra]
@@ -80,7 +88,10 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
 
     signatures = {INFER: infer_signature, LOAD: load_signature, TRAIN: head_signatures[TRAIN],
                   TRAIN_IMAGES: train_images_signature, **{k: head_signatures[k] for k in _STATE_SIGNATURES}}
-    editor.model.signatureDefs = [_renamed(signatures[key], key, SIGNATURES.index(key)) for key in SIGNATURES]
+    editor.model.signatureDefs = [_renamed(signatures[key], key, SIGNATURES.index(key), names) for key in SIGNATURES]
+    for signature in editor.model.signatureDefs[:SIGNATURES.index(TRAIN_IMAGES) + 1]:  # role tensors named
+        for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
+            editor.model.subgraphs[signature.subgraphIndex].tensors[tensor_map.tensorIndex].name = tensor_map.name
     # The base's own metadata (labels, conversion info) is kept; min_runtime_version is set
     # from the fused model's ops by op_versions, so the base's value would be stale.
     for entry in base.model.metadata or []:
@@ -89,49 +100,62 @@ def fuse_base_and_head(base: PreparedBase, head: model_io.ModelT) -> FusedModel:
     return FusedModel(editor.model, base_start, len(base_order), base_buffers, base_map)
 
 
-def _renamed(signature, key: str, subgraph: int):
+def _renamed(signature, key: str, subgraph: int, names: contract.TensorNames):
+    """The signature under its key and position, its role tensors under the model's names (the
+    head and the base calls use the contract's defaults; state names never change)."""
     renamed = copy.deepcopy(signature)
     renamed.signatureKey, renamed.subgraphIndex = key.encode(), subgraph
+    if key in (INFER, LOAD, TRAIN, TRAIN_IMAGES):
+        chosen = {contract.IMAGE: names.input, contract.BOTTLENECK: names.bottleneck,
+                  contract.LABEL: names.label, contract.LOSS: names.loss}
+        for tensor_map in renamed.inputs or []:
+            tensor_map.name = chosen[tensor_map.name.decode()].encode()
+        for tensor_map in renamed.outputs or []:  # infer's one output: probabilities/predictions
+            default = tensor_map.name.decode()
+            tensor_map.name = (names.output if key == INFER else chosen[default]).encode()
     return renamed
 
 
-def _image_tensor(template):
-    """The signature's image input: the base's input type, quantization and shape, batch dynamic."""
-    image = copy.deepcopy(template)
-    image.name, image.buffer = contract.IMAGE.encode(), 0
-    dims = model_io.tensor_shape(template)
-    image.shape = np.array([1] + [max(d, 1) for d in dims[1:]], np.int32)
-    image.shapeSignature = np.array([-1] + dims[1:], np.int32)
-    return image
+@dataclasses.dataclass(frozen=True)
+class _BaseCall:
+    """How a signature runs the base: its input (scaled as planned), then IF(base)."""
+    input_template: object             # the base's input tensor
+    plan: model_input.InputPlan
+    true_buffer: int
+    base_subgraph: int
 
 
-def _add_base_call(editor: graph.GraphEditor, subgraph, image: int, bottleneck: int,
-                   true_buffer: int, base: int) -> None:
-    """IF(true, image) -> bottleneck as the subgraph's first op: runs the base subgraph."""
-    condition = editor.tensor(subgraph, "base_condition", TensorType.BOOL, [], buffer=true_buffer)
-    editor.op(subgraph, BuiltinOperator.IF, 1, [condition, image], [bottleneck],
-              graph.options("IfOptions", thenSubgraphIndex=base, elseSubgraphIndex=base), position=0)
+def _add_base_call(editor: graph.GraphEditor, subgraph, base_call: _BaseCall, bottleneck: int) -> int:
+    """Adds the signature's input tensor and, as the subgraph's first ops, the input scaling
+    (model_input.py) and IF(true, input) -> bottleneck, which runs the base subgraph. Returns
+    the input tensor. The base's input named as the contract's default; _renamed renames it."""
+    app_input = graph.append_tensor(
+        subgraph, model_input.input_tensor(base_call.input_template, contract.IMAGE, base_call.plan))
+    base_input, position = model_input.add_scaling(editor, subgraph, app_input, base_call.plan)
+    condition = editor.tensor(subgraph, "base_condition", TensorType.BOOL, [], buffer=base_call.true_buffer)
+    editor.op(subgraph, BuiltinOperator.IF, 1, [condition, base_input], [bottleneck],
+              graph.options("IfOptions", thenSubgraphIndex=base_call.base_subgraph,
+                            elseSubgraphIndex=base_call.base_subgraph), position=position)
+    return app_input
 
 
-def _call_base_first(editor, subgraph, signature, image_template, true_buffer, base):
-    """Turns a head subgraph taking `bottleneck` into one taking `image`: IF(base) goes first."""
+def _call_base_first(editor, subgraph, signature, base_call: _BaseCall):
+    """Turns a head subgraph taking `bottleneck` into one taking the input: IF(base) goes first."""
     signature = copy.deepcopy(signature)
     bottleneck_map = next(t for t in signature.inputs if t.name == contract.BOTTLENECK.encode())
     bottleneck = bottleneck_map.tensorIndex
-    image = graph.append_tensor(subgraph, _image_tensor(image_template))
-    _add_base_call(editor, subgraph, image, bottleneck, true_buffer, base)
-    subgraph.inputs = [image if int(t) == bottleneck else int(t) for t in subgraph.inputs]
-    bottleneck_map.name, bottleneck_map.tensorIndex = contract.IMAGE.encode(), image
+    app_input = _add_base_call(editor, subgraph, base_call, bottleneck)
+    subgraph.inputs = [app_input if int(t) == bottleneck else int(t) for t in subgraph.inputs]
+    bottleneck_map.name, bottleneck_map.tensorIndex = contract.IMAGE.encode(), app_input
     return subgraph, signature
 
 
-def _load_subgraph(editor, image_template, bottleneck_size, true_buffer, base):
+def _load_subgraph(editor, base_call: _BaseCall, bottleneck_size: int):
     subgraph = model_io.schema.SubGraphT()
-    image = graph.append_tensor(subgraph, _image_tensor(image_template))
     bottleneck = editor.tensor(subgraph, contract.BOTTLENECK, TensorType.FLOAT32, [-1, bottleneck_size])
-    _add_base_call(editor, subgraph, image, bottleneck, true_buffer, base)
-    subgraph.inputs, subgraph.outputs = [image], [bottleneck]
-    return subgraph, graph.signature_def(LOAD, SIGNATURES.index(LOAD), {contract.IMAGE: image},
+    app_input = _add_base_call(editor, subgraph, base_call, bottleneck)
+    subgraph.inputs, subgraph.outputs = [app_input], [bottleneck]
+    return subgraph, graph.signature_def(LOAD, SIGNATURES.index(LOAD), {contract.IMAGE: app_input},
                                          {contract.BOTTLENECK: bottleneck})
 
 

@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from tflite_transfer.compiler.errors import VerificationError
+from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 from tflite_transfer.compiler.flatbuffer import graph
 from tflite_transfer.runtime import contract
 
@@ -44,33 +44,44 @@ def fingerprint(contract_fields: dict, initial_state: dict[str, np.ndarray]) -> 
 
 def build_metadata(*, base, bottleneck_size: int, training_head, labels: tuple[str, ...],
                    image_batch: int | None = None, train_batch: int | None = None,
+                   input_spec: contract.InputSpec, names: contract.TensorNames | None = None,
+                   adapter: dict | None = None,
                    base_state: tuple[contract.StateEntry, ...] = ()) -> contract.ModelMetadata:
-    """The metadata record of a fused model, with the digest placeholder. `base_state`: the
+    """The metadata record of a fused model, with the digest placeholder, as the oldest
+    contract version that describes it (contract.oldest_version_describing). `base_state`: the
     base's own variables (role contract.BASE_STATE, compiler/passes/base_state.py), after the head's."""
     head, loss, optimizer = training_head.head, training_head.loss, training_head.optimizer
     state = state_entries(head, training_head.initial_state, optimizer.slot_suffixes) + tuple(base_state)
     label = loss.label(head.num_outputs)
-    identity = {
-        "contract_version": contract.CONTRACT_VERSION,
-        "signatures": list(contract.SIGNATURES),
-        "bottleneck_size": bottleneck_size,
-        "num_outputs": head.num_outputs,
-        "loss": loss.name,
-        "output": loss.output_name,
-        "label": dataclasses.asdict(label),
-        "state": [dataclasses.asdict(entry) for entry in state],
-    }  # not the batches: a checkpoint fits a model whatever batch its signatures take
-    return contract.ModelMetadata(
+    names = names or contract.TensorNames(output=loss.output_name)
+    problems = contract.names_problems(names, tuple(entry.name for entry in state))
+    if problems:
+        raise InvalidInputError(f"--names: {problems[0]}")
+    metadata = contract.oldest_version_describing(contract.ModelMetadata(
         bottleneck_size=bottleneck_size, num_outputs=head.num_outputs, loss=loss.name,
-        output=loss.output_name, label=label, state=state,
-        fingerprint=fingerprint(identity, training_head.initial_state),
+        output=names.output, label=label, state=state, fingerprint="",
         optimizer=optimizer.to_record(), labels=tuple(labels),
         label_smoothing=loss.label_smoothing,
         head={"kind": head.kind, "description": head.description},
         base={"description": base.description, "synthetic_weights": base.synthetic_weights},
-        image_range=tuple(base.image_range) if base.image_range else None,
-        image_batch=image_batch, train_batch=train_batch,
-        model_digest=contract.DIGEST_PLACEHOLDER)
+        image_batch=image_batch, train_batch=train_batch, model_digest=contract.DIGEST_PLACEHOLDER,
+        names=names, input=input_spec, bottleneck_adapter=adapter))
+    identity = {
+        "contract_version": min(metadata.contract_version, 2),  # the state is as version 2 defined it
+        "signatures": list(contract.SIGNATURES),
+        "bottleneck_size": bottleneck_size,
+        "num_outputs": head.num_outputs,
+        "loss": loss.name,
+        "output": loss.output_name,                # what infer returns, whatever its name
+        # The label as class ids even for one-hot rows (--label_format changes the call, not the state).
+        "label": dataclasses.asdict(contract.LabelSpec.for_loss(loss.labels_are_class_ids, head.num_outputs)),
+        "state": [dataclasses.asdict(entry) for entry in state],
+    }  # not the batches: a checkpoint fits a model whatever batch its signatures take
+    if adapter is not None:  # mean and max pooling give features of one size and different meaning
+        identity["bottleneck_adapter"] = adapter["kind"]
+    # Not the names, the input range nor the label format either: they change how the app calls
+    # the model, not what its state means, so a checkpoint moves between such models.
+    return dataclasses.replace(metadata, fingerprint=fingerprint(identity, training_head.initial_state))
 
 
 def write_metadata(model, metadata: contract.ModelMetadata) -> None:

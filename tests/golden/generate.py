@@ -10,9 +10,18 @@ Files (all deterministic; numpy only, no TensorFlow):
                              softmax head on 7 features, Adam, class labels, any batch
   metadata_fixed_batch.json  contract v2 with an MSE head (float targets) and --batch=1,4
   metadata_v1.json           the same model as metadata.json as compilers before 2026-12 wrote it
-  contract.json              per metadata file, what a reader must derive from it: every
+  contract.json              per metadata file above, what a reader must derive from it: every
                              signature's exact input/output names, state entries with roles,
                              the label spec, each signature's fixed batch
+  metadata_v3.json           contract v3: metadata.json's model compiled for TensorFlow's example
+                             app (--names=tf_example_app --input_range=0,1 --label_format=one_hot
+                             --bottleneck_adapter=flatten at a [1, 7, 1] map)
+  metadata_v3_tensor.json    contract v3: a non-image input (float32 [3, 40]) with default names,
+                             an MSE head, --batch=1,4
+  contract_v3.json           per v3 file, the same facts as contract.json plus the names, the
+                             input, the adapter; and the rules as data: the one-hot tolerance
+                             and label rows a reader must accept or refuse (in a file of its
+                             own, so readers of versions 1 and 2 keep passing until ported)
   checkpoint.ckpt            the state of metadata.json's model as runtime/checkpoint.py writes it
   vectors.json               the rules as data: every limit by name and accept/refuse vectors for
                              learning rates, steps, inputs, model files and checkpoint files
@@ -68,7 +77,8 @@ METADATA = contract.ModelMetadata(
     fingerprint=FINGERPRINT, optimizer=OPTIMIZER, labels=("cat", "dog", "fox"),
     head={"kind": "softmax", "description": "dense 7->3"},
     base={"description": "tiny_classifier_quant.tflite (0.01 MB)", "synthetic_weights": False},
-    image_range=(0.0, 255.0), model_digest=hashlib.sha256(b"golden model bytes").hexdigest())
+    image_range=(0.0, 255.0), model_digest=hashlib.sha256(b"golden model bytes").hexdigest(),
+    contract_version=2)
 
 MSE_LAYERS = (("hidden", 5, 7), ("scores", 2, 5))
 METADATA_FIXED_BATCH = dataclasses.replace(
@@ -76,6 +86,27 @@ METADATA_FIXED_BATCH = dataclasses.replace(
     state=contract.state_layout(MSE_LAYERS, ()), labels=(),
     optimizer={**OPTIMIZER, "name": "sgd"}, head={"kind": "mlp", "description": "MLP 7->5->2 (ReLU hidden layers)"},
     image_batch=1, train_batch=4)
+
+
+METADATA_V3 = dataclasses.replace(
+    METADATA, contract_version=3, image_range=None, output="output",
+    names=contract.TensorNames(**contract.NAME_PRESETS["tf_example_app"]),
+    input=contract.InputSpec(contract.IMAGE_KIND, "float32", (16, 12, 3), (0.0, 1.0), (0.0, 255.0)),
+    label=contract.LabelSpec.for_loss(True, 3, "one_hot"),
+    bottleneck_adapter={"cut_shape": [1, 7, 1], "kind": "flatten"})
+METADATA_V3_TENSOR = dataclasses.replace(
+    METADATA_FIXED_BATCH, contract_version=3, image_range=None, names=contract.TensorNames(
+        input=contract.DEFAULT_INPUT_NAMES[contract.TENSOR_KIND], output=contract.PREDICTIONS),
+    input=contract.InputSpec(contract.TENSOR_KIND, "float32", (3, 40)))
+
+# Label rows [batch 2, 3 classes] for one-hot models: what every reader accepts or refuses.
+ONE_HOT_ROWS = {
+    "accepted": [[[0, 1, 0], [1, 0, 0]], [[0.1, 0.8, 0.1], [0.3333334, 0.3333333, 0.3333333]],
+                 [[0, 0.9995, 0], [1, 0, 0]]],
+    # 1e39 is a JSON number that becomes Inf as float32 (JSON has no NaN or Inf).
+    "refused": {"not_finite": [[0, 1e39, 1], [1, 0, 0]], "negative": [[1.5, -0.5, 0], [1, 0, 0]],
+                "not_normalized": [[1, 1, 0], [1, 0, 0]], "sums_short": [[0.5, 0.49, 0], [1, 0, 0]]},
+}
 
 
 def _version_1(metadata: contract.ModelMetadata) -> str:
@@ -87,6 +118,11 @@ def _version_1(metadata: contract.ModelMetadata) -> str:
     record.update(contract_version=1, signatures=list(contract.SIGNATURES),
                   state={e.name: {"shape": list(e.shape), "dtype": e.dtype} for e in metadata.state})
     return json.dumps(record, sort_keys=True)
+
+
+def _derived_v3(metadata: contract.ModelMetadata) -> dict:
+    return {**_derived(metadata), "names": metadata.tensor_names.as_dict(),
+            "input": dataclasses.asdict(metadata.input), "bottleneck_adapter": metadata.bottleneck_adapter}
 
 
 def _derived(metadata: contract.ModelMetadata) -> dict:
@@ -135,7 +171,15 @@ def golden_files() -> dict[str, bytes]:
     derived = {"metadata.json": _derived(METADATA),
                "metadata_fixed_batch.json": _derived(METADATA_FIXED_BATCH),
                "metadata_v1.json": _derived(contract.ModelMetadata.from_json(version_1))}
+    rules = {"one_hot_sum_tolerance": contract.ONE_HOT_SUM_TOLERANCE, "one_hot_rows": ONE_HOT_ROWS,
+             "name_presets": contract.NAME_PRESETS}
+    derived_v3 = {"metadata_v3.json": _derived_v3(METADATA_V3),
+                  "metadata_v3_tensor.json": _derived_v3(METADATA_V3_TENSOR)}
     return {
+        "metadata_v3.json": METADATA_V3.to_json().encode() + b"\n",
+        "metadata_v3_tensor.json": METADATA_V3_TENSOR.to_json().encode() + b"\n",
+        "contract_v3.json": json.dumps({"files": derived_v3, "rules": rules}, indent=1,
+                                       sort_keys=True).encode() + b"\n",
         "metadata.json": METADATA.to_json().encode() + b"\n",
         "metadata_fixed_batch.json": METADATA_FIXED_BATCH.to_json().encode() + b"\n",
         "metadata_v1.json": version_1.encode() + b"\n",

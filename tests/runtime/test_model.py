@@ -116,7 +116,7 @@ def test_float_images_outside_the_pixel_range_or_not_finite(small_mobilenet_path
     model = TransferModel.open(result.model_bytes)
     image = np.full((96, 96, 3), 100.0, np.float32)
     model.predict(image)
-    with pytest.raises(InvalidInputError, match=r"values span \[100, 300\] but the base expects pixels in \[0, 255\]"):
+    with pytest.raises(InvalidInputError, match=r"values span \[100, 300\] but the model takes pixels in \[0, 255\]"):
         model.predict(np.concatenate([image[None], image[None] * 3]))
     image[0, 0, 0] = np.inf
     with pytest.raises(InvalidInputError, match="NaN or Inf"):

@@ -265,8 +265,17 @@ def test_keras_file_bad_layers(classifier_file):
     path, _, _ = classifier_file
     with pytest.raises(InvalidInputError, match="no layer named 'nope'.*predictions"):
         from_keras.convert_keras_base(path, output_layer="nope", progress=_quiet)
-    with pytest.raises(InvalidInputError, match=r"layer 'out_relu' is float32 \[None, 3, 3, "):
-        from_keras.convert_keras_base(path, output_layer="out_relu", progress=_quiet)
+
+
+def test_keras_file_cut_at_a_spatial_map_keeps_the_map(classifier_file, images):
+    """The map [b, 3, 3, 1280] passes through conversion; cut.py adapts it (--bottleneck_adapter)."""
+    path, classifier, _ = classifier_file
+    base = from_keras.convert_keras_base(path, output_layer="out_relu", quantize=False, progress=_quiet)
+    expected = keras.Model(classifier.inputs[0], classifier.get_layer("out_relu").output)(images)
+    assert expected.shape[1:] == (3, 3, FEATURES)
+    # Unpooled, float op-order differences show up to ~2e-5 of the map's largest value.
+    np.testing.assert_allclose(_run(base.tflite, images), expected.numpy(), rtol=FLOAT_RTOL,
+                               atol=FLOAT_RTOL * float(np.abs(expected).max()))
 
 
 def test_keras_file_with_1x1_output_is_flattened(tmp_path, png_dir):
@@ -299,12 +308,24 @@ def test_keras_file_bad_paths(tmp_path, make_bad, message):
 
 
 def test_keras_file_with_a_non_image_input(tmp_path):
+    """Any float input converts; int8 calibration then needs inputs or a range to draw them from."""
     vector = keras.Input((7,), name="vector")
     path = tmp_path / "dense.keras"
-    keras.Model(vector, keras.layers.Dense(2)(vector)).save(path)
-    with pytest.raises(InvalidInputError, match=r"dense.keras: input 'vector' is float32 "
-                                                r"\[None, 7\]"):
+    model = keras.Model(vector, keras.layers.Dense(2)(vector))
+    model.save(path)
+    rows = np.random.default_rng(0).normal(size=(3, 7)).astype(np.float32)
+    base = from_keras.convert_keras_base(str(path), quantize=False, progress=_quiet)
+    assert base.input_range is None  # not an image: no pixel range is assumed
+    np.testing.assert_allclose(_run(base.tflite, rows), model(rows).numpy(), rtol=FLOAT_RTOL, atol=FLOAT_RTOL)
+    with pytest.raises(InvalidInputError, match=r"^the base's input \[7\] is not an image: to calibrate int8 give "
+                                                r"--calibration_data=FILE.npy .* or --base_input_range=LO,HI"):
         from_keras.convert_keras_base(str(path), progress=_quiet)
+    with pytest.raises(InvalidInputError, match=r"^--calibration_dir holds images, but the base's input \[7\]"):
+        from_keras.convert_keras_base(str(path), calibration_dir=str(tmp_path), progress=_quiet)
+    int8 = from_keras.convert_keras_base(str(path), progress=_quiet,
+                                         calibration=conversion.Calibration(input_range=(-3.0, 3.0)))
+    assert int8.quantized and int8.input_range == (-3.0, 3.0)
+    assert _cosines(_run(int8.tflite, rows), model(rows).numpy()).min() > INT8_MIN_COSINE
 
 
 def _touch(path, content: bytes):
@@ -337,10 +358,10 @@ def _save_module(path, input_signature, function) -> str:
      lambda image: {"out": tf.reduce_mean(image, [1, 2])}, r"fixed batch"),
     ([tf.TensorSpec([None, 8, 8, 3], tf.float32, name="a"),
       tf.TensorSpec([None, 8, 8, 3], tf.float32, name="b")],
-     lambda a, b: {"out": tf.reduce_mean(a + b, [1, 2])}, r"one image to one output"),
+     lambda a, b: {"out": tf.reduce_mean(a + b, [1, 2])}, r"one input to one output"),
     ([tf.TensorSpec([None, 8, 8, 3], tf.float32, name="image")],
-     lambda image: {"out": tf.reduce_mean(image, [1])}, r"output 'out' is float32 "
-                                                         r"\[None, 8, 3\]"),
+     lambda image: {"out": tf.reshape(image, [-1, 8, 8, 3, 1])}, r"output 'out' is float32 "
+                                                                 r"\[None, 8, 8, 3, 1\]"),
     ([tf.TensorSpec([None, 8, 8, 3], tf.int32, name="image")],
      lambda image: {"out": tf.reduce_mean(image, [1, 2])}, r"input 'image' is int32"),
 ])

@@ -63,10 +63,11 @@ def test_missing_base_output_tensor(tiny_classifier_path, output):
     assert_one_line_error(process, output, "no tensor named 'global_pool'", "did you mean")
 
 
-def test_bottleneck_not_rank_2(tiny_classifier_path, tiny_conv_name, output):
+def test_a_spatial_cut_asks_for_an_adapter(tiny_classifier_path, tiny_conv_name, output):
     process = run_cli(f"--base={tiny_classifier_path}", f"--base_output={tiny_conv_name}",
                       f"--output={output}")
-    assert_one_line_error(process, output, "[-1, 14, 10, 7] int8 is not rank 2")
+    assert_one_line_error(process, output, "[-1, 14, 10, 7] int8 is a spatial map; choose --bottleneck_adapter: "
+                                           "flatten (980 features), mean (7 features), max (7 features)")
 
 
 @pytest.mark.parametrize("flags,phrases", [

@@ -31,6 +31,22 @@ def test_train_steps_match_tensorflow_eager(tiny_classifier_path, tiny_pool_name
     check_train_matches_keras(result, case["learning_rate"], TOLERANCE)
 
 
+
+def test_one_hot_soft_targets_train_like_keras_categorical_cross_entropy(tiny_classifier_path, tiny_pool_name):
+    """--label_format=one_hot: train takes float rows (verify.py draws soft ones, Dirichlet) and
+    steps as Keras' CategoricalCrossentropy (with label smoothing applied to the rows) does."""
+    case = dict(num_classes=3, optimizer="adam", learning_rate=0.01, label_smoothing=0.2)
+    result = compile_model(tiny_classifier_path, tiny_pool_name, interface={"label_format": "one_hot"}, **case)
+    assert result.metadata.label.one_hot and not result.head.loss.takes_class_ids
+    report = verify.verify_training(result.model_bytes, result.head, steps=15, batch_size=6, seed=3)
+    assert report.max_relative_difference <= TOLERANCE, report.per_variable
+    assert report.max_loss_difference <= 1e-5
+    # Able to fail: the same model against a reference without the label smoothing.
+    unsmoothed = compile_model(tiny_classifier_path, tiny_pool_name, interface={"label_format": "one_hot"},
+                               **dict(case, label_smoothing=0.0))
+    wrong = verify.verify_training(result.model_bytes, unsmoothed.head, steps=15, batch_size=6, seed=3)
+    assert wrong.max_relative_difference > 100 * TOLERANCE
+
 @pytest.mark.parametrize("batch_size", [1, 6])
 def test_wide_layers_train_like_keras_at_batch_1_and_above(tiny_classifier_path, tiny_pool_name, batch_size):
     assert training_graph.MIN_UNITS_FOR_BATCH_MATMUL <= 40

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tests.helpers import compile_model
 from tflite_transfer.runtime import contract
+from tflite_transfer.runtime.contract import ModelMetadata
+from tflite_transfer.runtime.errors import InvalidInputError
 from tflite_transfer.runtime.interpreter import read_metadata
 
 
 def test_state_roles_of_an_adam_mlp_head(small_fused):
     metadata = read_metadata(small_fused.model_bytes, "small")
-    assert metadata.contract_version == contract.CONTRACT_VERSION
+    assert metadata.contract_version == 2  # no option of version 3 used: the oldest version that says it all
     assert contract.digest_matches(small_fused.model_bytes) is True
     assert metadata.state_names == tuple(small_fused.head.initial_state)
     kernels = metadata.entries_with_role(contract.KERNEL)
@@ -44,3 +49,34 @@ def test_state_entries_follow_the_contract_layout_or_are_refused(tiny_fused):
         metadata.state_entries(head, reordered, ())
     with pytest.raises(VerificationError, match="expects"):
         metadata.state_entries(head, {**state, "extra": np.zeros(1, np.float32)}, ())
+
+
+def test_version_3_only_when_an_option_of_version_3_is_used(tiny_classifier_path, tiny_pool_name, tiny_fused):
+    """The record is the oldest version that describes the model: runtimes released before
+    version 3 keep opening models compiled without its options; names alone make it version 3."""
+    renamed = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
+                            interface={"names": "output:scores,label:y"})
+    default = read_metadata(tiny_fused.model_bytes, "tiny")
+    metadata = read_metadata(renamed.model_bytes, "renamed")
+    assert (default.contract_version, metadata.contract_version) == (2, 3)
+    assert metadata.signatures[contract.INFER].outputs == ("scores",) and metadata.output == "scores"
+    assert metadata.signatures[contract.TRAIN].inputs == ("bottleneck", "y")
+    assert metadata.input == contract.InputSpec("image", "uint8", (16, 12, 3), (0.0, 255.0), (0.0, 255.0))
+    # How the app calls the model is not what its state means: a checkpoint moves between them.
+    assert metadata.fingerprint == default.fingerprint
+    assert ModelMetadata.from_json(metadata.to_json()) == metadata
+
+
+def test_pooling_adapters_give_models_of_different_identity(tiny_classifier_path, tiny_conv_name):
+    mean, max_ = (read_metadata(compile_model(tiny_classifier_path, tiny_conv_name, num_classes=3,
+                                              interface={"bottleneck_adapter": kind}).model_bytes, kind)
+                  for kind in ("mean", "max"))
+    assert mean.bottleneck_size == max_.bottleneck_size == 7
+    assert mean.bottleneck_adapter == {"kind": "mean", "cut_shape": [14, 10, 7]}
+    assert mean.fingerprint != max_.fingerprint  # same sizes, features of another meaning
+
+
+def test_names_clashing_with_a_state_variable_are_refused(tiny_classifier_path, tiny_pool_name):
+    with pytest.raises(InvalidInputError, match=r"--names: 'dense_0_bias' is also a state variable's name"):
+        compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3,
+                      interface={"names": "loss:dense_0_bias"})
