@@ -174,8 +174,9 @@ def check_reproduction(plan: CompilePlan, build: Build) -> Build:
     calls, bit for bit under the same kernels (checks/reproduction.py)."""
     report = reproduction.check_load_reproduces_base(
         build.model_bytes, build.base.tflite, build.base.model, build.prepared.entry_subgraph,
-        build.prepared.cut_in_original, build.base.image_range, bool(build.prepared.state.variables),
-        build.base.source)
+        build.prepared.cut_in_original, build.input.spec.base_range, bool(build.prepared.state.variables),
+        build.base.source, build.metadata.tensor_names,
+        build.prepared.adapter["kind"] if build.prepared.adapter else None, build.input)
     return dataclasses.replace(build, reproduction=report)
 
 

@@ -25,12 +25,11 @@ class InferenceModel:
                  infer: Signature, source: str):
         self._interpreter, self.interpreter_name = interpreter, interpreter_name
         self.metadata, self._infer, self._source = metadata, infer, source
-        image = infer.input_details()[contract.IMAGE]
-        self.image_shape: tuple[int, ...] = tuple(int(d) for d in image["shape_signature"][1:])
-        self.image_dtype = np.dtype(image["dtype"])
-        if not self.image_shape or min(self.image_shape) < 1:
-            raise UnsupportedModelError(f"{source}: the image input has shape "
-                                        f"{list(image['shape_signature'])}; expected [batch, sizes >= 1]")
+        self.names = metadata.tensor_names
+        self.input_spec = inputs.input_spec(metadata, infer.input_details()[self.names.input], source,
+                                            contract.INFER)
+        self.image_shape: tuple[int, ...] = self.input_spec.shape
+        self.image_dtype = np.dtype(self.input_spec.dtype)
 
     @classmethod
     def open(cls, path, num_threads: int | None = None, verify_digest: bool = True) -> "InferenceModel":
@@ -57,11 +56,11 @@ class InferenceModel:
             raise UnsupportedModelError(
                 f"{source}: a trainable model (signatures {', '.join(sorted(found))}), not an exported "
                 "one: open it with TransferModel.open, or export it with compile-transfer export")
-        spec = found[contract.INFER]
-        if set(spec["inputs"]) != {contract.IMAGE} or set(spec["outputs"]) != {metadata.output}:
+        spec, names = found[contract.INFER], metadata.tensor_names
+        if set(spec["inputs"]) != {names.input} or set(spec["outputs"]) != {names.output}:
             raise UnsupportedModelError(
                 f"{source}: signature 'infer' takes {sorted(spec['inputs'])} and returns "
-                f"{sorted(spec['outputs'])}, expected ['{contract.IMAGE}'] -> ['{metadata.output}']")
+                f"{sorted(spec['outputs'])}, expected ['{names.input}'] -> ['{names.output}']")
         return cls(interpreter, name, metadata, Signature(contract.INFER, interpreter.get_signature_runner(
             contract.INFER), source), source)
 
@@ -76,7 +75,7 @@ class InferenceModel:
 
     @property
     def classifies(self) -> bool:
-        return self.metadata.label.class_ids
+        return self.metadata.label.class_ids or self.metadata.label.one_hot
 
     @property
     def image_batch(self) -> int | None:
@@ -86,9 +85,9 @@ class InferenceModel:
         """`infer` on a batch (or one image): probabilities [batch, classes] (predictions for a
         model trained on targets). Images are checked as TransferModel.predict checks them;
         a fixed image batch runs in padded chunks."""
-        images = inputs.images(images, self.image_shape, self.image_dtype, self.metadata.image_range)
-        output = self.metadata.output
+        spec, name, output = self.input_spec, self.names.input, self.names.output
+        images = inputs.model_input(images, name, spec.kind, spec.shape, np.dtype(spec.dtype), spec.range)
         if self.metadata.image_batch is None:
-            return self._infer(**{contract.IMAGE: images})[output]
-        return np.concatenate([self._infer(**{contract.IMAGE: chunk})[output][:real]
+            return self._infer(**{name: images})[output]
+        return np.concatenate([self._infer(**{name: chunk})[output][:real]
                                for chunk, real in samples.image_chunks(images, self.metadata.image_batch)])

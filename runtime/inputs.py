@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from tflite_transfer.runtime import contract
-from tflite_transfer.runtime.errors import InvalidInputError
+from tflite_transfer.runtime.errors import InvalidInputError, UnsupportedModelError
 
 MAX_LEARNING_RATE, MAX_STEP = contract.MAX_LEARNING_RATE, contract.MAX_STEP
 
@@ -53,6 +53,23 @@ def model_input(value, name: str, kind: str, sample_shape: tuple[int, ...], dtyp
         raise InvalidInputError(f"{name}: dtype {array.dtype}, the model takes {dtype} "
                                 "(quantized input: pass the raw values)")
     return np.ascontiguousarray(array)
+
+
+def input_spec(metadata: contract.ModelMetadata, details: dict, source: str, signature: str = contract.LOAD) -> contract.InputSpec:
+    """The input as the metadata describes it (version 3; checked against the signature) or
+    as versions 1 and 2 implied it (an image in the signature's shape and dtype)."""
+    shape = tuple(int(d) for d in details["shape_signature"][1:])
+    dtype = str(np.dtype(details["dtype"]))
+    if not shape or min(shape) < 1:
+        raise UnsupportedModelError(f"{source}: the input has shape {list(details['shape_signature'])}; "
+                                    "expected [batch, sizes >= 1]")
+    if metadata.input is None:
+        return contract.InputSpec(contract.IMAGE_KIND, dtype, shape, metadata.image_range, metadata.image_range)
+    if (metadata.input.shape, metadata.input.dtype) != (shape, dtype):
+        raise UnsupportedModelError(
+            f"{source}: the metadata describes the input as {metadata.input.dtype} {list(metadata.input.shape)} "
+            f"but '{signature}' takes {dtype} {list(shape)}; recompile the model")
+    return metadata.input
 
 
 def labels(value, batch: int, label: contract.LabelSpec, num_outputs: int) -> np.ndarray:

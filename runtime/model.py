@@ -44,7 +44,7 @@ class TransferModel:
         self._signatures = opened.signatures
         self.metadata: contract.ModelMetadata = opened.metadata
         self.names: contract.TensorNames = self.metadata.tensor_names
-        self.input_spec: contract.InputSpec = _input_spec(
+        self.input_spec: contract.InputSpec = inputs.input_spec(
             self.metadata, self._signatures[contract.LOAD].input_details()[self.names.input], self._source)
         self.bottleneck_shape: tuple[int, ...] = (self.metadata.bottleneck_size,)
         self._cache = samples.SampleCache(self.metadata.bottleneck_size, self.metadata.label.shape,
@@ -411,23 +411,6 @@ class TransferModel:
         values = checkpoint_file.read_model_state(path, self.metadata, allow_version_1)
         self._signatures[contract.RESTORE](**values)
         self._step = None
-
-
-def _input_spec(metadata: contract.ModelMetadata, details: dict, source: str) -> contract.InputSpec:
-    """The input as the metadata describes it (version 3; checked against the signature) or
-    as versions 1 and 2 implied it (an image in the signature's shape and dtype)."""
-    shape = tuple(int(d) for d in details["shape_signature"][1:])
-    dtype = str(np.dtype(details["dtype"]))
-    if not shape or min(shape) < 1:
-        raise UnsupportedModelError(f"{source}: the input has shape {list(details['shape_signature'])}; "
-                                    "expected [batch, sizes >= 1]")
-    if metadata.input is None:
-        return contract.InputSpec(contract.IMAGE_KIND, dtype, shape, metadata.image_range, metadata.image_range)
-    if (metadata.input.shape, metadata.input.dtype) != (shape, dtype):
-        raise UnsupportedModelError(
-            f"{source}: the metadata describes the input as {metadata.input.dtype} {list(metadata.input.shape)} "
-            f"but '{contract.LOAD}' takes {dtype} {list(shape)}; recompile the model")
-    return metadata.input
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

@@ -171,8 +171,8 @@ def test_input_vectors(vector):
     value = value.reshape(vector["shape"])
     label = contract.LabelSpec(context["label"]["kind"], context["label"]["dtype"], tuple(context["label"]["shape"]))
     check = {
-        "image": lambda: inputs.images(value, tuple(context["image_shape"]), np.dtype(context["image_dtype"]),
-                                       tuple(context["image_range"])),
+        "image": lambda: inputs.model_input(value, "image", "image", tuple(context["image_shape"]),
+                                            np.dtype(context["image_dtype"]), tuple(context["image_range"])),
         "label": lambda: inputs.labels(value, vector["batch"], label, context["num_outputs"]),
         "bottleneck": lambda: inputs.bottlenecks(value, context["bottleneck_size"]),
     }[vector["tensor"]]

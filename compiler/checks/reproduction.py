@@ -9,9 +9,12 @@ the same kernels: ../shared/NOTES-tflite.md):
   `experimental_preserve_all_tensors` (which applies no default delegate);
 - XNNPACK: the original's bytes unchanged when the cut is one of its outputs, else a copy
   whose entry subgraph also outputs the cut tensor (ops, tensors and buffers untouched).
-Our adapter (DEQUANTIZE / RESHAPE after the cut, passes/cut.append_adapter) is applied to the
-original's values by the same ops, in a model of their own under the same kernels, so what is
-compared are bit patterns, not values within a tolerance.
+Our adapter (DEQUANTIZE and RESHAPE / MEAN / REDUCE_MAX after the cut, passes/cut.append_adapter)
+is applied to the original's values by the same ops, in a model of their own under the same
+kernels, so what is compared are bit patterns, not values within a tolerance. Likewise, when the
+model scales the app's input range to the base's (--input_range, passes/model_input.py), the
+app-range inputs go through the same MUL/ADD/QUANTIZE ops in a model of their own, and what
+they give is what the original is fed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tflite_transfer.compiler.errors import VerificationError
 from tflite_transfer.compiler.flatbuffer import graph, model_io
 from tflite_transfer.compiler.flatbuffer.model_io import TensorType
 from tflite_transfer.compiler.passes import cut as cut_pass
+from tflite_transfer.compiler.passes import model_input
 from tflite_transfer.runtime import contract
 from tflite_transfer.runtime.interpreter import new_interpreter
 
@@ -106,8 +110,8 @@ def _run_original(model_bytes: bytes, model, entry: int, cut: int, inputs, xnnpa
     return results
 
 
-def _adapter(original, entry: int, cut: int, batch: int, source: str) -> bytes | None:
-    """Our DEQUANTIZE / RESHAPE alone, as a model taking the cut tensor (None: no adapter)."""
+def _adapter(original, entry: int, cut: int, batch: int, source: str, kind: str | None) -> bytes | None:
+    """Our DEQUANTIZE and adapter alone, as a model taking the cut tensor (None: no adapter)."""
     model = graph.new_model("tflite-transfer: the cut adapter")
     tensor = copy.deepcopy(original.subgraphs[entry].tensors[cut])
     tensor.buffer, tensor.name = 0, b"cut"
@@ -116,10 +120,26 @@ def _adapter(original, entry: int, cut: int, batch: int, source: str) -> bytes |
     subgraph = model_io.schema.SubGraphT()
     subgraph.tensors, subgraph.operators, subgraph.inputs, subgraph.outputs = [tensor], [], [0], [0]
     model.subgraphs = [subgraph]
-    cut_pass.append_adapter(graph.GraphEditor(model), subgraph, source)
+    cut_pass.append_adapter(graph.GraphEditor(model), subgraph, source, kind)
     if not subgraph.operators:
         return None
     model.signatureDefs = [graph.signature_def("adapt", 0, {"cut": 0}, {contract.BOTTLENECK: int(subgraph.outputs[0])})]
+    return model_io.write_model_bytes(model)
+
+
+def _scaler(template, batch: int, plan) -> bytes:
+    """The model's input scaling alone (model_input.add_scaling's ops), app values -> base values."""
+    model = graph.new_model("tflite-transfer: the input scaling")
+    subgraph = model_io.schema.SubGraphT()
+    subgraph.tensors, subgraph.operators = [model_input.input_tensor(template, "app", plan)], []
+    subgraph.tensors[0].shape = np.array([batch, *plan.spec.shape], np.int32)
+    subgraph.tensors[0].shapeSignature = None
+    model.subgraphs = [subgraph]
+    scaled, _ = model_input.add_scaling(graph.GraphEditor(model), subgraph, 0, plan)
+    subgraph.tensors[scaled].shape = np.array([batch, *plan.spec.shape], np.int32)
+    subgraph.tensors[scaled].shapeSignature = None
+    subgraph.inputs, subgraph.outputs = [0], [scaled]
+    model.signatureDefs = [graph.signature_def("scale", 0, {"app": 0}, {"base": scaled})]
     return model_io.write_model_bytes(model)
 
 
@@ -129,22 +149,34 @@ def _differs(found: np.ndarray, expected: np.ndarray) -> bool:
 
 
 def check_load_reproduces_base(model_bytes: bytes, base_bytes: bytes, base_model, entry: int, cut: int,
-                               image_range=None, stateful: bool = False, source: str = "base") -> ReproductionReport:
+                               image_range=None, stateful: bool = False, source: str = "base",
+                               names: contract.TensorNames | None = None, adapter: str | None = None,
+                               input_plan=None) -> ReproductionReport:
     """Raises VerificationError naming the call and kernel set where the compiled `load`
     differs from the original at the cut; returns what was proven."""
     subgraph = base_model.subgraphs[entry]
     image = subgraph.tensors[subgraph.inputs[0]]
     first = model_io.tensor_shape(image)[0] if model_io.tensor_shape(image) else 1
     batch = first if first > 0 else 1
-    inputs = _inputs(image, batch, image_range)
+    names = names or contract.TensorNames()
+    scales = input_plan is not None and input_plan.adds_ops
+    if scales:  # the app's values, in the range it feeds (float32)
+        app_inputs = [np.random.default_rng(11 + call).uniform(*input_plan.spec.range, (batch, *input_plan.spec.shape))
+                      .astype(np.float32) for call in range(CALLS)]
+        scaler = _scaler(image, batch, input_plan)
+    else:
+        app_inputs = inputs = _inputs(image, batch, image_range)
     is_output = cut in [int(t) for t in subgraph.outputs]
     cut_name = model_io.tensor_name(subgraph.tensors[cut])
     copied = None if is_output else _with_cut_output(base_model, entry, cut)
-    adapter = _adapter(base_model, entry, cut, batch, source)
+    adapter = _adapter(base_model, entry, cut, batch, source, adapter)
     interpreter_name = ""
     for xnnpack, kernels in KERNEL_SETS:
         original_bytes = base_bytes if (is_output or not xnnpack) else copied
         original_model = base_model if original_bytes is base_bytes else model_io.read_model_bytes(copied)
+        if scales:
+            scale = new_interpreter(scaler, xnnpack=xnnpack)[0].get_signature_runner("scale")
+            inputs = [np.array(scale(app=value)["base"]) for value in app_inputs]
         try:
             expected = _run_original(original_bytes, original_model, entry, cut, inputs, xnnpack,
                                      preserve=not is_output and not xnnpack)
@@ -157,9 +189,9 @@ def check_load_reproduces_base(model_bytes: bytes, base_bytes: bytes, base_model
             expected = [np.array(adapt(cut=value)[contract.BOTTLENECK]) for value in expected]
         compiled, interpreter_name = new_interpreter(model_bytes, xnnpack=xnnpack)
         load = compiled.get_signature_runner(contract.LOAD)
-        for call, (value, wanted) in enumerate(zip(inputs, expected)):
+        for call, (value, wanted) in enumerate(zip(app_inputs, expected)):
             try:
-                found = np.array(load(**{contract.IMAGE: value})[contract.BOTTLENECK])
+                found = np.array(load(**{names.input: value})[names.bottleneck])
             except (RuntimeError, ValueError) as error:
                 reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
                 raise VerificationError(f"the compiled model's `load` fails on call {call + 1} of {CALLS} "
