@@ -38,7 +38,7 @@ def simulate(settings: ServerSettings, data_dir: str, num_clients: int, workers:
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        results.append(run_federation(grid, settings, progress=lambda line: None))
+        results.append(run_federation(grid, context, settings, progress=lambda line: None))
 
     client_app = build_client_app(DataForPartition(settings.model, data_dir))
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
