@@ -56,10 +56,12 @@ def device_files(tiny_model_path, tmp_path_factory):
     return files
 
 
-def federate(model_path, device_files, tmp_path, node_configs=None, **privacy):
+def federate(model_path, device_files, tmp_path, node_configs=None, device_models=None, **privacy):
     """One round with Flower's strategy/workflow; (grid, head weights after the round)."""
-    app = client_app_module.build_client_app(
-        lambda context: (model_path, device_files[int(context.node_config["device"])]))
+    device_models = device_models or {}
+    app = client_app_module.build_client_app(lambda context: (
+        device_models.get(int(context.node_config["device"]), model_path),
+        device_files[int(context.node_config["device"])]))
     configs = {node: {"device": node, **(node_configs or {}).get(node, {})} for node in DEVICES}
     grid = InProcessGrid(app, configs)
     settings = ServerSettings(model=model_path, checkpoint_dir=str(tmp_path / "checkpoints"), num_rounds=1,
@@ -165,6 +167,21 @@ def test_secure_aggregation_gives_the_average_and_hides_each_head(tiny_model_pat
         "secaggplus_configs", {})]
     assert len(masked) == len(DEVICES)
     assert result.rounds[1].bytes_received and not result.refusals
+
+
+def test_a_device_that_refuses_inside_secure_aggregation_is_unmasked_as_a_dropout(
+        tiny_model_path, other_model_path, device_files, tmp_path):
+    """The device holding another model refuses when its head is due (masked-vector stage);
+    Flower's SecAgg+ removes its masks with the others' key shares: the others' average."""
+    start = head.head_weights(TransferModel.open(tiny_model_path))
+    updates = reference_updates(tiny_model_path, device_files, DEVICES[:-1])
+    clipping_norm = 0.5 * min(norm(u) for u in updates.values())
+    _, result, aggregate = federate(tiny_model_path, device_files, tmp_path, device_models={DEVICES[-1]: other_model_path},
+                                    secure_aggregation=True, dp_clipping_norm=clipping_norm)
+    assert [(r["node_id"], r["message_type"]) for r in result.refusals] == [(DEVICES[-1], "train")]
+    expected = mean_head(start, [clipped(u, clipping_norm) for u in updates.values()])
+    for name in aggregate:
+        np.testing.assert_allclose(aggregate[name], expected[name], rtol=0, atol=4e-6)
 
 
 @pytest.mark.parametrize("demand, privacy, refused", [
