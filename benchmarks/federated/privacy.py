@@ -7,8 +7,8 @@ Flower's Gaussian noise at each noise multiplier, Flower's SecAgg+ alone, and Se
 clipping and noise. Epsilon is Flower's own accountant (`flwr.supercore.privacy_accounting.
 RdpAccountant`, Google's dp-accounting behind it) for client-level DP with every client in
 every round (no sampling amplification: the benchmark samples all clients), one Gaussian
-release per round, at the stated delta. Needs `pip install dp-accounting` (in the
-`federated-simulation` extra); without it epsilon is reported as not computed.
+release per round, at the stated delta. Needs `pip install --no-deps dp-accounting==0.6.0`;
+without it epsilon is reported as not computed.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def epsilon(noise_multiplier: float | None, rounds: int, clients: int, delta: fl
         accountant.compose(GaussianPrivacyEvent(noise_multiplier, clients, clients), count=rounds)
         return float(accountant.get_privacy_spent().epsilon)
     except ImportError:
-        return "not computed (pip install dp-accounting)"
+        return "not computed (pip install --no-deps dp-accounting==0.6.0)"
 
 
 def rdp_epsilon_bound(noise_multiplier: float, rounds: int, delta: float) -> float:

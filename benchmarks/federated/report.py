@@ -78,7 +78,9 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
         f"{s['learning_rate']}), Fashion-MNIST through {outcome['base']} "
         f"({s['image_size']}x{s['image_size']}). Label-skewed: {s['classes_per_client']} classes per client. "
         f"Global held-out set: {s['test_per_class']} test images per class. Flower {machine.get('flwr')} "
-        f"simulation engine (Ray {machine.get('ray')}), {s['workers']} workers; wall time {outcome['wall_seconds']} s "
+        + (f"simulation engine (Ray {machine.get('ray')}), {s['workers']} workers" if s.get("engine", "ray") == "ray"
+           else "strategies and workflows over an in-process Grid (no Ray; one device after the other)")
+        + f"; wall time {outcome['wall_seconds']} s "
         f"(features {'from the cache' if outcome['features_cached'] else 'computed'} in {outcome['feature_seconds']} s).", "",
         "## Accuracy on the global held-out set (10 classes)", "",
         "| split | " + " | ".join(f"federated {name} (final / best round)" for name in s["strategies"])

@@ -1,6 +1,6 @@
 """Differential privacy and secure aggregation on Flower's own mechanisms, in one process.
 
-Flower's strategies and workflows drive our ClientApp through `InProcessGrid` (messages go
+Flower's strategies and workflows drive our ClientApp through `in_process.InProcessGrid` (messages go
 through Flower's serde, each device keeps its own Context); the references are computed
 without Flower: each device's round by `FederatedClient.fit` with the same config, then the
 clipping and averaging in numpy. Checked: Flower's clipping mod bounds exactly the head's
@@ -29,7 +29,6 @@ from flwr.common import FitIns, ndarrays_to_parameters
 from flwr.compat.common import recorddict_compat as compat
 
 from tests.helpers import colour_images
-from tests.runtime.federated.in_process import InProcessGrid, ServerIdentity
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import read_checkpoint
 from tflite_transfer.runtime.errors import InvalidInputError
@@ -37,6 +36,7 @@ from tflite_transfer.runtime.federated import client_app as client_app_module
 from tflite_transfer.runtime.federated import head
 from tflite_transfer.runtime.federated.client import FederatedClient, FitConfig
 from tflite_transfer.runtime.federated.client_data import ClientData
+from tflite_transfer.runtime.federated.in_process import InProcessGrid, ServerIdentity
 from tflite_transfer.runtime.federated.server_app import ServerSettings, run_federation
 
 DEVICES = (11, 22, 33)

@@ -1,11 +1,14 @@
-"""A Flower Grid that delivers every message to our ClientApp in this process.
+"""A Flower Grid that delivers every message to a ClientApp in this process (tests and
+small simulations: no Ray, no processes, one device after the other).
 
 Flower's strategies and workflows (the Message API ones, and the legacy SecAgg+ workflow)
 talk to it as to a SuperLink: each message is serialized and parsed again with Flower's own
 protobuf serde (as the Fleet API would carry it: SecAgg+ reuses one RecordDict for every
 device, so sharing objects would be wrong), handed to the ClientApp with that node's own
 Context (whose state SecAgg+ keeps between its stages), and an exception becomes an error
-reply as a SuperNode would send it. No Ray, no processes; every reply is kept for the test.
+reply as a SuperNode would send it. `delivered` keeps every (message, reply) unless
+`keep=False`. Flower stamps new messages with its process's task identity, which a real
+ServerApp process sets: `ServerIdentity` sets and clears it around a federation.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ def _over_the_wire(message: Message) -> Message:
 
 
 class InProcessGrid(Grid):
-    def __init__(self, client_app, node_configs: dict[int, dict]):
-        self.client_app = client_app
+    def __init__(self, client_app, node_configs: dict[int, dict], keep: bool = True):
+        self.client_app, self.keep = client_app, keep
         self.contexts = {node: Context(run_id=RUN_ID, node_id=node, node_config=dict(config), state=RecordDict(),
                                        run_config={}) for node, config in node_configs.items()}
         self.delivered: list[tuple[Message, Message]] = []      # (message as sent, reply)
@@ -59,14 +62,14 @@ class InProcessGrid(Grid):
             except Exception as error:  # noqa: BLE001 - a SuperNode turns any exception into an error reply
                 reply = Message(Error(code=0, reason=f"{type(error).__name__}: {error}"), reply_to=received)
             reply = _over_the_wire(reply)
-            self.delivered.append((received, reply))
+            if self.keep:
+                self.delivered.append((received, reply))
             replies.append(reply)
         return replies
 
 
 class ServerIdentity:
-    """Flower stamps messages with the identity of the process's task (set by a real
-    ServerApp process); set and cleared around a test."""
+    """The task identity Flower stamps on the messages a ServerApp creates."""
 
     def __enter__(self):
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 1, 1
