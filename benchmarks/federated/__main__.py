@@ -137,7 +137,7 @@ def run(settings: Settings, results_dir: str | Path, progress=print) -> dict[str
                     heldout=test_path, seed=settings.seed, **variant.overrides)
                 server.check()
                 progress(f"{split}, {variant.name}: {settings.clients} clients x {settings.rounds} rounds in "
-                         "Flower's simulation engine")
+                         f"({settings.engine} engine)")
                 from benchmarks.federated.simulation import simulate  # noqa: PLC0415
 
                 federation = simulate(server, data_dir, settings.clients, settings.workers, settings.engine)

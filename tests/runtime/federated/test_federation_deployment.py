@@ -215,20 +215,21 @@ def federation(tiny_model_path, other_model_path, tmp_path_factory):
         wait_for_port(link_port, link, link_log)
         node_ids = register(environment, workdir, [node_keys.public_key for node_keys in keys])
 
-        def start_node(name: str, private_key: Path, port: int, node_config: str) -> subprocess.Popen:
-            node, node_log = processes.start(
+        def start_node(name: str, private_key: Path, port: int, node_config: str) -> tuple:
+            return processes.start(
                 name, "flower-supernode", "--superlink", f"127.0.0.1:{link_port}",
                 "--root-certificates", str(tls.ca_certificate), "--auth-supernode-private-key", str(private_key),
                 "--host", "127.0.0.1", "--port", str(port), *runtime_tls, "--max-wait-time", "120",
                 "--node-config", node_config)
-            wait_for_port(port, node, node_log)
-            return node
 
-        intruder = start_node("intruder", intruder_keys.private_key, node_ports[-1],
-                              f'model="{nodes[0] / "model.tflite"}" data="{nodes[0] / "samples.npz"}"')
-        for index, (node_dir, node_keys, port) in enumerate(zip(nodes, keys, node_ports)):
-            start_node(f"supernode{index}", node_keys.private_key, port,
-                       f'model="{node_dir / "model.tflite"}" data="{node_dir / "samples.npz"}"')
+        # All four start at once (their imports overlap); then each must open its port.
+        intruder, intruder_log = start_node("intruder", intruder_keys.private_key, node_ports[-1],
+                                            f'model="{nodes[0] / "model.tflite"}" data="{nodes[0] / "samples.npz"}"')
+        started = [start_node(f"supernode{index}", node_keys.private_key, port,
+                              f'model="{node_dir / "model.tflite"}" data="{node_dir / "samples.npz"}"')
+                   for index, (node_dir, node_keys, port) in enumerate(zip(nodes, keys, node_ports))]
+        for (node, node_log), port in zip(started, node_ports):
+            wait_for_port(port, node, node_log)
         intruder.wait(timeout=START_TIMEOUT)          # refused at once: nothing to retry
         run_config = (f'model="{server_dir / "model.tflite"}" checkpoint-dir="{server_dir / "checkpoints"}" '
                       f'heldout="{server_dir / "heldout.npz"}" num-rounds={ROUNDS} local-epochs=5 '
