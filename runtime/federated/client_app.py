@@ -1,30 +1,31 @@
 """The Flower ClientApp: a SuperNode (a device) trains and scores its own model copy.
 
-    flower-supernode --insecure --superlink 127.0.0.1:9092 \\
+    flower-supernode --superlink 127.0.0.1:9092 --root-certificates ca.crt \\
+        --auth-supernode-private-key device-key \\
         --node-config 'model="/data/model.tflite" data="/data/samples.npz"'
 
 `model` is this device's compiled .tflite (the same file the server holds: checked by its
 fingerprint), `data` its cached samples (`ClientData`). Messages carry the head's kernels and
-biases (`arrays`) and the round config (`config`, with `model-fingerprint`); replies carry the
-new weights, metrics and the device's fingerprint. Needs the `federated` extra (from a checkout:
-`pip install '.[federated]'`).
+biases and the round config with `model-fingerprint` (`wire.py`: the Message API layout, or
+the legacy one of Flower's SecAgg+ workflow); replies carry the new weights, metrics and the
+device's fingerprint. Train messages go through `privacy_mods.privacy_mod` (Flower's SecAgg+
+and clipping mods when the server asks for them; the node config may demand them). Needs
+from a checkout `pip install '.[federated]'`.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from tflite_transfer.runtime.errors import InvalidInputError
+from tflite_transfer.runtime.federated import wire
 from tflite_transfer.runtime.federated.client import FederatedClient, FitConfig
 from tflite_transfer.runtime.federated.client_data import ClientData
+from tflite_transfer.runtime.federated.privacy_mods import privacy_mod
 from tflite_transfer.runtime.model import TransferModel
-
-ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
-FINGERPRINT = "model-fingerprint"
-NUM_EXAMPLES = "num-examples"          # the weight Flower's strategies average by
 
 # Where a node finds its model file and its samples, from its Flower Context.
 PathResolver = Callable[[Context], tuple[str, str]]
@@ -54,40 +55,28 @@ def _client(context: Context, resolve: PathResolver) -> FederatedClient:
     return FederatedClient(_models[model_path], _data[data_path])
 
 
-def _received(message: Message) -> tuple[dict, ConfigRecord]:
-    content = message.content
-    if ARRAYS not in content.array_records or CONFIG not in content.config_records:
-        raise InvalidInputError(f"message lacks the '{ARRAYS}' ArrayRecord or the '{CONFIG}' ConfigRecord")
-    weights = {name: array.numpy() for name, array in content.array_records[ARRAYS].items()}
-    return weights, content.config_records[CONFIG]
-
-
 def build_client_app(resolve: PathResolver = paths_from_node_config) -> ClientApp:
     client_app = ClientApp()
 
-    @client_app.train()
+    @client_app.train(mods=[privacy_mod])
     def train(message: Message, context: Context) -> Message:
         client = _client(context, resolve)
-        weights, config = _received(message)
-        result = client.fit(weights, str(config.get(FINGERPRINT, "")), FitConfig.from_config(config))
-        reply = RecordDict({
-            ARRAYS: ArrayRecord({name: Array(value) for name, value in result.weights.items()}),
-            METRICS: MetricRecord({NUM_EXAMPLES: result.num_examples, "train-loss": result.train_loss,
-                                   "train-seconds": result.seconds}),
-            CONFIG: ConfigRecord({FINGERPRINT: client.fingerprint}),
-        })
+        weights, config, layout = wire.received(message.content, client.metadata, "train")
+        result = client.fit(weights, str(config.get(wire.FINGERPRINT, "")), FitConfig.from_config(config))
+        uniform = bool(config.get(wire.UNIFORM_WEIGHTS, False))
+        metrics = {"train-loss": result.train_loss, "train-seconds": result.seconds}
+        reply = wire.train_reply(layout, client.metadata, result.weights, 1 if uniform else result.num_examples,
+                                 metrics, client.fingerprint)
         return Message(content=reply, reply_to=message)
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         client = _client(context, resolve)
-        weights, config = _received(message)
-        result = client.evaluate(weights, str(config.get(FINGERPRINT, "")))
-        reply = RecordDict({
-            METRICS: MetricRecord({NUM_EXAMPLES: result.num_examples, "eval-loss": result.loss,
-                                   "eval-accuracy": result.accuracy}),
-            CONFIG: ConfigRecord({FINGERPRINT: client.fingerprint}),
-        })
+        weights, config, layout = wire.received(message.content, client.metadata, "evaluate")
+        result = client.evaluate(weights, str(config.get(wire.FINGERPRINT, "")))
+        reply = wire.evaluate_reply(layout, result.loss, result.num_examples,
+                                    {"eval-loss": result.loss, "eval-accuracy": result.accuracy},
+                                    client.fingerprint)
         return Message(content=reply, reply_to=message)
 
     return client_app

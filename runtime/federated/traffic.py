@@ -1,11 +1,14 @@
 """A Grid that measures what a federation sends, and refuses replies from other models.
 
-It wraps the Grid Flower hands the ServerApp and is passed to Flower's own strategy
-unchanged in behaviour, except that (1) outgoing head weights are put in the model's dtypes,
-(2) every message's serialized size (Flower's object encoding: what the Fleet API carries,
-without HTTP/TLS framing) is counted per node and direction, and (3) a reply whose
-`model-fingerprint` differs from the server's model is dropped before aggregation and
-recorded as refused, as are error replies (a device refusing the federation's model).
+It wraps the Grid Flower hands the ServerApp and is passed to Flower's own strategy or
+workflow unchanged in behaviour, except that (1) outgoing head weights are put in the
+model's dtypes, (2) every message's serialized size (Flower's object encoding: what the Fleet
+API carries, without HTTP/TLS framing) is counted per node and direction, and (3) a reply
+whose `model-fingerprint` differs from the server's model is dropped before aggregation and
+recorded as refused, as are error replies (a device refusing the federation's model or a
+privacy demand). Both message layouts (`wire.py`) are screened; SecAgg+'s key-exchange
+replies carry no weights and pass. A dropped reply is, to Flower's SecAgg+ workflow, a
+device that dropped out: its masks are removed with the other devices' key shares.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import collections
 import dataclasses
 from typing import Iterable
 
-from flwr.app import Array, ArrayRecord, Message
+from flwr.app import Message
 from flwr.serverapp import Grid
 
-from tflite_transfer.runtime.federated.client_app import ARRAYS, CONFIG, FINGERPRINT
+from tflite_transfer.runtime.federated import wire
 from tflite_transfer.runtime.federated.global_model import GlobalModel
 
 
@@ -80,11 +83,8 @@ class MeasuringGrid(Grid):
         return sent, received
 
     def _conform(self, message: Message) -> Message:
-        if message.has_content() and ARRAYS in message.content.array_records:
-            weights = {name: array.numpy() for name, array in message.content.array_records[ARRAYS].items()}
-            conformed = self._global_model.conform(weights)
-            message.content.array_records[ARRAYS] = ArrayRecord(
-                {name: Array(value) for name, value in conformed.items()})
+        if message.has_content():
+            wire.conform_outgoing(message.content, self._global_model.metadata)
         return message
 
     def _screen(self, replies: Iterable[Message]) -> list[Message]:
@@ -94,14 +94,13 @@ class MeasuringGrid(Grid):
             self.received[node] += wire_bytes(reply)
             if reply.has_error():
                 self.refusals.append(Refusal(node, reply.metadata.message_type, reply.error.reason))
-                kept.append(reply)                 # the strategy logs and skips it
                 continue
-            configs = reply.content.config_records
-            reason = refusal_reason(configs[CONFIG].get(FINGERPRINT) if CONFIG in configs else None,
-                                    self._global_model.fingerprint, node)
-            if reason:
-                self.refusals.append(Refusal(node, reply.metadata.message_type, reason))
-                continue
+            if wire.carries_results(reply.content):
+                reason = refusal_reason(wire.reply_fingerprint(reply.content),
+                                        self._global_model.fingerprint, node)
+                if reason:
+                    self.refusals.append(Refusal(node, reply.metadata.message_type, reason))
+                    continue
             kept.append(reply)
         return kept
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 try:
-    from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM
+    from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAdam, FedAvg, FedAvgM
 except ImportError:
     if os.environ.get("CI"):
         raise RuntimeError("flwr is not installed: pip install -e '.[test]' (flwr==1.42.0)") from None
@@ -16,7 +16,8 @@ except ImportError:
     pytest.skip(f"flwr not installed ({install_command('federated')})", allow_module_level=True)
 
 from tflite_transfer.runtime.errors import InvalidInputError
-from tflite_transfer.runtime.federated.server_app import ServerSettings, build_strategy
+from tflite_transfer.runtime.federated.server_app import ServerSettings, build_strategy, round_config
+from tflite_transfer.runtime.federated.wire import UNIFORM_WEIGHTS
 from tflite_transfer.runtime.federated.traffic import refusal_reason
 
 
@@ -37,6 +38,29 @@ def test_run_config_is_typed():
 def test_bad_run_config_is_one_clear_error(config, message):
     with pytest.raises(InvalidInputError, match=message):
         ServerSettings.from_run_config(config)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"dp-noise-multiplier": 1.0}, "needs dp-clipping-norm"),
+    ({"dp-clipping-norm": -1.0}, "must be finite"),
+    ({"dp-clipping-norm": 1.0, "strategy": "fedadam"}, "strategy=\"fedavg\""),
+    ({"secure-aggregation": "yes"}, "not true or false"),
+    ({"secure-aggregation": True, "min-nodes": 2, "secagg-num-shares": 3}, "secagg-num-shares"),
+    ({"secure-aggregation": True, "secagg-reconstruction-threshold": 1}, "threshold"),
+])
+def test_privacy_settings_are_checked_up_front(config, message):
+    with pytest.raises(InvalidInputError, match=message):
+        ServerSettings.from_run_config({"model": "m.tflite", "checkpoint-dir": "out", "min-nodes": 3, **config})
+
+
+def test_differential_privacy_wraps_fedavg_with_flowers_client_side_clipping():
+    settings = ServerSettings.from_run_config({"model": "m", "checkpoint-dir": "o", "min-nodes": 4,
+                                               "dp-clipping-norm": 0.5, "dp-noise-multiplier": 1.2})
+    strategy = build_strategy(settings)
+    assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping) and type(strategy.strategy) is FedAvg
+    assert (strategy.clipping_norm, strategy.noise_multiplier, strategy.num_sampled_clients) == (0.5, 1.2, 4)
+    assert round_config(settings, "f")[UNIFORM_WEIGHTS] is True
+    assert round_config(ServerSettings("m", "o"), "f")[UNIFORM_WEIGHTS] is False
 
 
 def test_replies_from_other_models_are_dropped():
