@@ -72,7 +72,7 @@ def export_inference_model(model_bytes: bytes, state: dict[str, np.ndarray], sou
     image = _image_input(model, metadata, base_input, image_range)
     graph.set_metadata(model, tflite_metadata.METADATA_NAME, _task_metadata(metadata, image))
     graph.compact_buffers(model)
-    files = {LABELS_FILE: _labels_text(metadata).encode()} if metadata.label.class_ids else {}
+    files = {LABELS_FILE: _labels_text(metadata).encode()} if (metadata.label.class_ids or metadata.label.one_hot) else {}
     data = contract.stamp_digest(model_io.append_associated_files(model_io.write_model_bytes(model), files))
     check_exported_model(data, "exported model")
     return data
@@ -203,27 +203,34 @@ def _image_input(model, metadata: contract.ModelMetadata, base: tflite_metadata.
     subgraph = model.subgraphs[0]
     tensor = subgraph.tensors[subgraph.inputs[0]]
     shape = model_io.tensor_shape(tensor)
+    name = metadata.tensor_names.input
+    if metadata.input is not None and metadata.input.kind != contract.IMAGE_KIND:
+        value_range = metadata.input.range
+        return tflite_metadata.ImageInput(
+            name, f"{model_io.tensor_type_name(tensor.type)} {list(shape[1:])} values"
+            + (f" in [{value_range[0]:g}, {value_range[1]:g}]" if value_range else ""),
+            value_range=value_range, color_space=None)
     description = f"{'x'.join(map(str, shape[1:3]))} image, {model_io.tensor_type_name(tensor.type)}"
     color_space = base.color_space if base is not None else tflite_metadata.RGB
     if tensor.type != TensorType.FLOAT32:
-        return tflite_metadata.ImageInput(contract.IMAGE, f"{description} pixels 0-255", None, None,
+        return tflite_metadata.ImageInput(name, f"{description} pixels 0-255", None, None,
                                           (0.0, 255.0), color_space)
     if base is not None and base.mean is not None and image_range is None:
         mean, std = base.mean, base.std
     else:
-        pixel_range = image_range or metadata.image_range
+        pixel_range = image_range or metadata.input_range
         if pixel_range is None:
-            return tflite_metadata.ImageInput(contract.IMAGE, f"{description}; value range unknown "
+            return tflite_metadata.ImageInput(name, f"{description}; value range unknown "
                                               "(export with --image_range)", color_space=color_space)
         mean_value, std_value = tflite_metadata.normalization_for_range(*pixel_range)
         mean, std = (mean_value,), (std_value,)
     low, high = (0.0 - mean[0]) / std[0], (255.0 - mean[0]) / std[0]
-    return tflite_metadata.ImageInput(contract.IMAGE, f"{description}: (pixel - mean) / std of "
+    return tflite_metadata.ImageInput(name, f"{description}: (pixel - mean) / std of "
                                       "pixels 0-255", tuple(mean), tuple(std), (low, high), color_space)
 
 
 def _task_metadata(metadata: contract.ModelMetadata, image: tflite_metadata.ImageInput) -> bytes:
-    classes = metadata.label.class_ids
+    classes = metadata.label.class_ids or metadata.label.one_hot
     base = metadata.base.get("description", "a base model")
     head = metadata.head.get("description", "a trained head")
     output = tflite_metadata.Output(

@@ -54,7 +54,7 @@ class ImageInput:
     mean: tuple[float, ...] | None = None      # NormalizationOptions; None: raw pixels (quantized input)
     std: tuple[float, ...] | None = None
     value_range: tuple[float, float] | None = None   # Stats min/max of the values the tensor takes
-    color_space: int = RGB
+    color_space: int | None = RGB              # None: not an image (FeatureProperties)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +96,13 @@ def _subgraph(builder, image: ImageInput, output: Output) -> int:
 
 
 def _image_tensor(builder, image: ImageInput) -> int:
-    builder.StartObject(2)   # ImageProperties
-    builder.PrependInt8Slot(0, image.color_space, 0)
-    properties = builder.EndObject()
-    content = _content(builder, _IMAGE_PROPERTIES, properties)
+    if image.color_space is None:  # an input of another kind (audio, tabular, ...)
+        builder.StartObject(0)   # FeatureProperties: no fields
+        content = _content(builder, _FEATURE_PROPERTIES, builder.EndObject())
+    else:
+        builder.StartObject(2)   # ImageProperties
+        builder.PrependInt8Slot(0, image.color_space, 0)
+        content = _content(builder, _IMAGE_PROPERTIES, builder.EndObject())
     units = None
     if image.mean is not None:
         mean, std = _floats(builder, image.mean), _floats(builder, image.std)
@@ -193,8 +196,11 @@ def read_image_input(data: bytes) -> ImageInput | None:
             value_range = (_float_vector(stats, 1)[0], _float_vector(stats, 0)[0])
         color_space = RGB
         content = _table(tensor, 3)
-        if content is not None and _scalar(content, 0, number_types.Uint8Flags) == _IMAGE_PROPERTIES:
+        kind = _scalar(content, 0, number_types.Uint8Flags) if content is not None else None
+        if kind == _IMAGE_PROPERTIES:
             color_space = _scalar(_union(content, 1), 0, number_types.Int8Flags) or RGB
+        elif kind == _FEATURE_PROPERTIES:
+            color_space = None
         return ImageInput(name=_string(tensor, 0), description=_string(tensor, 1), mean=mean, std=std,
                           value_range=value_range, color_space=color_space)
     except (IndexError, ValueError, TypeError, OverflowError, struct.error, UnicodeDecodeError) as error:
