@@ -14,6 +14,13 @@ Files (all deterministic; numpy only, no TensorFlow):
                              signature's exact input/output names, state entries with roles,
                              the label spec, each signature's fixed batch
   checkpoint.ckpt            the state of metadata.json's model as runtime/checkpoint.py writes it
+  vectors.json               the rules as data: every limit by name and accept/refuse vectors for
+                             learning rates, steps, inputs, model files and checkpoint files
+                             (tests/golden/vectors.py, vector_files.py; schema in README.md)
+  vectors/checkpoints/*.ckpt checkpoints for vectors/model.tflite to accept or refuse
+  vectors/models/*.tflite    damaged copies of vectors/model.tflite to refuse
+The real model vectors/model.tflite is an input, not generated here: tests/golden/make_model.py
+compiles it (with TensorFlow) and it is committed.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.golden import vector_files, vectors
 from tflite_transfer.runtime import checkpoint, contract
 
 GOLDEN_DIR = Path(__file__).resolve().parent
@@ -117,8 +125,29 @@ def _checkpoint_bytes() -> bytes:
         return path.read_bytes()
 
 
+def _vectors() -> dict[str, bytes]:
+    """vectors.json and the files it names (paths relative to tests/golden/)."""
+    model_bytes = (GOLDEN_DIR / vector_files.MODEL).read_bytes()
+    model, model_vectors, model_files = vector_files.model_vectors(model_bytes)
+    checkpoint_vectors, checkpoint_files = vector_files.checkpoint_vectors(model_bytes)
+    document = {
+        "schema_version": vectors.SCHEMA_VERSION,
+        "limits": vectors.limits(),
+        "learning_rates": vectors.learning_rates(),
+        "steps": vectors.steps(),
+        "training_steps": vectors.training_steps(),
+        "inputs": {"contexts": vectors.CONTEXTS, "vectors": vectors.input_vectors()},
+        "model": model,
+        "model_files": model_vectors,
+        "digest_strings": vector_files.digest_strings(),
+        "checkpoints": checkpoint_vectors,
+    }
+    text = json.dumps(document, indent=1, sort_keys=True, allow_nan=False).encode() + b"\n"
+    return {"vectors.json": text, **model_files, **checkpoint_files}
+
+
 def golden_files() -> dict[str, bytes]:
-    """File name -> the bytes the code makes now."""
+    """File name (relative to tests/golden/) -> the bytes the code makes now."""
     version_1 = _version_1(METADATA)
     derived = {"metadata.json": _derived(METADATA),
                "metadata_fixed_batch.json": _derived(METADATA_FIXED_BATCH),
@@ -129,19 +158,34 @@ def golden_files() -> dict[str, bytes]:
         "metadata_v1.json": version_1.encode() + b"\n",
         "contract.json": json.dumps(derived, indent=1, sort_keys=True).encode() + b"\n",
         "checkpoint.ckpt": _checkpoint_bytes(),
+        **_vectors(),
     }
+
+
+def stale_vector_files(generated: dict[str, bytes]) -> list[str]:
+    """Files under vectors/checkpoints and vectors/models that the generator no longer makes."""
+    return sorted(str(path.relative_to(GOLDEN_DIR)) for folder in ("checkpoints", "models")
+                  for path in (GOLDEN_DIR / "vectors" / folder).glob("*")
+                  if str(path.relative_to(GOLDEN_DIR)) not in generated)
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, data in golden_files().items():
+    generated = golden_files()
+    for name, data in generated.items():
         path = GOLDEN_DIR / name
         if check:
             if not path.is_file() or path.read_bytes() != data:
                 stale.append(name)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+    for name in stale_vector_files(generated):
+        if check:
+            stale.append(name)
+        else:
+            (GOLDEN_DIR / name).unlink()
     if stale:
         print(f"golden files out of date: {', '.join(stale)}; run python -m tests.golden.generate", file=sys.stderr)
         return 1
