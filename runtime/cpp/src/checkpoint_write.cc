@@ -134,6 +134,9 @@ void WriteCheckpoint(const std::string& path, const TensorMap& tensors,
       WriteAll(descriptor, header.data(), header.size());
       for (const Tensor* tensor : order) WriteAll(descriptor, tensor->bytes.data(), tensor->bytes.size());
     });
+  } catch (const NotRegularFileError& error) {
+    throw CheckpointError("could not write checkpoint " + Printable(path) + ": " + error.what() +
+                          "; pass the path of a regular file (nothing was written)");
   } catch (const FileError& error) {
     throw CheckpointError("could not write checkpoint " + Printable(path) + ": " + error.what() +
                           "; the previous file (if any) is unchanged - check that the directory "
