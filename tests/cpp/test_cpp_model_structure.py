@@ -7,13 +7,15 @@ wrong, whichever mode opens it; with the digest check on, the digest refuses it 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fixtures.cpp_runtime import assert_one_error_line, run_demo
 
-CONV_2D, CALL_ONCE = 3, 129
+CONV_2D, MEAN, RESHAPE, CALL_ONCE, READ_VARIABLE = 3, 40, 22, 129, 143
+GOLDEN_MODEL = Path(__file__).resolve().parents[1] / "golden" / "vectors" / "model.tflite"
 
 
 def edited(model_bytes: bytes, edit) -> bytes:
@@ -52,6 +54,48 @@ def set_op(field: str, value):
     return edit
 
 
+def write_twice(model):  # the conv writes the tensor the op before it wrote
+    subgraph, op = first_op(model, CONV_2D)
+    op.outputs = np.array([op.inputs[0]], np.int32)
+
+
+def read_before_write(model):  # the conv reads its own output
+    subgraph, op = first_op(model, CONV_2D)
+    op.inputs = np.array([op.outputs[0], *op.inputs[1:]], np.int32)
+
+
+def reshape_int8_constant(model):  # a float RESHAPE fed the int8 conv weights
+    subgraph, conv = first_op(model, CONV_2D)
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == RESHAPE:
+            op.inputs = np.array([conv.inputs[1], *op.inputs[1:]], np.int32)
+            return
+    raise AssertionError("no RESHAPE beside the conv")
+
+
+def mean_axis(model):
+    subgraph, op = first_op(model, MEAN)
+    model.buffers[subgraph.tensors[op.inputs[1]].buffer].data = np.array([1, 9], np.int32).view(np.uint8)
+
+
+def variable_shape(model):
+    subgraph, op = first_op(model, READ_VARIABLE)
+    tensor = subgraph.tensors[op.outputs[0]]
+    tensor.shape = np.array([*list(tensor.shape)[:-1], int(tensor.shape[-1]) + 1], np.int32)
+    tensor.shapeSignature = None
+
+
+def signature_name_twice(model):
+    signature = next(s for s in model.signatureDefs if s.signatureKey == b"save")
+    signature.outputs[1].name = signature.outputs[0].name
+
+
+def signature_shorter(model):
+    signature = next(s for s in model.signatureDefs if s.signatureKey == b"save")
+    signature.outputs = signature.outputs[:-1]
+
+
 CASES = [
     ("conv stride 0", set_conv("strideW", 0), "has stride_w 0 (must be >= 1)"),
     ("conv dilation 0", set_conv("dilationHFactor", 0), "has dilation_h_factor 0"),
@@ -66,6 +110,13 @@ CASES = [
     ("constant of the wrong size", set_tensor("shape", np.array([7, 3, 3, 2], np.int32)), "its buffer holds"),
     ("zero point outside int8", set_tensor("q.zeroPoint", np.array([300] * 7, np.int64)), "zero point outside"),
     ("NaN scale", set_tensor("q.scale", np.array([np.nan] * 7, np.float32)), "scale that is not finite"),
+    ("a tensor written twice", write_twice, "which is written already"),
+    ("a tensor read before it is written", read_before_write, "which no earlier op writes"),
+    ("a RESHAPE mixing types", reshape_int8_constant, "mixes tensor types"),
+    ("a reduction axis outside the rank", mean_axis, "reduces over axis 9 of a rank 4 tensor"),
+    ("a variable read with another shape", variable_shape, "with a shape it has nowhere else"),
+    ("a signature naming two tensors alike", signature_name_twice, "names two tensors alike"),
+    ("a signature shorter than its subgraph", signature_shorter, "are not its subgraph's inputs and outputs"),
 ]
 
 
@@ -74,9 +125,19 @@ def model_bytes(tiny_v2_model_path) -> bytes:
     return open(tiny_v2_model_path, "rb").read()
 
 
-def test_an_intact_model_passes_the_structure_checks(cpp_demo, tiny_v2_model_path):
-    result = run_demo(cpp_demo, "--check_model", "--model", tiny_v2_model_path, "--skip_digest_check")
-    assert json.loads(result.stdout)["digest_checked"] is False
+@pytest.mark.parametrize("model", ["tiny_v2_model_path", "small_model_path", "golden"])
+def test_intact_models_pass_the_structure_checks(cpp_demo, request, tmp_path, model):
+    """Compiled models of every kind the tests have (softmax/SGD on the tiny base, MLP/Adam on
+    MobileNetV2, the golden model) train with the digest skipped: no check refuses valid bytes."""
+    path = GOLDEN_MODEL if model == "golden" else request.getfixturevalue(model)
+    result = run_demo(cpp_demo, "--check_model", "--model", path, "--skip_digest_check")
+    described = json.loads(result.stdout)
+    assert described["digest_checked"] is False
+    images = np.zeros((2, *described["image"]["shape"]), described["image"]["dtype"])
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", np.array([0, 1]))
+    run_demo(cpp_demo, "--model", path, "--skip_digest_check", "--images", tmp_path / "images.npy",
+             "--labels", tmp_path / "labels.npy", "--epochs", 1)
 
 
 @pytest.mark.parametrize("name,edit,fragment", CASES, ids=[case[0] for case in CASES])

@@ -1,11 +1,17 @@
 // Structure checks of a model whose digest was not checked, with the TFLite schema: what the
-// compiler's model reader checks (compiler/flatbuffer/model_io.py, _check_references) plus the
-// op options whose zero value makes a kernel divide by zero. TFLite's loader trusts all of it.
+// compiler's model reader checks (compiler/flatbuffer/model_io.py, _check_references), the op
+// options whose zero value makes a kernel divide by zero, and signatures that are exactly their
+// subgraph's inputs and outputs; then the dataflow checks of model_dataflow.cc. TFLite's loader
+// trusts all of it; a check names the crash it prevents where one was seen
+// (benchmarks/fuzz/cpp_attacks.py, "digest-off structure").
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
+#include <utility>
 
 #include "errors.h"
+#include "model_dataflow.h"
 #include "model_flatbuffer.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "text.h"
@@ -261,17 +267,28 @@ class StructureChecker {
     }
   }
 
+  // The C API sizes a signature by its subgraph's inputs and outputs but names them from the
+  // SignatureDef: a signature whose tensors are not exactly those (fewer, or a name twice) made
+  // TfLiteSignatureRunnerGetOutputName read past its names (SIGSEGV).
   void CheckSignature(const tflite::SignatureDef* signature) const {
     if (!signature) Fail("a signature is missing");
     const std::string what = "signature " + Quoted(signature->signature_key() ? signature->signature_key()->str() : "");
     CheckSubgraphIndex(signature->subgraph_index(), what);
     const tflite::SubGraph* subgraph = model_.subgraphs()->Get(signature->subgraph_index());
     const uint32_t tensors = subgraph->tensors() ? subgraph->tensors()->size() : 0;
-    for (const auto* maps : {signature->inputs(), signature->outputs()}) {
-      if (!maps) continue;
-      for (const tflite::TensorMap* map : *maps) {
+    const std::pair<const flatbuffers::Vector<flatbuffers::Offset<tflite::TensorMap>>*, const flatbuffers::Vector<int32_t>*>
+        sides[] = {{signature->inputs(), subgraph->inputs()}, {signature->outputs(), subgraph->outputs()}};
+    for (const auto& [maps, ends] : sides) {
+      std::set<std::string> names;
+      std::multiset<int64_t> mapped, expected;
+      if (ends) expected.insert(ends->begin(), ends->end());
+      for (uint32_t index = 0; maps && index < maps->size(); ++index) {
+        const tflite::TensorMap* map = maps->Get(index);
         if (!map || map->tensor_index() >= tensors) Fail(what + " refers to a missing tensor");
+        if (!names.insert(map->name() ? map->name()->str() : "").second) Fail(what + " names two tensors alike");
+        mapped.insert(map->tensor_index());
       }
+      if (mapped != expected) Fail(what + "'s tensors are not its subgraph's inputs and outputs");
     }
   }
 
@@ -284,7 +301,9 @@ class StructureChecker {
 }  // namespace
 
 void CheckModelStructure(const std::vector<uint8_t>& bytes, const std::string& source) {
-  StructureChecker(VerifiedModel(bytes, source), bytes, source).Run();
+  const tflite::Model& model = VerifiedModel(bytes, source);
+  StructureChecker(model, bytes, source).Run();
+  CheckModelDataflow(model, source);  // needs every index in range: after the checks above
 }
 
 }  // namespace tflite_transfer
