@@ -229,5 +229,6 @@ def demo_numbers(demo: str, model: str, work: Path, timeout: float) -> dict:
             outcome = "failed: an error about something else"
         outcomes[f"{name}: {outcome}"] += 1
         if outcome != "clean error":
-            examples.setdefault(name, stderr.strip()[-300:] or "(exit 0, nothing said)")
+            said = "timed out" if code is None else f"exit {code}, nothing said"
+            examples.setdefault(name, stderr.strip()[-300:] or f"({said})")
     return _result("demo numbers and training data", outcomes, examples, started)
