@@ -117,6 +117,12 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if verify_digest:
         check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
     metadata = read_metadata(model_bytes, source)
+    if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
+        # Its metadata has a digest, but the file has no single digest field: a second one was
+        # added (the check above could not know which to trust), so nothing was verified.
+        raise VerificationError(
+            f"{source}: a contract version {metadata.contract_version} model must carry exactly one "
+            "model_digest field; copy or download it again, or recompile it")
     try:
         interpreter, name = new_interpreter(model_bytes, num_threads)
         signatures = _check_contract(interpreter, metadata, source)

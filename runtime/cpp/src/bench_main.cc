@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "contract.h"
 #include "errors.h"
 #include "json.h"
 #include "tensor.h"
@@ -29,6 +30,7 @@ using tflite_transfer::DType;
 using tflite_transfer::JsonQuote;
 using tflite_transfer::Tensor;
 using tflite_transfer::TransferModel;
+namespace contract = tflite_transfer::contract;
 
 // Bump when a field of the JSON document changes name or meaning (the runner checks it).
 constexpr int kFormatVersion = 1;
@@ -240,16 +242,16 @@ int Run(const Options& options) {
   Tensor one_label = RandomLabels(*model, 1, random);
 
   std::vector<Timing> timings;
-  timings.push_back(TimeCalls("load", 1, options.runs, [&] { model->Load(image); }));
-  timings.push_back(TimeCalls("infer", 1, options.runs, [&] { model->Infer(image); }));
+  timings.push_back(TimeCalls(contract::kLoad, 1, options.runs, [&] { model->Load(image); }));
+  timings.push_back(TimeCalls(contract::kInfer, 1, options.runs, [&] { model->Infer(image); }));
   for (long batch : options.train_batches) {
     Tensor bottlenecks = RandomBottlenecks(batch, model->bottleneck_size(), random);
     Tensor labels = RandomLabels(*model, batch, random);
-    timings.push_back(TimeCalls("train", batch, options.runs, [&] { model->Train(bottlenecks, labels); }));
+    timings.push_back(TimeCalls(contract::kTrain, batch, options.runs, [&] { model->Train(bottlenecks, labels); }));
   }
-  timings.push_back(TimeCalls("train_images", 1, options.runs, [&] { model->TrainImages(image, one_label); }));
-  timings.push_back(TimeCalls("save", 1, options.runs, [&] { model->SaveCheckpoint(options.checkpoint); }));
-  timings.push_back(TimeCalls("restore", 1, options.runs, [&] { model->RestoreCheckpoint(options.checkpoint); }));
+  timings.push_back(TimeCalls(contract::kTrainImages, 1, options.runs, [&] { model->TrainImages(image, one_label); }));
+  timings.push_back(TimeCalls(contract::kSave, 1, options.runs, [&] { model->SaveCheckpoint(options.checkpoint); }));
+  timings.push_back(TimeCalls(contract::kRestore, 1, options.runs, [&] { model->RestoreCheckpoint(options.checkpoint); }));
   std::remove(options.checkpoint.c_str());
 
   std::map<std::string, long> status = ProcessStatus();

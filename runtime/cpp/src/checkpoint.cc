@@ -29,13 +29,14 @@ bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'
 }  // namespace
 
 std::optional<size_t> ChecksumOffset(std::string_view header) {
-  const std::string marker = std::string("\"") + kChecksumKey + "\":\"";
+  const std::string marker = contract::kChecksumMarker;
+  constexpr size_t kDigits = contract::kDigestHexDigits;
   std::optional<size_t> found;
   for (size_t start = header.find(marker); start != std::string_view::npos;
        start = header.find(marker, start + 1)) {
     size_t digits = start + marker.size();
-    if (digits + 65 > header.size() || header[digits + 64] != '"' ||
-        !std::all_of(header.begin() + digits, header.begin() + digits + 64, IsLowerHex)) {
+    if (digits + kDigits + 1 > header.size() || header[digits + kDigits] != '"' ||
+        !std::all_of(header.begin() + digits, header.begin() + digits + kDigits, IsLowerHex)) {
       continue;
     }
     if (found) return std::nullopt;  // two candidates: refuse rather than guess
@@ -44,22 +45,33 @@ std::optional<size_t> ChecksumOffset(std::string_view header) {
   return found;
 }
 
-void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>& expected,
-                     const std::string& model_fingerprint, const std::string& path) {
+std::optional<uint64_t> StateBytes(const std::vector<StateSpec>& state) {
+  uint64_t total = 0;
+  for (const StateSpec& spec : state) {
+    std::optional<int64_t> count = NumElements(spec.shape);
+    if (!count || static_cast<uint64_t>(*count) > (UINT64_MAX - total) / ItemSize(spec.dtype)) return std::nullopt;
+    total += static_cast<uint64_t>(*count) * ItemSize(spec.dtype);
+  }
+  return total;
+}
+
+void CheckDeclaredTensors(const std::string& fingerprint, const std::vector<DeclaredTensor>& tensors,
+                          const CheckpointExpectation& expected, const std::string& path) {
   std::string where = "checkpoint " + Printable(path);
-  if (checkpoint.model_fingerprint != model_fingerprint) {
-    throw CheckpointError(where + " was written by another model (fingerprint " +
-                          Abbreviate(checkpoint.model_fingerprint) + " vs " +
-                          Abbreviate(model_fingerprint) + "); restore it into the model that "
+  if (fingerprint != expected.model_fingerprint) {
+    throw CheckpointError(where + " was written by another model (fingerprint " + Abbreviate(fingerprint) +
+                          " vs " + Abbreviate(expected.model_fingerprint) + "); restore it into the model that "
                           "saved it, or start from this model's initial weights");
   }
+  std::map<std::string, const DeclaredTensor*> declared;
+  for (const DeclaredTensor& tensor : tensors) declared[tensor.name] = &tensor;
   std::vector<std::string> missing, unexpected;
   std::map<std::string, const StateSpec*> by_name;
-  for (const StateSpec& spec : expected) {
+  for (const StateSpec& spec : expected.state) {
     by_name[spec.name] = &spec;
-    if (!checkpoint.tensors.count(spec.name)) missing.push_back(spec.name);
+    if (!declared.count(spec.name)) missing.push_back(spec.name);
   }
-  for (const auto& [name, tensor] : checkpoint.tensors) {
+  for (const auto& [name, tensor] : declared) {
     if (!by_name.count(name)) unexpected.push_back(name);
   }
   std::sort(missing.begin(), missing.end());
@@ -71,7 +83,7 @@ void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>&
   }
   std::string mismatches;
   for (const auto& [name, spec] : by_name) {
-    const Tensor& stored = checkpoint.tensors.at(name);
+    const DeclaredTensor& stored = *declared.at(name);
     if (stored.shape != spec->shape || stored.dtype != spec->dtype) {
       if (!mismatches.empty()) mismatches += "; ";
       mismatches += Quoted(name) + " is " + ShapeString(stored.shape) + " " + NumpyName(stored.dtype) +
@@ -80,6 +92,13 @@ void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>&
     }
   }
   if (!mismatches.empty()) throw CheckpointError(where + " does not fit the model: " + mismatches);
+}
+
+void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>& expected,
+                     const std::string& model_fingerprint, const std::string& path) {
+  std::vector<DeclaredTensor> tensors;
+  for (const auto& [name, tensor] : checkpoint.tensors) tensors.push_back({name, tensor.dtype, tensor.shape});
+  CheckDeclaredTensors(checkpoint.model_fingerprint, tensors, CheckpointExpectation{model_fingerprint, expected}, path);
 }
 
 }  // namespace tflite_transfer

@@ -12,26 +12,18 @@
 #include <string_view>
 #include <vector>
 
+#include "contract.h"
 #include "model_metadata.h"
 #include "tensor.h"
 
 namespace tflite_transfer {
-
-inline constexpr char kCheckpointFormat[] = "tflite-transfer-checkpoint";
-inline constexpr int kCheckpointFormatVersion = 2;  // what the writer writes
-inline constexpr int kCheckpointVersion1 = 1;       // no checksum; read only on request
-inline constexpr char kChecksumKey[] = "checksum";
-// The safetensors reference reader refuses larger headers too: a bigger length field means a
-// corrupt file, and trusting it would allocate gigabytes before noticing.
-inline constexpr uint64_t kMaxHeaderBytes = 100000000;
-inline constexpr size_t kMaxDimensions = 32;
 
 using TensorMap = std::map<std::string, Tensor>;  // name -> value, sorted by UTF-8 bytes
 
 struct Checkpoint {
   TensorMap tensors;
   std::string model_fingerprint;
-  int format_version = kCheckpointFormatVersion;
+  int format_version = contract::kCheckpointFormatVersion;
   std::map<std::string, std::string> metadata;  // the file's whole __metadata__ (with the checksum)
 };
 
@@ -49,14 +41,41 @@ void WriteCheckpoint(const std::string& path, const TensorMap& tensors,
                      const std::map<std::string, std::string>& extra_metadata = {});
 
 // Reads and fully validates a checkpoint, in this order: regular file; size >= 8; header
-// length <= 100 MB and <= size - 8; header; checksum over the file streamed in 1 MiB chunks;
-// JSON (linear time, duplicate keys refused); entries against the file size; tensor data.
-// Nothing is allocated from a declared size before it is checked against the file. Every
-// problem is a CheckpointError naming the file.
+// length <= kMaxHeaderBytes and <= size - 8; header; checksum over the file streamed in 1 MiB
+// chunks; JSON (linear time, duplicate keys refused); entries against the file size; tensor
+// data. Nothing is allocated from a declared size before it is checked against the file.
+// Every problem is a CheckpointError naming the file.
 Checkpoint ReadCheckpoint(const std::string& path, const CheckpointReadOptions& options = {});
 
-// Throws CheckpointError unless `checkpoint` fits the model: same fingerprint, exactly the
-// state names, and every shape and dtype.
+// What a checkpoint must hold to be restored into a model.
+struct CheckpointExpectation {
+  std::string model_fingerprint;
+  std::vector<StateSpec> state;
+};
+
+// ReadCheckpoint for restoring into the model described, which bounds what is read: a file
+// whose data section is not exactly the model's state size is refused after its header alone
+// (the header is parsed to say why: another model's fingerprint, a tensor's shape, a
+// truncation), so a huge file is never hashed or loaded; a file of the right size is
+// checksummed first (a damaged header is reported as damage), then checked against the model
+// (fingerprint, names, shapes, dtypes) before any tensor data is read. The result fits the
+// model (CheckCompatible holds); values are not checked for meaning (CheckState does that).
+Checkpoint ReadCheckpointFor(const std::string& path, const CheckpointExpectation& expected,
+                             const CheckpointReadOptions& options = {});
+
+// One tensor as a checkpoint header declares it.
+struct DeclaredTensor {
+  std::string name;
+  DType dtype;
+  Shape shape;
+};
+
+// Throws CheckpointError unless the declared tensors fit the model: same fingerprint, exactly
+// the state names, and every shape and dtype.
+void CheckDeclaredTensors(const std::string& fingerprint, const std::vector<DeclaredTensor>& tensors,
+                          const CheckpointExpectation& expected, const std::string& path);
+
+// The same for a checkpoint already read.
 void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>& expected,
                      const std::string& model_fingerprint, const std::string& path);
 
@@ -64,6 +83,9 @@ void CheckCompatible(const Checkpoint& checkpoint, const std::vector<StateSpec>&
 // hex>"` (inside a JSON string a quote is escaped, so only the metadata key can match), or
 // nullopt unless there is exactly one.
 std::optional<size_t> ChecksumOffset(std::string_view header);
+
+// Bytes of a state's data section (the sum over its tensors), or nullopt if it overflows.
+std::optional<uint64_t> StateBytes(const std::vector<StateSpec>& state);
 
 }  // namespace tflite_transfer
 

@@ -1,6 +1,7 @@
 // Reading checkpoints: every size is checked against the file before anything is read or
 // allocated from it, and the checksum is verified before the header is parsed (and again
-// over the tensor bytes as they are read).
+// over the tensor bytes as they are read). Read for a model, a file that cannot hold that
+// model's state is refused from its header alone, before its data is hashed or read.
 #include <algorithm>
 
 #include "checkpoint.h"
@@ -13,8 +14,10 @@
 namespace tflite_transfer {
 namespace {
 
-constexpr char kMetadataKey[] = "__metadata__";
+using contract::kCheckpointMetadataKey;
+using contract::kLengthFieldBytes;
 constexpr size_t kChunkBytes = 1 << 20;  // the checksum streams the file in chunks this big
+constexpr size_t kDigits = contract::kDigestHexDigits;
 
 uint64_t GetU64LittleEndian(const unsigned char* bytes) {
   uint64_t value = 0;
@@ -42,12 +45,12 @@ std::string OffsetsText(uint64_t begin, uint64_t end) {
 // memory, the data section streamed from the file in bounded memory.
 std::string FileChecksum(const ReadableFile& file, const std::string& path, const unsigned char* length_field,
                          std::string header, size_t checksum_at) {
-  header.replace(checksum_at, 64, std::string(64, '0'));
+  header.replace(checksum_at, kDigits, std::string(kDigits, '0'));
   Sha256 checksum;
-  checksum.Update(length_field, 8);
+  checksum.Update(length_field, kLengthFieldBytes);
   checksum.Update(header);
   std::vector<unsigned char> chunk(std::min<uint64_t>(kChunkBytes, file.size()));
-  for (uint64_t at = 8 + header.size(); at < file.size();) {
+  for (uint64_t at = kLengthFieldBytes + header.size(); at < file.size();) {
     size_t count = static_cast<size_t>(std::min<uint64_t>(chunk.size(), file.size() - at));
     if (!file.ReadAt(at, chunk.data(), count)) {
       throw Corrupt(path, "the file ended early (was it truncated while being read?)");
@@ -75,9 +78,9 @@ Entry ValidateEntry(const std::string& path, const std::string& name, const Json
   }
   const Json& shape = *entry.Find("shape");
   Entry result{name, *dtype, {}, 0, 0};
-  const std::string bad_shape = "tensor " + quoted + " has a bad shape; expected a list of at most 32 "
-                                "non-negative integers";
-  if (!shape.is_array() || shape.items.size() > kMaxDimensions) throw Corrupt(path, bad_shape);
+  const std::string bad_shape = "tensor " + quoted + " has a bad shape; expected a list of at most " +
+                                std::to_string(contract::kMaxDimensions) + " non-negative integers";
+  if (!shape.is_array() || shape.items.size() > contract::kMaxDimensions) throw Corrupt(path, bad_shape);
   // Element count times item size, refusing anything that overflows 64 bits.
   unsigned __int128 expected_bytes = ItemSize(*dtype);
   for (const Json& size : shape.items) {
@@ -114,7 +117,7 @@ std::map<std::string, std::string> ValidateMetadata(const std::string& path, con
                                                     std::optional<size_t> checksum_at) {
   const std::string where = "checkpoint " + Printable(path);
   if (!metadata) {
-    throw CheckpointError(where + " has no __metadata__, so it is not a " + kCheckpointFormat +
+    throw CheckpointError(where + " has no " + kCheckpointMetadataKey + ", so it is not a " + contract::kCheckpointFormat +
                           " file (a plain safetensors file?); pass a checkpoint written by a "
                           "tflite-transfer runtime");
   }
@@ -124,25 +127,26 @@ std::map<std::string, std::string> ValidateMetadata(const std::string& path, con
     if (!value.is_string()) throw Corrupt(path, "__metadata__ must be an object of string values");
     values[key] = value.text;
   }
-  auto format = values.find("format");
-  if (format == values.end() || format->second != kCheckpointFormat) {
-    throw CheckpointError(where + " is not a " + kCheckpointFormat + " file (__metadata__.format is " +
+  auto format = values.find(contract::kFormatKey);
+  if (format == values.end() || format->second != contract::kCheckpointFormat) {
+    throw CheckpointError(where + " is not a " + contract::kCheckpointFormat + " file (__metadata__.format is " +
                           (format == values.end() ? "missing" : Printable(JsonQuote(format->second))) +
                           "); pass a checkpoint written by a tflite-transfer runtime");
   }
-  auto version = values.find("format_version");
-  std::string expected = std::to_string(checksum_at ? kCheckpointFormatVersion : kCheckpointVersion1);
+  auto version = values.find(contract::kFormatVersionKey);
+  std::string expected = std::to_string(checksum_at ? contract::kCheckpointFormatVersion : contract::kCheckpointVersion1);
   if (version == values.end() || version->second != expected) {
     throw CheckpointError(where + " has format_version " +
                           (version == values.end() ? "missing" : Printable(JsonQuote(version->second))) +
                           (checksum_at ? " with" : " without") + " a checksum; this reader supports version " +
-                          std::to_string(kCheckpointFormatVersion) + " (checksummed) and, with "
-                          "--allow_version_1, version 1 (a newer file? upgrade tflite-transfer)");
+                          std::to_string(contract::kCheckpointFormatVersion) + " (checksummed) and, with "
+                          "--allow_version_1, version " + std::to_string(contract::kCheckpointVersion1) +
+                          " (a newer file? upgrade tflite-transfer)");
   }
-  if (checksum_at && values[kChecksumKey].size() != 64) {
+  if (checksum_at && values[contract::kChecksumKey].size() != kDigits) {
     throw Corrupt(path, "the checksum field is not __metadata__.checksum");
   }
-  auto fingerprint = values.find("model_fingerprint");
+  auto fingerprint = values.find(contract::kModelFingerprintKey);
   if (fingerprint == values.end() || fingerprint->second.empty()) {
     throw Corrupt(path, "__metadata__ has no model_fingerprint");
   }
@@ -175,40 +179,14 @@ void CheckTiling(const std::string& path, std::vector<Entry>& entries, uint64_t 
   }
 }
 
-Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const CheckpointReadOptions& options) {
-  const uint64_t file_size = file.size();
-  if (file_size < 8) {
-    throw Corrupt(path, "the file is " + std::to_string(file_size) + " bytes, too short for the 8-byte header length");
-  }
-  unsigned char length_field[8];
-  if (!file.ReadAt(0, length_field, 8)) throw Corrupt(path, "the file ended early (was it truncated while being read?)");
-  uint64_t header_length = GetU64LittleEndian(length_field);
-  if (header_length > kMaxHeaderBytes) {
-    throw Corrupt(path, "the header length field says " + std::to_string(header_length) +
-                        " bytes, more than the 100000000-byte limit");
-  }
-  if (header_length > file_size - 8) {
-    throw Corrupt(path, "the header length field says " + std::to_string(header_length) + " bytes but only " +
-                        std::to_string(file_size - 8) + " bytes follow it");
-  }
-  std::string header(static_cast<size_t>(header_length), '\0');
-  if (!file.ReadAt(8, header.data(), header.size())) {
-    throw Corrupt(path, "the file ended early (was it truncated while being read?)");
-  }
-  std::optional<size_t> checksum_at = ChecksumOffset(header);
-  if (checksum_at) {
-    std::string stored = header.substr(*checksum_at, 64);
-    std::string computed = FileChecksum(file, path, length_field, header, *checksum_at);
-    if (computed != stored) {
-      throw Corrupt(path, "its checksum does not match its content (stored " + stored.substr(0, 12) +
-                          "\xE2\x80\xA6, computed " + computed.substr(0, 12) + "\xE2\x80\xA6): the file was damaged");
-    }
-  } else if (!options.allow_version_1) {
-    throw CheckpointError("checkpoint " + Printable(path) + " has no checksum: it is format version 1 (or "
-                          "damaged), which cannot be checked for corruption; to read it anyway pass "
-                          "--allow_version_1 (allow_version_1=True in Python) and save it again to "
-                          "convert it to version 2");
-  }
+// The header parsed and checked against the file: metadata, and entries tiling the data section.
+struct ParsedHeader {
+  std::map<std::string, std::string> metadata;
+  std::vector<Entry> entries;  // sorted by offset
+};
+
+ParsedHeader ParseHeader(const std::string& path, const std::string& header, std::optional<size_t> checksum_at,
+                         uint64_t data_size) {
   if (!IsValidUtf8(header)) throw Corrupt(path, "the header is not UTF-8");
   Json parsed;
   try {
@@ -217,27 +195,88 @@ Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const
     throw Corrupt(path, "the header is not valid JSON (" + Printable(error.what()) + ")");
   }
   if (!parsed.is_object()) throw Corrupt(path, std::string("the header is a JSON ") + parsed.KindName() + ", not an object");
-  Checkpoint checkpoint;
-  checkpoint.metadata = ValidateMetadata(path, parsed.Find(kMetadataKey), checksum_at);
-  checkpoint.model_fingerprint = checkpoint.metadata["model_fingerprint"];
-  checkpoint.format_version = checksum_at ? kCheckpointFormatVersion : kCheckpointVersion1;
-
-  const uint64_t data_start = 8 + header_length, data_size = file_size - data_start;
-  std::vector<Entry> entries;
+  ParsedHeader result;
+  result.metadata = ValidateMetadata(path, parsed.Find(kCheckpointMetadataKey), checksum_at);
   for (const auto& [name, entry] : parsed.members) {
-    if (name != kMetadataKey) entries.push_back(ValidateEntry(path, name, entry, data_size));
+    if (name != kCheckpointMetadataKey) result.entries.push_back(ValidateEntry(path, name, entry, data_size));
   }
-  CheckTiling(path, entries, data_size);
+  CheckTiling(path, result.entries, data_size);
+  return result;
+}
+
+std::vector<DeclaredTensor> Declared(const std::vector<Entry>& entries) {
+  std::vector<DeclaredTensor> declared;
+  for (const Entry& entry : entries) declared.push_back({entry.name, entry.dtype, entry.shape});
+  return declared;
+}
+
+Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const CheckpointReadOptions& options,
+                        const CheckpointExpectation* expected) {
+  const uint64_t file_size = file.size();
+  if (file_size < kLengthFieldBytes) {
+    throw Corrupt(path, "the file is " + std::to_string(file_size) + " bytes, too short for the " +
+                        std::to_string(kLengthFieldBytes) + "-byte header length");
+  }
+  unsigned char length_field[kLengthFieldBytes];
+  if (!file.ReadAt(0, length_field, kLengthFieldBytes)) {
+    throw Corrupt(path, "the file ended early (was it truncated while being read?)");
+  }
+  uint64_t header_length = GetU64LittleEndian(length_field);
+  if (header_length > contract::kMaxHeaderBytes) {
+    throw Corrupt(path, "the header length field says " + std::to_string(header_length) + " bytes, more than the " +
+                        std::to_string(contract::kMaxHeaderBytes) + "-byte limit");
+  }
+  if (header_length > file_size - kLengthFieldBytes) {
+    throw Corrupt(path, "the header length field says " + std::to_string(header_length) + " bytes but only " +
+                        std::to_string(file_size - kLengthFieldBytes) + " bytes follow it");
+  }
+  std::string header(static_cast<size_t>(header_length), '\0');
+  if (!file.ReadAt(kLengthFieldBytes, header.data(), header.size())) {
+    throw Corrupt(path, "the file ended early (was it truncated while being read?)");
+  }
+  std::optional<size_t> checksum_at = ChecksumOffset(header);
+  if (!checksum_at && !options.allow_version_1) {
+    throw CheckpointError("checkpoint " + Printable(path) + " has no checksum: it is format version 1 (or "
+                          "damaged), which cannot be checked for corruption; to read it anyway pass "
+                          "--allow_version_1 (allow_version_1=True in Python) and save it again to "
+                          "convert it to version 2");
+  }
+  const uint64_t data_start = kLengthFieldBytes + header_length, data_size = file_size - data_start;
+  if (expected) {
+    std::optional<uint64_t> state_bytes = StateBytes(expected->state);
+    if (!state_bytes || data_size != *state_bytes) {
+      // It cannot hold this model's state, whatever its checksum says: never hash or read its
+      // data (a valid 1 GiB file took 43 s and 1 GB of memory); the header alone says why.
+      ParsedHeader parsed = ParseHeader(path, header, checksum_at, data_size);
+      CheckDeclaredTensors(parsed.metadata[contract::kModelFingerprintKey], Declared(parsed.entries), *expected, path);
+      throw Corrupt(path, "its data section is " + std::to_string(data_size) + " bytes, not the model's " +
+                          (state_bytes ? std::to_string(*state_bytes) : std::string("(overflowing)")));
+    }
+  }
+  if (checksum_at) {
+    std::string stored = header.substr(*checksum_at, kDigits);
+    std::string computed = FileChecksum(file, path, length_field, header, *checksum_at);
+    if (computed != stored) {
+      throw Corrupt(path, "its checksum does not match its content (stored " + stored.substr(0, 12) +
+                          "\xE2\x80\xA6, computed " + computed.substr(0, 12) + "\xE2\x80\xA6): the file was damaged");
+    }
+  }
+  ParsedHeader parsed = ParseHeader(path, header, checksum_at, data_size);
+  Checkpoint checkpoint;
+  checkpoint.metadata = std::move(parsed.metadata);
+  checkpoint.model_fingerprint = checkpoint.metadata[contract::kModelFingerprintKey];
+  checkpoint.format_version = checksum_at ? contract::kCheckpointFormatVersion : contract::kCheckpointVersion1;
+  if (expected) CheckDeclaredTensors(checkpoint.model_fingerprint, Declared(parsed.entries), *expected, path);
   // The tensors are read in a second pass; hashing them again proves they are the bytes the
   // checksum covered (the file could have been rewritten in place in between).
   Sha256 again;
   if (checksum_at) {
-    again.Update(length_field, 8);
+    again.Update(length_field, kLengthFieldBytes);
     again.Update(std::string_view(header).substr(0, *checksum_at));
-    again.Update(std::string(64, '0'));
-    again.Update(std::string_view(header).substr(*checksum_at + 64));
+    again.Update(std::string(kDigits, '0'));
+    again.Update(std::string_view(header).substr(*checksum_at + kDigits));
   }
-  for (Entry& entry : entries) {  // sorted, contiguous, bounded by the file: safe to allocate
+  for (Entry& entry : parsed.entries) {  // sorted, contiguous, bounded by the file: safe to allocate
     Tensor tensor;
     tensor.dtype = entry.dtype;
     tensor.shape = std::move(entry.shape);
@@ -248,23 +287,33 @@ Checkpoint ReadOpenFile(const ReadableFile& file, const std::string& path, const
     again.Update(tensor.bytes.data(), tensor.bytes.size());
     checkpoint.tensors.emplace(entry.name, std::move(tensor));
   }
-  if (checksum_at && again.HexDigest() != header.substr(*checksum_at, 64)) {
+  if (checksum_at && again.HexDigest() != header.substr(*checksum_at, kDigits)) {
     throw Corrupt(path, "the file changed while being read; read it again once no one writes it");
   }
   return checkpoint;
 }
 
-}  // namespace
-
-Checkpoint ReadCheckpoint(const std::string& path, const CheckpointReadOptions& options) {
+Checkpoint ReadChecked(const std::string& path, const CheckpointReadOptions& options,
+                       const CheckpointExpectation* expected) {
   try {
     ReadableFile file(path, "checkpoint");
-    return ReadOpenFile(file, path, options);
+    return ReadOpenFile(file, path, options, expected);
   } catch (const FileError& error) {
     throw CheckpointError(std::string(error.what()) +
                           (std::string(error.what()).find("does not exist") != std::string::npos
                                ? ", or start training from the model's initial weights" : ""));
   }
+}
+
+}  // namespace
+
+Checkpoint ReadCheckpoint(const std::string& path, const CheckpointReadOptions& options) {
+  return ReadChecked(path, options, nullptr);
+}
+
+Checkpoint ReadCheckpointFor(const std::string& path, const CheckpointExpectation& expected,
+                             const CheckpointReadOptions& options) {
+  return ReadChecked(path, options, &expected);
 }
 
 }  // namespace tflite_transfer

@@ -12,9 +12,9 @@
 namespace tflite_transfer {
 namespace {
 
-constexpr char kMetadataKey[] = "__metadata__";
-constexpr size_t kHeaderAlignment = 8;
-const std::string kChecksumPlaceholder(64, '0');
+using contract::kCheckpointMetadataKey;
+using contract::kHeaderAlignment;
+const std::string kChecksumPlaceholder(contract::kDigestHexDigits, '0');
 
 void PutU64LittleEndian(std::string& out, uint64_t value) {
   for (int byte = 0; byte < 8; ++byte) out += static_cast<char>((value >> (8 * byte)) & 0xFF);
@@ -28,8 +28,8 @@ bool IsHex(const std::string& text) {
 
 void CheckTensorName(const std::string& name) {
   if (name.empty()) throw InvalidInputError("tensor names must be non-empty strings");
-  if (name == kMetadataKey) {
-    throw InvalidInputError("tensor name '__metadata__' is reserved for the checkpoint metadata");
+  if (name == kCheckpointMetadataKey) {
+    throw InvalidInputError("tensor name " + Quoted(name) + " is reserved for the checkpoint metadata");
   }
   if (!IsValidUtf8(name)) throw InvalidInputError("tensor name " + Quoted(name) + " is not valid UTF-8");
 }
@@ -42,10 +42,10 @@ std::vector<std::pair<std::string, std::string>> BuildMetadata(
     throw InvalidInputError("model_fingerprint must be a non-empty hex string, got " + Quoted(model_fingerprint));
   }
   std::vector<std::pair<std::string, std::string>> metadata = {
-      {"format", kCheckpointFormat},
-      {"format_version", std::to_string(kCheckpointFormatVersion)},
-      {"model_fingerprint", model_fingerprint},
-      {kChecksumKey, kChecksumPlaceholder}};
+      {contract::kFormatKey, contract::kCheckpointFormat},
+      {contract::kFormatVersionKey, std::to_string(contract::kCheckpointFormatVersion)},
+      {contract::kModelFingerprintKey, model_fingerprint},
+      {contract::kChecksumKey, kChecksumPlaceholder}};
   for (const auto& [key, value] : extra_metadata) {  // std::map: sorted by bytes, like Python
     for (const auto& [reserved, unused] : metadata) {
       if (key == reserved) {
@@ -69,7 +69,7 @@ std::string BuildHeader(const TensorMap& tensors,
   for (const auto& [name, tensor] : tensors) {
     CheckTensorName(name);
     std::optional<int64_t> count = NumElements(tensor.shape);
-    if (!count || tensor.shape.size() > kMaxDimensions ||
+    if (!count || tensor.shape.size() > contract::kMaxDimensions ||
         tensor.bytes.size() != static_cast<uint64_t>(*count) * ItemSize(tensor.dtype)) {
       throw InvalidInputError("tensor " + Quoted(name) + " (" + tensor.Describe() + ") holds " +
                               std::to_string(tensor.bytes.size()) + " bytes, not what its shape needs");
@@ -81,7 +81,7 @@ std::string BuildHeader(const TensorMap& tensors,
   std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return ItemSize(a.second->dtype) > ItemSize(b.second->dtype);
   });
-  std::string header = "{\"__metadata__\":{";
+  std::string header = "{" + JsonQuote(kCheckpointMetadataKey) + ":{";
   for (size_t index = 0; index < metadata.size(); ++index) {
     if (index) header += ",";
     header += JsonQuote(metadata[index].first) + ":" + JsonQuote(metadata[index].second);
@@ -101,9 +101,9 @@ std::string BuildHeader(const TensorMap& tensors,
   }
   header += "}";
   header.append((kHeaderAlignment - header.size() % kHeaderAlignment) % kHeaderAlignment, ' ');
-  if (header.size() > kMaxHeaderBytes) {
-    throw InvalidInputError("checkpoint header would be " + std::to_string(header.size()) +
-                            " bytes (limit 100000000); too many tensors or names too long");
+  if (header.size() > contract::kMaxHeaderBytes) {
+    throw InvalidInputError("checkpoint header would be " + std::to_string(header.size()) + " bytes (limit " +
+                            std::to_string(contract::kMaxHeaderBytes) + "); too many tensors or names too long");
   }
   return header;
 }
@@ -126,7 +126,7 @@ void WriteCheckpoint(const std::string& path, const TensorMap& tensors,
   checksum.Update(length_field);
   checksum.Update(header);
   for (const Tensor* tensor : order) checksum.Update(tensor->bytes.data(), tensor->bytes.size());
-  header.replace(*checksum_at, 64, checksum.HexDigest());
+  header.replace(*checksum_at, contract::kDigestHexDigits, checksum.HexDigest());
 
   try {
     WriteFileAtomically(path, [&](int descriptor) {
@@ -134,6 +134,9 @@ void WriteCheckpoint(const std::string& path, const TensorMap& tensors,
       WriteAll(descriptor, header.data(), header.size());
       for (const Tensor* tensor : order) WriteAll(descriptor, tensor->bytes.data(), tensor->bytes.size());
     });
+  } catch (const NotRegularFileError& error) {
+    throw CheckpointError("could not write checkpoint " + Printable(path) + ": " + error.what() +
+                          "; pass the path of a regular file (nothing was written)");
   } catch (const FileError& error) {
     throw CheckpointError("could not write checkpoint " + Printable(path) + ": " + error.what() +
                           "; the previous file (if any) is unchanged - check that the directory "

@@ -1,9 +1,11 @@
 // tflite_transfer_demo: trains a compiled tflite-transfer model from .npy files with the C++
 // runtime, prints the loss of each epoch and the accuracy, and saves a checkpoint that the
 // Python runtime restores (and the other way round).
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,6 +14,7 @@
 #include "demo_checks.h"
 #include "demo_training.h"
 #include "errors.h"
+#include "model_inputs.h"
 #include "npy.h"
 #include "tensor.h"
 #include "text.h"
@@ -106,14 +109,18 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-long ParseInt(const std::map<std::string, std::string>& flags, const std::string& name, long fallback, long minimum) {
+// An integer flag in [minimum, maximum]; anything else (including a value strtoll would clamp)
+// is a usage error naming the flag.
+int64_t ParseInt(const std::map<std::string, std::string>& flags, const std::string& name, int64_t fallback,
+                 int64_t minimum, int64_t maximum) {
   auto found = flags.find(name);
   if (found == flags.end()) return fallback;
   char* end = nullptr;
-  long value = std::strtol(found->second.c_str(), &end, 10);
-  if (found->second.empty() || *end != '\0' || value < minimum) {
-    UsageError("--" + name + " must be an integer >= " + std::to_string(minimum) + ", got " +
-               tflite_transfer::Quoted(found->second));
+  errno = 0;
+  long long value = std::strtoll(found->second.c_str(), &end, 10);
+  if (found->second.empty() || *end != '\0' || errno == ERANGE || value < minimum || value > maximum) {
+    UsageError("--" + name + " must be an integer from " + std::to_string(minimum) + " to " +
+               std::to_string(maximum) + ", got " + tflite_transfer::Quoted(found->second));
   }
   return value;
 }
@@ -167,7 +174,7 @@ Tensor AsFloat32(const Tensor& tensor, const std::string& path) {
   return converted;
 }
 
-int32_t Step(TransferModel& model) { return model.GetState().at("step").data<int32_t>()[0]; }
+int64_t Step(TransferModel& model) { return model.StepCounter(); }
 
 // The --check_* modes: read with the runtime's readers, print what they parsed.
 int Check(const std::map<std::string, std::string>& flags) {
@@ -194,11 +201,14 @@ int Run(const std::map<std::string, std::string>& flags) {
   }
   std::optional<std::string> model_path = Flag(flags, "model");
   if (!model_path) UsageError("--model is required");
-  long epochs = ParseInt(flags, "epochs", 10, 0);
-  long batch_size = ParseInt(flags, "batch_size", 8, 1);
-  long num_threads = ParseInt(flags, "num_threads", 1, 1);
+  // Every epoch takes at least one optimizer step, and the step counter stops at kMaxStep.
+  const int64_t epochs = ParseInt(flags, "epochs", 10, 0, tflite_transfer::contract::kMaxStep);
+  const int64_t batch_size = ParseInt(flags, "batch_size", 8, 1, std::numeric_limits<int32_t>::max());
+  const int64_t num_threads = ParseInt(flags, "num_threads", 1, 1, 1024);
   std::optional<uint64_t> shuffle_seed;
-  if (flags.count("shuffle_seed")) shuffle_seed = static_cast<uint64_t>(ParseInt(flags, "shuffle_seed", 0, 0));
+  if (flags.count("shuffle_seed")) {
+    shuffle_seed = static_cast<uint64_t>(ParseInt(flags, "shuffle_seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  }
   std::string train_on = Flag(flags, "train_on").value_or("bottlenecks");
   if (train_on != "bottlenecks" && train_on != "images") UsageError("--train_on must be bottlenecks or images");
   if (Flag(flags, "bottlenecks") && Flag(flags, "images")) UsageError("pass --bottlenecks or --images, not both");
@@ -229,7 +239,8 @@ int Run(const std::map<std::string, std::string>& flags) {
     tflite_transfer::CheckpointReadOptions read_options;
     read_options.allow_version_1 = flags.count("allow_version_1") > 0;
     model->RestoreCheckpoint(*restore, read_options);
-    std::printf("restored %s (step %d)\n", tflite_transfer::Printable(*restore).c_str(), Step(*model));
+    std::printf("restored %s (step %lld)\n", tflite_transfer::Printable(*restore).c_str(),
+                static_cast<long long>(Step(*model)));
   }
   if (flags.count("initialize")) std::printf("initialized (step %d)\n", model->Initialize());
   if (auto learning_rate = Flag(flags, "learning_rate")) {
@@ -256,18 +267,28 @@ int Run(const std::map<std::string, std::string>& flags) {
     throw InvalidInputError("--labels has " + tflite_transfer::ShapeString(labels->shape) + " for " +
                             std::to_string(num_samples) + " samples");
   }
+  if (epochs > 0 && num_samples == 0) {
+    const std::string data_flag = train_on == "images" || !Flag(flags, "bottlenecks") ? "images" : "bottlenecks";
+    throw InvalidInputError("--" + data_flag + " " + tflite_transfer::Printable(*Flag(flags, data_flag)) +
+                            " holds no samples (shape " +
+                            tflite_transfer::ShapeString(samples ? samples->shape : tflite_transfer::Shape{}) +
+                            "); nothing to train on: pass a file with at least one sample, or --epochs 0");
+  }
 
-  if (epochs > 0 && num_samples > 0) {
+  if (epochs > 0) {
     tflite_transfer::TrainingPlan plan;
     plan.epochs = epochs;
     plan.batch_size = batch_size;
     plan.on_images = train_on == "images";
     plan.shuffle_seed = shuffle_seed;
-    plan.fixed_batch = metadata.FixedBatch(plan.on_images ? "train_images" : "train");
+    plan.fixed_batch = metadata.FixedBatch(plan.on_images ? tflite_transfer::contract::kTrainImages
+                                                          : tflite_transfer::contract::kTrain);
     if (plan.fixed_batch && flags.count("batch_size") && batch_size != *plan.fixed_batch) {
       UsageError("this model trains with a fixed batch of " + std::to_string(*plan.fixed_batch) +
                  "; drop --batch_size or pass --batch_size=" + std::to_string(*plan.fixed_batch));
     }
+    // Refused before the first step rather than in the middle of an epoch.
+    tflite_transfer::CheckStepsLeft(Step(*model), tflite_transfer::PlannedSteps(num_samples, plan));
     tflite_transfer::TrainEpochs(*model, *samples, *labels, plan);
   }
 
@@ -293,7 +314,8 @@ int Run(const std::map<std::string, std::string>& flags) {
   if (auto checkpoint = Flag(flags, "checkpoint")) {
     // The same extra metadata as the Python runtime's save_checkpoint, so files match byte for byte.
     model->SaveCheckpoint(*checkpoint, {{"num_samples_cached", std::to_string(num_samples)}});
-    std::printf("saved %s (step %d)\n", tflite_transfer::Printable(*checkpoint).c_str(), Step(*model));
+    std::printf("saved %s (step %lld)\n", tflite_transfer::Printable(*checkpoint).c_str(),
+                static_cast<long long>(Step(*model)));
   }
   return 0;
 }

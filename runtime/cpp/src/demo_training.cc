@@ -81,6 +81,18 @@ void PrintEpoch(int64_t epoch, int64_t epochs, double loss, const std::string& n
 
 }  // namespace
 
+int64_t PlannedSteps(int64_t num_samples, const TrainingPlan& plan) {
+  // Without a fixed batch every epoch takes ceil(n / batch_size) steps; with one, the stream
+  // of epochs * n samples is cut into floor(epochs * n / B) batches.
+  const unsigned __int128 samples = static_cast<unsigned __int128>(plan.epochs) * static_cast<uint64_t>(num_samples);
+  const unsigned __int128 steps =
+      plan.fixed_batch ? samples / static_cast<uint64_t>(*plan.fixed_batch)
+                       : static_cast<unsigned __int128>(plan.epochs) *
+                             ((static_cast<uint64_t>(num_samples) + plan.batch_size - 1) / plan.batch_size);
+  return steps > static_cast<unsigned __int128>(std::numeric_limits<int64_t>::max())
+             ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(steps);
+}
+
 std::vector<double> TrainEpochs(TransferModel& model, const Tensor& samples, const Tensor& labels,
                                 const TrainingPlan& plan) {
   const int64_t count = samples.shape.at(0);

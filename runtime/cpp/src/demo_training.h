@@ -51,6 +51,10 @@ class BatchStream {
   int64_t position_in_epoch_ = 0, epoch_ = -1, last_epoch_ = -1;
 };
 
+// How many optimizer steps TrainEpochs takes for `num_samples` samples (saturating: never
+// more than INT64_MAX).
+int64_t PlannedSteps(int64_t num_samples, const TrainingPlan& plan);
+
 // Trains and prints "epoch e/E loss L" per epoch; returns the epoch losses (NaN for an epoch
 // in which no fixed batch ended). A non-finite loss stops training with a TransferError.
 std::vector<double> TrainEpochs(TransferModel& model, const Tensor& samples, const Tensor& labels,

@@ -24,6 +24,13 @@ class UnsupportedModelError : public TransferError {
   using TransferError::TransferError;
 };
 
+// A built-in check failed: the model file does not match its model_digest (damaged in transfer
+// or storage), or a contract version 2 file lacks its single digest field.
+class VerificationError : public TransferError {
+ public:
+  using TransferError::TransferError;
+};
+
 // A checkpoint file is missing, corrupt, or belongs to another model.
 class CheckpointError : public TransferError {
  public:

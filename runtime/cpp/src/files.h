@@ -18,6 +18,12 @@ class FileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The target of a write exists and is not a regular file (a device, FIFO, socket, directory).
+class NotRegularFileError : public FileError {
+ public:
+  using FileError::FileError;
+};
+
 // An open regular file. `what` ("checkpoint", "model file") starts every message.
 class ReadableFile {
  public:
@@ -39,12 +45,14 @@ class ReadableFile {
   uint64_t size_ = 0;
 };
 
-// Writes `path` through a temporary file `.<name>.<8 random [a-z0-9_]>.tmp` in the target's
-// directory (rename(2) is atomic only within one filesystem): readers see the old file or the
-// new one, never a mix, even after kill -9. A symlink is written through (its final target is
-// replaced, the link stays); a new file gets 0666 & ~umask, a replaced one keeps its mode;
-// temporary files of the same target that no live writer holds (crash leftovers) are removed
-// first. `write_content` writes everything to the descriptor (use WriteAll). Returns the path
+// Writes `path` through a temporary file `.<name>.<8 random [a-z0-9_]>.tmp` (a name too long
+// for that: BUILD.md, "Atomic write") in the target's directory (rename(2) is atomic only
+// within one filesystem): readers see the old file or the new one, never a mix, even after
+// kill -9. A symlink is written through (its final target is replaced, the link stays); an
+// existing target that is not a regular file (device, FIFO, socket, directory) is refused; a
+// new file gets 0666 & ~umask, a replaced one keeps its mode; temporary files of the same
+// target that no live writer holds (crash leftovers) are removed first, and a writer never
+// removes another's (flock-held from creation to rename). `write_content` writes everything to the descriptor (use WriteAll). Returns the path
 // really written. Throws FileError with the system's reason; the old file is then unchanged.
 std::string WriteFileAtomically(const std::string& path,
                                 const std::function<void(int descriptor)>& write_content);

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cstdio>
 #include <limits>
@@ -238,6 +240,13 @@ std::optional<int64_t> Json::AsInt64() const {
     return std::nullopt;
   }
   return negative ? -static_cast<int64_t>(*value) : static_cast<int64_t>(*value);
+}
+
+std::optional<double> Json::AsDouble() const {
+  if (kind != Kind::kNumber) return std::nullopt;
+  // strtod reads '.' as the decimal point unless the program changed LC_NUMERIC (ours never
+  // call setlocale); out-of-range literals give +-HUGE_VAL (inf), tiny ones 0 or a denormal.
+  return std::strtod(text.c_str(), nullptr);
 }
 
 const char* Json::KindName() const {

@@ -35,6 +35,8 @@ struct Json {
   // The value of a number literal without fraction or exponent (Python's `int`).
   std::optional<uint64_t> AsUInt64() const;
   std::optional<int64_t> AsInt64() const;
+  // Any number literal as the nearest double (out-of-range literals: +-inf), or nullopt.
+  std::optional<double> AsDouble() const;
   const char* KindName() const;
 };
 

@@ -1,6 +1,7 @@
 // Reading a compiled model file before the TFLite library sees it: a regular file only, its
-// model digest checked (runtime/SPEC.md#model-digest), its metadata parsed. LiteRT aborts the whole
-// process on some corrupt files, so a damaged file must be refused here, not there.
+// model digest checked (runtime/SPEC.md#model-digest), its metadata parsed, and its structure
+// checked when no digest vouches for it. LiteRT aborts the whole process on some corrupt
+// files, so a damaged file must be refused here, not there.
 #ifndef TFLITE_TRANSFER_MODEL_FILE_H_
 #define TFLITE_TRANSFER_MODEL_FILE_H_
 
@@ -21,7 +22,8 @@ struct ModelFileOptions {
 struct ModelFile {
   std::vector<uint8_t> bytes;
   ModelMetadata metadata;
-  bool digest_checked = false;  // false only for version 1 files or with verify_digest off
+  bool digest_checked = false;  // false only for version 1 files or with verify_digest off (then
+                                // the structure was checked instead: CheckModelStructure)
 };
 
 // Offset of the 64 hex digits of the one `"model_digest":"<64 lowercase hex>"` in the file, or
@@ -31,8 +33,9 @@ std::optional<size_t> FindModelDigest(const std::vector<uint8_t>& bytes);
 // sha256 of the whole file with the 64 bytes at `digest_at` read as ASCII '0'.
 std::string ComputeModelDigest(const std::vector<uint8_t>& bytes, size_t digest_at);
 
-// Reads and checks `path`; InvalidInputError (missing, not regular, damaged) or
-// UnsupportedModelError (not a tflite-transfer model, unusable metadata) on failure.
+// Reads and checks `path`; InvalidInputError (missing, not regular, corrupt structure),
+// VerificationError (the digest does not match, or a contract version 2 file lacks its single
+// digest field) or UnsupportedModelError (not a tflite-transfer model, unusable metadata).
 ModelFile ReadModelFile(const std::string& path, const ModelFileOptions& options = {});
 
 }  // namespace tflite_transfer

@@ -22,7 +22,37 @@ bool AllFinite(const Tensor& tensor) {
   return true;
 }
 
-Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype) {
+namespace {
+
+std::string Number(double value) {
+  char shown[64];
+  std::snprintf(shown, sizeof shown, "%g", value);
+  return shown;
+}
+
+// Float pixels inside the base's range (after the finiteness check).
+void CheckRange(const Tensor& images, const std::optional<std::pair<double, double>>& image_range) {
+  if (!image_range || images.dtype != DType::kFloat32) return;
+  const float* values = images.data<float>();
+  for (int64_t index = 0; index < images.num_elements(); ++index) {
+    if (values[index] < image_range->first || values[index] > image_range->second) {
+      throw InvalidInputError("image: value " + Number(values[index]) + " at index " + std::to_string(index) +
+                              " is outside the base's pixel range [" + Number(image_range->first) + ", " +
+                              Number(image_range->second) + "]");
+    }
+  }
+}
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + Quoted(name);
+  return text;
+}
+
+}  // namespace
+
+Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype,
+                   const std::optional<std::pair<double, double>>& image_range) {
   if (images.shape.size() != image_shape.size() + 1 ||
       !std::equal(image_shape.begin(), image_shape.end(), images.shape.begin() + 1)) {
     throw InvalidInputError("image: shape " + ShapeString(images.shape) + " does not fit the model's [batch, " +
@@ -31,6 +61,7 @@ Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_d
   if (images.shape[0] < 1) throw InvalidInputError("image: the batch is empty; pass at least one image");
   if (images.dtype == image_dtype) {
     if (!AllFinite(images)) throw InvalidInputError("image: contains NaN or Inf");
+    CheckRange(images, image_range);
     return images;
   }
   if (image_dtype != DType::kFloat32) {
@@ -51,6 +82,7 @@ Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_d
     }
   }
   if (!AllFinite(converted)) throw InvalidInputError("image: contains NaN or Inf");
+  CheckRange(converted, image_range);
   return converted;
 }
 
@@ -88,27 +120,58 @@ void CheckLabels(const Tensor& labels, int64_t batch, const ModelMetadata& metad
 }
 
 void CheckLearningRate(double learning_rate, const std::string& what) {
-  if (!(std::isfinite(learning_rate) && learning_rate > 0 && learning_rate <= kMaxLearningRate)) {
-    char shown[64];
-    std::snprintf(shown, sizeof shown, "%g", learning_rate);
-    throw InvalidInputError(what + " must be finite, > 0 and <= 1e+06, got " + shown +
-                            " (0 would not train; larger rates overflow float32 weights)");
+  if (!(std::isfinite(learning_rate) && learning_rate > 0 && learning_rate <= contract::kMaxLearningRate)) {
+    throw InvalidInputError(what + " must be finite, > 0 and <= " + Number(contract::kMaxLearningRate) + ", got " +
+                            Number(learning_rate) + " (0 would not train; larger rates overflow float32 weights)");
   }
 }
 
 void CheckStateMeaning(const StateSpec& spec, const Tensor& value) {
   const std::string what = "state " + Quoted(spec.name);
-  if (spec.role == "learning_rate" && value.dtype == DType::kFloat32) {
+  if (spec.role == contract::kRoleLearningRate && value.dtype == DType::kFloat32) {
     for (int64_t index = 0; index < value.num_elements(); ++index) CheckLearningRate(value.data<float>()[index], what);
   }
-  if (spec.role == "step" && value.dtype == DType::kInt32) {
+  if (spec.role == contract::kRoleStep && value.dtype == DType::kInt32) {
     for (int64_t index = 0; index < value.num_elements(); ++index) {
       int32_t step = value.data<int32_t>()[index];
-      if (step < 0 || step > kMaxStep) {
-        throw InvalidInputError(what + ": step " + std::to_string(step) + " is outside [0, " +
-                                std::to_string(kMaxStep) + "]");
+      if (step < contract::kMinStep || step > contract::kMaxStep) {
+        throw InvalidInputError(what + ": step " + std::to_string(step) + " is outside [" +
+                                std::to_string(contract::kMinStep) + ", " + std::to_string(contract::kMaxStep) + "]");
       }
     }
+  }
+}
+
+void CheckState(const std::map<std::string, Tensor>& state, const std::vector<StateSpec>& specs) {
+  std::vector<std::string> missing, unexpected;
+  for (const StateSpec& spec : specs) {
+    if (!state.count(spec.name)) missing.push_back(spec.name);
+  }
+  for (const auto& [name, value] : state) {
+    bool known = false;
+    for (const StateSpec& spec : specs) known = known || spec.name == name;
+    if (!known) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty()) {
+    throw InvalidInputError("state: missing [" + Join(missing) + "], unexpected [" + Join(unexpected) + "]");
+  }
+  for (const StateSpec& spec : specs) {
+    const Tensor& value = state.at(spec.name);
+    if (value.shape != spec.shape || value.dtype != spec.dtype) {
+      throw InvalidInputError("state " + Quoted(spec.name) + ": " + value.Describe() + ", expected " +
+                              NumpyName(spec.dtype) + " " + ShapeString(spec.shape));
+    }
+    if (!AllFinite(value)) throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
+    CheckStateMeaning(spec, value);
+  }
+}
+
+void CheckStepsLeft(int64_t taken, int64_t steps) {
+  if (steps > contract::kMaxStep - taken) {
+    throw InvalidInputError("the optimizer step counter is " + std::to_string(taken) + "; " + std::to_string(steps) +
+                            " more step(s) would pass " + std::to_string(contract::kMaxStep) +
+                            " (the int32 step wraps and Adam's update becomes NaN): save a checkpoint and "
+                            "call initialize, or restore a state with a smaller step");
   }
 }
 

@@ -5,8 +5,10 @@
 #define TFLITE_TRANSFER_MODEL_INPUTS_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "model_metadata.h"
 #include "tensor.h"
@@ -16,8 +18,10 @@ namespace tflite_transfer {
 bool AllFinite(const Tensor& tensor);
 
 // Images as the model takes them: [batch >= 1, *image_shape] of `image_dtype` (a float model
-// also takes any numeric pixels, converted to float32 as the Python runtime does).
-Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype);
+// also takes any numeric pixels, converted to float32 as the Python runtime does), finite and,
+// for a float model with an `image_range` in its metadata, inside it.
+Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype,
+                   const std::optional<std::pair<double, double>>& image_range = std::nullopt);
 
 // float32 [batch >= 1, bottleneck_size], finite.
 void CheckBottlenecks(const Tensor& bottlenecks, int64_t bottleneck_size);
@@ -25,18 +29,22 @@ void CheckBottlenecks(const Tensor& bottlenecks, int64_t bottleneck_size);
 // Labels per the model's label spec: int32 class ids [batch] in range, or float32 targets.
 void CheckLabels(const Tensor& labels, int64_t batch, const ModelMetadata& metadata);
 
-// The largest learning rate accepted (as runtime/inputs.py): a float32 step lr * gradient
-// overflows near 3e38; 1e6 keeps the first step finite for any real bottleneck.
-inline constexpr double kMaxLearningRate = 1e6;
-// Adam's bias correction computes beta ** (step + 1) with an int32 step.
-inline constexpr int64_t kMaxStep = 2147483646;
-
-// Finite, > 0 and <= kMaxLearningRate.
+// Finite, > 0 and <= contract::kMaxLearningRate (a float32 step lr * gradient overflows near
+// 3e38; the bound keeps the first step finite for any real bottleneck).
 void CheckLearningRate(double learning_rate, const std::string& what);
 
-// Restored values that are well-formed but meaningless: a learning rate outside (0, 1e6], a
-// step outside [0, kMaxStep]. (Shapes, dtypes and finiteness are checked by the caller.)
+// Restored values that are well-formed but meaningless: a learning rate outside
+// (0, kMaxLearningRate], a step outside [kMinStep, kMaxStep]. (Shapes, dtypes and finiteness
+// are checked by CheckState.)
 void CheckStateMeaning(const StateSpec& spec, const Tensor& value);
+
+// A whole training state for `restore`: exactly the metadata's names, each with its shape and
+// dtype, every float finite, and CheckStateMeaning; InvalidInputError naming the first problem.
+void CheckState(const std::map<std::string, Tensor>& state, const std::vector<StateSpec>& specs);
+
+// `steps` more optimizer steps from step `taken` must stay <= contract::kMaxStep (the int32 step
+// wraps after it and Adam's update becomes NaN).
+void CheckStepsLeft(int64_t taken, int64_t steps);
 
 // A signature with a fixed batch takes exactly that many samples per call.
 void CheckFixedBatch(const char* signature, const char* input, int64_t batch, std::optional<int64_t> fixed);

@@ -11,10 +11,8 @@
 namespace tflite_transfer {
 namespace {
 
-const std::set<std::string> kRoles = {"kernel", "bias", "slot", "step", "learning_rate"};
-
 [[noreturn]] void BadMetadata(const std::string& source, const std::string& problem) {
-  throw UnsupportedModelError(Printable(source) + ": the '" + std::string(kMetadataName) +
+  throw UnsupportedModelError(Printable(source) + ": the '" + std::string(contract::kMetadataKey) +
                               "' metadata is unusable: " + problem + "; recompile the model with compile-transfer");
 }
 
@@ -101,7 +99,10 @@ std::vector<StateSpec> UpgradeStateObject(const Json& state, const std::string& 
   std::vector<std::string> names, weights;
   for (const auto& [name, spec] : state.members) names.push_back(name);
   for (const std::string& name : names) {
-    if (!EndsWith(name, "_kernel") && !EndsWith(name, "_bias")) continue;
+    if (!EndsWith(name, std::string("_") + contract::kRoleKernel) &&
+        !EndsWith(name, std::string("_") + contract::kRoleBias)) {
+      continue;
+    }
     bool is_slot = false;
     for (const std::string& other : names) is_slot = is_slot || (other != name && StartsWith(name, other + "_"));
     if (!is_slot) weights.push_back(name);
@@ -119,10 +120,10 @@ std::vector<StateSpec> UpgradeStateObject(const Json& state, const std::string& 
       if (!owner && StartsWith(name, weight + "_")) owner = &weight;
     }
     size_t last = name.rfind('_');
-    if (name == "step" || name == "learning_rate") {
+    if (name == contract::kStepTensor || name == contract::kLearningRateTensor) {
       spec.role = name;
     } else if (owner) {
-      spec.role = "slot";
+      spec.role = contract::kRoleSlot;
       spec.of = *owner;
       spec.slot = name.substr(owner->size() + 1);
       spec.layer = owner->substr(0, owner->rfind('_'));
@@ -145,13 +146,32 @@ bool IsDigest(const std::string& text) {
   return true;
 }
 
+bool IsRole(const std::string& role) {
+  for (const char* known : contract::kRoles) {
+    if (role == known) return true;
+  }
+  return false;
+}
+
+std::optional<std::pair<double, double>> OptionalRange(const Json& root, const char* key, const std::string& source) {
+  const Json* value = root.Find(key);
+  if (!value || value->kind == Json::Kind::kNull) return std::nullopt;
+  std::optional<double> low, high;
+  if (value->is_array() && value->items.size() == 2) {
+    low = value->items[0].AsDouble();
+    high = value->items[1].AsDouble();
+  }
+  if (!low || !high || !(*low <= *high)) BadMetadata(source, std::string("'") + key + "' is not [low, high]");
+  return std::make_pair(*low, *high);
+}
+
 void CheckConsistent(const ModelMetadata& metadata, const std::string& source) {
   std::set<std::string> seen;
   for (const StateSpec& spec : metadata.state) {
     if (!seen.insert(spec.name).second) BadMetadata(source, "duplicate state name " + Quoted(spec.name));
-    if (!kRoles.count(spec.role)) BadMetadata(source, "state " + Quoted(spec.name) + " has role " + Quoted(spec.role));
+    if (!IsRole(spec.role)) BadMetadata(source, "state " + Quoted(spec.name) + " has role " + Quoted(spec.role));
   }
-  if (metadata.label.kind != "class_ids" && metadata.label.kind != "targets") {
+  if (metadata.label.kind != contract::kLabelClassIds && metadata.label.kind != contract::kLabelTargets) {
     BadMetadata(source, "label kind " + Quoted(metadata.label.kind));
   }
   if (!metadata.labels.empty() && static_cast<int64_t>(metadata.labels.size()) != metadata.num_outputs) {
@@ -171,8 +191,10 @@ const StateSpec* ModelMetadata::FindState(const std::string& name) const {
 }
 
 std::optional<int64_t> ModelMetadata::FixedBatch(const std::string& signature) const {
-  if (signature == "infer" || signature == "load" || signature == "train_images") return image_batch;
-  if (signature == "train") return train_batch;
+  for (const char* image_signature : contract::kImageSignatures) {
+    if (signature == image_signature) return image_batch;
+  }
+  if (signature == contract::kTrain) return train_batch;
   return std::nullopt;
 }
 
@@ -187,12 +209,18 @@ ModelMetadata ParseModelMetadata(std::string_view json, const std::string& sourc
   const Json* format = root.Find("format");
   const Json* version = root.Find("contract_version");
   std::optional<int64_t> version_number = version ? version->AsInt64() : std::nullopt;
-  if (!format || !format->is_string() || format->text != kModelFormat || !version_number ||
-      (*version_number != 1 && *version_number != 2)) {
+  bool supported = false;
+  std::string supported_list;
+  for (int known : contract::kSupportedContractVersions) {
+    supported = supported || (version_number && *version_number == known);
+    supported_list += (supported_list.empty() ? "" : ", ") + std::to_string(known);
+  }
+  if (!format || !format->is_string() || format->text != contract::kFormat || !supported) {
     throw UnsupportedModelError(
         Printable(source) + ": metadata format " + (format ? Printable(format->is_string() ? JsonQuote(format->text) : format->KindName()) : "missing") +
         " contract version " + (version ? Printable(version->text.empty() ? version->KindName() : version->text) : "missing") +
-        "; this runtime reads 'tflite-transfer' versions 1, 2: recompile the model or update tflite-transfer");
+        "; this runtime reads '" + contract::kFormat + "' versions " + supported_list +
+        ": recompile the model or update tflite-transfer");
   }
   ModelMetadata metadata;
   metadata.contract_version = static_cast<int>(*version_number);
@@ -203,8 +231,8 @@ ModelMetadata ParseModelMetadata(std::string_view json, const std::string& sourc
   metadata.loss = RequireString(root, "loss", source);
   if (metadata.contract_version == 1) {
     metadata.state = UpgradeStateObject(Require(root, "state", source), source);
-    metadata.label = metadata.loss != "mse" ? LabelSpec{"class_ids", DType::kInt32, {}}
-                                            : LabelSpec{"targets", DType::kFloat32, {metadata.num_outputs}};
+    metadata.label = metadata.loss != "mse" ? LabelSpec{contract::kLabelClassIds, DType::kInt32, {}}
+                                            : LabelSpec{contract::kLabelTargets, DType::kFloat32, {metadata.num_outputs}};
   } else {
     metadata.state = ParseStateList(Require(root, "state", source), source);
     const Json& label = Require(root, "label", source);
@@ -221,6 +249,7 @@ ModelMetadata ParseModelMetadata(std::string_view json, const std::string& sourc
       metadata.labels.push_back(label.text);
     }
   }
+  metadata.image_range = OptionalRange(root, "image_range", source);
   metadata.image_batch = OptionalBatch(root, "image_batch", source);
   metadata.train_batch = OptionalBatch(root, "train_batch", source);
   CheckConsistent(metadata, source);

@@ -10,15 +10,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "contract.h"
 #include "tensor.h"
 
 namespace tflite_transfer {
-
-inline constexpr char kMetadataName[] = "tflite_transfer";
-inline constexpr char kModelFormat[] = "tflite-transfer";
-inline constexpr int kContractVersion = 2;
 
 struct StateSpec {
   std::string name;
@@ -37,7 +35,7 @@ struct LabelSpec {
 };
 
 struct ModelMetadata {
-  int contract_version = kContractVersion;
+  int contract_version = contract::kContractVersion;
   std::string fingerprint;      // lowercase hex; checkpoints carry it as model_fingerprint
   int64_t num_outputs = 0;      // classes (or regression targets for loss "mse")
   int64_t bottleneck_size = 0;  // D of the float32 [batch, D] bottleneck
@@ -46,11 +44,12 @@ struct ModelMetadata {
   LabelSpec label;
   std::vector<StateSpec> state;  // in the metadata's order
   std::vector<std::string> labels;         // class names, or empty
+  std::optional<std::pair<double, double>> image_range;  // pixel values a float image may hold
   std::optional<int64_t> image_batch;      // fixed batch of load/infer/train_images; none: any
   std::optional<int64_t> train_batch;      // fixed batch of train; none: any
   std::string model_digest;                // 64 hex (version 2), empty in version 1
 
-  bool classifies() const { return label.kind == "class_ids"; }
+  bool classifies() const { return label.kind == contract::kLabelClassIds; }
   const StateSpec* FindState(const std::string& name) const;
   // The batch a signature's shapes fix, or nullopt when any batch works (contract.fixed_batch).
   std::optional<int64_t> FixedBatch(const std::string& signature) const;
@@ -59,9 +58,10 @@ struct ModelMetadata {
 // Parses and checks the metadata JSON; UnsupportedModelError naming `source` for anything wrong.
 ModelMetadata ParseModelMetadata(std::string_view json, const std::string& source);
 
-// The metadata JSON inside a .tflite file, found with a bounds-checked reader of the few
-// FlatBuffer tables involved. Throws InvalidInputError for a file that is not a TFLite
-// FlatBuffer, UnsupportedModelError for one without tflite_transfer metadata.
+// The metadata JSON inside a .tflite file, read with the TFLite schema after the FlatBuffers
+// verifier accepted the whole file (model_structure.cc). Throws InvalidInputError for a file
+// that is not a valid TFLite FlatBuffer, UnsupportedModelError for one without tflite_transfer
+// metadata.
 std::string FindMetadataJson(const std::vector<uint8_t>& model_bytes, const std::string& source);
 
 inline ModelMetadata ReadModelMetadata(const std::vector<uint8_t>& model_bytes, const std::string& source) {

@@ -62,17 +62,18 @@ std::string Join(const std::vector<std::string>& names) {
 }  // namespace
 
 std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata) {
+  using namespace contract;  // NOLINT: the signature and tensor names, as contract.signature_specs
   std::vector<std::string> state;
   for (const StateSpec& spec : metadata.state) state.push_back(spec.name);
   return {
-      {"infer", {"image"}, {metadata.output}},
-      {"load", {"image"}, {"bottleneck"}},
-      {"train", {"bottleneck", "label"}, {"loss"}},
-      {"train_images", {"image", "label"}, {"loss"}},
-      {"save", {}, state},
-      {"restore", state, {"step"}},
-      {"initialize", {}, {"step"}},
-      {"set_learning_rate", {"learning_rate"}, {"learning_rate"}},
+      {kInfer, {kImageTensor}, {metadata.output}},
+      {kLoad, {kImageTensor}, {kBottleneckTensor}},
+      {kTrain, {kBottleneckTensor, kLabelTensor}, {kLossTensor}},
+      {kTrainImages, {kImageTensor, kLabelTensor}, {kLossTensor}},
+      {kSave, {}, state},
+      {kRestore, state, {kStepTensor}},
+      {kInitialize, {}, {kStepTensor}},
+      {kSetLearningRate, {kLearningRateTensor}, {kLearningRateTensor}},
   };
 }
 
@@ -155,11 +156,13 @@ std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, cons
     }
   }
 
-  const TfLiteTensor* image = TfLiteSignatureRunnerGetInputTensor(model->runners_["load"], "image");
+  const TfLiteTensor* image = TfLiteSignatureRunnerGetInputTensor(model->runners_[contract::kLoad],
+                                                                  contract::kImageTensor);
   std::optional<DType> image_dtype = FromTfLiteType(TfLiteTensorType(image));
   Shape image_shape = TensorShape(image);
   if (!image_dtype || image_shape.empty()) {
-    throw UnsupportedModelError(shown + ": load's 'image' input has an unsupported type or shape");
+    throw UnsupportedModelError(shown + ": " + contract::kLoad + "'s '" + contract::kImageTensor +
+                                "' input has an unsupported type or shape");
   }
   model->image_dtype_ = *image_dtype;
   model->image_shape_.assign(image_shape.begin() + 1, image_shape.end());
@@ -235,10 +238,10 @@ TensorMap TransferModel::Run(const std::string& signature,
 
 Tensor TransferModel::RunImagesInChunks(const std::string& signature, const std::string& output,
                                         const Tensor& images) {
-  Tensor checked = CheckImages(images, image_shape_, image_dtype_);
+  Tensor checked = CheckImages(images, image_shape_, image_dtype_, metadata_.image_range);
   const int64_t count = checked.shape[0];
   const std::optional<int64_t> fixed = metadata_.FixedBatch(signature);
-  if (!fixed || count == *fixed) return Run(signature, {{"image", &checked}}).at(output);
+  if (!fixed || count == *fixed) return Run(signature, {{contract::kImageTensor, &checked}}).at(output);
   Tensor results;
   for (int64_t begin = 0; begin < count; begin += *fixed) {
     const int64_t real = std::min(*fixed, count - begin);
@@ -246,20 +249,24 @@ Tensor TransferModel::RunImagesInChunks(const std::string& signature, const std:
     // Pad with copies of the chunk's last real image: per-sample outputs, dropped below.
     const Tensor last = SliceRows(chunk, real - 1, real);
     for (int64_t padding = real; padding < *fixed; ++padding) AppendRows(chunk, last);
-    AppendRows(results, SliceRows(Run(signature, {{"image", &chunk}}).at(output), 0, real));
+    AppendRows(results, SliceRows(Run(signature, {{contract::kImageTensor, &chunk}}).at(output), 0, real));
   }
   return results;
 }
 
-Tensor TransferModel::Load(const Tensor& images) { return RunImagesInChunks("load", "bottleneck", images); }
+Tensor TransferModel::Load(const Tensor& images) {
+  return RunImagesInChunks(contract::kLoad, contract::kBottleneckTensor, images);
+}
 
-Tensor TransferModel::Infer(const Tensor& images) { return RunImagesInChunks("infer", metadata_.output, images); }
+Tensor TransferModel::Infer(const Tensor& images) { return RunImagesInChunks(contract::kInfer, metadata_.output, images); }
 
 float TransferModel::RunTrain(const std::string& signature, const std::string& input_name,
                               const Tensor& input, const Tensor& labels) {
   CheckFixedBatch(signature.c_str(), input_name.c_str(), input.shape.at(0), metadata_.FixedBatch(signature));
   CheckLabels(labels, input.shape.at(0), metadata_);
-  Tensor loss = Run(signature, {{input_name, &input}, {"label", &labels}}).at("loss");
+  CheckStepsLeft(StepCounter(), 1);
+  Tensor loss = Run(signature, {{input_name, &input}, {contract::kLabelTensor, &labels}}).at(contract::kLossTensor);
+  if (step_) ++*step_;
   if (loss.dtype != DType::kFloat32 || loss.num_elements() != 1) {
     throw UnsupportedModelError(Printable(source_) + ": '" + signature + "' returned loss " + loss.Describe() +
                                 ", expected float32 [1]");
@@ -269,53 +276,45 @@ float TransferModel::RunTrain(const std::string& signature, const std::string& i
 
 float TransferModel::Train(const Tensor& bottlenecks, const Tensor& labels) {
   CheckBottlenecks(bottlenecks, bottleneck_size());
-  return RunTrain("train", "bottleneck", bottlenecks, labels);
+  return RunTrain(contract::kTrain, contract::kBottleneckTensor, bottlenecks, labels);
 }
 
 float TransferModel::TrainImages(const Tensor& images, const Tensor& labels) {
-  Tensor checked = CheckImages(images, image_shape_, image_dtype_);
-  return RunTrain("train_images", "image", checked, labels);
+  Tensor checked = CheckImages(images, image_shape_, image_dtype_, metadata_.image_range);
+  return RunTrain(contract::kTrainImages, contract::kImageTensor, checked, labels);
+}
+
+int64_t TransferModel::StepCounter() {
+  if (!step_) {
+    for (const StateSpec& spec : metadata_.state) {
+      if (spec.role != contract::kRoleStep) continue;
+      const Tensor value = GetState().at(spec.name);
+      step_ = value.dtype == DType::kInt32 && value.num_elements() ? value.data<int32_t>()[0] : 0;
+    }
+  }
+  return step_.value_or(0);
 }
 
 void TransferModel::SetLearningRate(float learning_rate) {
   CheckLearningRate(learning_rate, "learning rate");
   Tensor value = Tensor::Zeros(DType::kFloat32, {1});
   value.data<float>()[0] = learning_rate;
-  Run("set_learning_rate", {{"learning_rate", &value}});
+  Run(contract::kSetLearningRate, {{contract::kLearningRateTensor, &value}});
 }
 
 int32_t TransferModel::Initialize() {
-  return Run("initialize", {}).at("step").data<int32_t>()[0];
+  step_.reset();
+  return Run(contract::kInitialize, {}).at(contract::kStepTensor).data<int32_t>()[0];
 }
 
-TensorMap TransferModel::GetState() { return Run("save", {}); }
+TensorMap TransferModel::GetState() { return Run(contract::kSave, {}); }
 
 int32_t TransferModel::SetState(const TensorMap& state) {
-  std::vector<std::string> missing, unexpected;
-  for (const StateSpec& spec : metadata_.state) {
-    if (!state.count(spec.name)) missing.push_back(spec.name);
-  }
-  for (const auto& [name, value] : state) {
-    if (!metadata_.FindState(name)) unexpected.push_back(name);
-  }
-  if (!missing.empty() || !unexpected.empty()) {
-    std::vector<std::string> shown_missing, shown_unexpected;
-    for (const std::string& name : missing) shown_missing.push_back(Quoted(name));
-    for (const std::string& name : unexpected) shown_unexpected.push_back(Quoted(name));
-    throw InvalidInputError("state: missing [" + Join(shown_missing) + "], unexpected [" + Join(shown_unexpected) + "]");
-  }
+  CheckState(state, metadata_.state);
   std::vector<std::pair<std::string, const Tensor*>> inputs;
-  for (const StateSpec& spec : metadata_.state) {
-    const Tensor& value = state.at(spec.name);
-    if (value.shape != spec.shape || value.dtype != spec.dtype) {
-      throw InvalidInputError("state " + Quoted(spec.name) + ": " + value.Describe() + ", expected " +
-                              NumpyName(spec.dtype) + " " + ShapeString(spec.shape));
-    }
-    if (!AllFinite(value)) throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
-    CheckStateMeaning(spec, value);
-    inputs.emplace_back(spec.name, &value);
-  }
-  return Run("restore", inputs).at("step").data<int32_t>()[0];
+  for (const StateSpec& spec : metadata_.state) inputs.emplace_back(spec.name, &state.at(spec.name));
+  step_.reset();
+  return Run(contract::kRestore, inputs).at(contract::kStepTensor).data<int32_t>()[0];
 }
 
 void TransferModel::SaveCheckpoint(const std::string& path,
@@ -324,8 +323,7 @@ void TransferModel::SaveCheckpoint(const std::string& path,
 }
 
 void TransferModel::RestoreCheckpoint(const std::string& path, const CheckpointReadOptions& options) {
-  Checkpoint saved = ReadCheckpoint(path, options);
-  CheckCompatible(saved, metadata_.state, metadata_.fingerprint, path);
+  Checkpoint saved = ReadCheckpointFor(path, CheckpointExpectation{metadata_.fingerprint, metadata_.state}, options);
   try {
     SetState(saved.tensors);
   } catch (const InvalidInputError& error) {

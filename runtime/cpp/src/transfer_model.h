@@ -11,6 +11,7 @@
 #define TFLITE_TRANSFER_TRANSFER_MODEL_H_
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -80,8 +81,11 @@ class TransferModel {
   // with a fixed batch take exactly that many samples (one optimizer step is one batch).
   Tensor Load(const Tensor& images);                               // -> float32 [b, D]
   Tensor Infer(const Tensor& images);                              // -> [b, num_classes]
+  // Both refuse a step that would pass contract::kMaxStep (InvalidInputError, nothing changes).
   float Train(const Tensor& bottlenecks, const Tensor& labels);    // one step, returns the loss
   float TrainImages(const Tensor& images, const Tensor& labels);   // base + head + step
+  // The optimizer's step counter (the state's `step`; 0 for a model without one).
+  int64_t StepCounter();
   void SetLearningRate(float learning_rate);
   int32_t Initialize();                                            // -> step (0)
   TensorMap GetState();                                            // `save`
@@ -90,8 +94,9 @@ class TransferModel {
 
   // Checkpoint files in the Python runtime's format (BUILD.md, "Checkpoint file format").
   void SaveCheckpoint(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {});
-  // Reads and validates the whole file against this model first; on any problem throws
-  // CheckpointError and the model's state is unchanged.
+  // Reads and validates the file against this model first (ReadCheckpointFor: a file that
+  // cannot hold this model's state is refused from its header, its data never read), then the
+  // values' meaning (CheckState); on any problem throws CheckpointError and changes nothing.
   void RestoreCheckpoint(const std::string& path, const CheckpointReadOptions& options = {});
 
  private:
@@ -114,6 +119,7 @@ class TransferModel {
   TfLiteInterpreter* interpreter_ = nullptr;
   std::map<std::string, TfLiteSignatureRunner*> runners_;
   std::set<std::string> allocated_;  // signatures whose tensors are allocated
+  std::optional<int64_t> step_;      // the step counter, read from `save` once, then counted
 };
 
 }  // namespace tflite_transfer

@@ -1,0 +1,247 @@
+// tflite_transfer_golden GOLDEN_DIR: runs every vector of GOLDEN_DIR/vectors.json (the contract's
+// rules as data, tests/golden/README.md) through this runtime and prints one JSON line per
+// vector: {"group", "index", "outcome": "accepted" or the error class, "message", ...facts}.
+// It judges nothing itself: tests/cpp/test_cpp_golden.py compares the lines with the vectors'
+// expectations, so a C++ rule that disagrees with the golden files fails that test.
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "checkpoint.h"
+#include "contract.h"
+#include "errors.h"
+#include "files.h"
+#include "json.h"
+#include "model_file.h"
+#include "model_inputs.h"
+#include "sha256.h"
+#include "transfer_model.h"
+
+namespace tflite_transfer {
+namespace {
+
+using Facts = std::map<std::string, std::string>;  // key -> JSON value text
+
+double NumberOf(const Json& value) {
+  if (value.is_string()) {
+    if (value.text == "nan") return std::numeric_limits<double>::quiet_NaN();
+    return value.text == "inf" ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
+  }
+  return *value.AsDouble();
+}
+
+const Json& At(const Json& object, const char* key) {
+  const Json* value = object.Find(key);
+  if (!value) throw TransferError(std::string("vectors.json: missing key '") + key + "'");
+  return *value;
+}
+
+// Runs `call`; the outcome is "accepted" or the class of the project's error it threw.
+std::pair<std::string, std::string> Outcome(const std::function<void()>& call) {
+  try {
+    call();
+    return {"accepted", ""};
+  } catch (const VerificationError& error) {
+    return {"VerificationError", error.what()};
+  } catch (const CheckpointError& error) {
+    return {"CheckpointError", error.what()};
+  } catch (const UnsupportedModelError& error) {
+    return {"UnsupportedModelError", error.what()};
+  } catch (const InvalidInputError& error) {
+    return {"InvalidInputError", error.what()};
+  } catch (const TransferError& error) {
+    return {"TransferError", error.what()};
+  }
+}
+
+void Print(const std::string& group, size_t index, const std::pair<std::string, std::string>& outcome,
+           const Facts& facts = {}) {
+  std::string line = "{\"group\":" + JsonQuoteAscii(group) + ",\"index\":" + std::to_string(index) +
+                     ",\"outcome\":" + JsonQuoteAscii(outcome.first) + ",\"message\":" + JsonQuoteAscii(outcome.second);
+  for (const auto& [key, value] : facts) line += "," + JsonQuoteAscii(key) + ":" + value;
+  std::printf("%s\n", (line + "}").c_str());
+}
+
+std::string StateHashes(const TensorMap& state) {
+  std::string text = "{";
+  for (const auto& [name, tensor] : state) {
+    text += (text.size() > 1 ? "," : "") + JsonQuoteAscii(name) + ":\"" +
+            Sha256Hex(tensor.bytes.data(), tensor.bytes.size()) + "\"";
+  }
+  return text + "}";
+}
+
+Tensor TensorOf(const Json& vector) {
+  std::optional<DType> dtype = DTypeFromNumpyName(At(vector, "dtype").text);
+  Shape shape;
+  for (const Json& size : At(vector, "shape").items) shape.push_back(*size.AsInt64());
+  Tensor tensor = Tensor::Zeros(*dtype, shape);
+  const std::vector<Json>& values = At(vector, "values").items;
+  for (size_t index = 0; index < values.size(); ++index) {
+    const double value = NumberOf(values[index]);
+    switch (*dtype) {
+      case DType::kFloat32: tensor.data<float>()[index] = static_cast<float>(value); break;
+      case DType::kFloat64: tensor.data<double>()[index] = value; break;
+      case DType::kInt32: tensor.data<int32_t>()[index] = static_cast<int32_t>(value); break;
+      case DType::kUInt8: tensor.data<uint8_t>()[index] = static_cast<uint8_t>(value); break;
+      default: throw TransferError("vectors.json: dtype " + At(vector, "dtype").text + " is not handled here");
+    }
+  }
+  return tensor;
+}
+
+void RunInputs(const Json& inputs) {
+  const Json& contexts = At(inputs, "contexts");
+  const std::vector<Json>& vectors = At(inputs, "vectors").items;
+  for (size_t index = 0; index < vectors.size(); ++index) {
+    const Json& vector = vectors[index];
+    const Json& context = At(contexts, At(vector, "context").text.c_str());
+    ModelMetadata metadata;
+    metadata.num_outputs = *At(context, "num_outputs").AsInt64();
+    metadata.bottleneck_size = *At(context, "bottleneck_size").AsInt64();
+    const Json& label = At(context, "label");
+    metadata.label.kind = At(label, "kind").text;
+    metadata.label.dtype = *DTypeFromNumpyName(At(label, "dtype").text);
+    for (const Json& size : At(label, "shape").items) metadata.label.shape.push_back(*size.AsInt64());
+    Shape image_shape;
+    for (const Json& size : At(context, "image_shape").items) image_shape.push_back(*size.AsInt64());
+    const Json& range = At(context, "image_range");
+    const std::pair<double, double> image_range{*range.items[0].AsDouble(), *range.items[1].AsDouble()};
+    const Tensor value = TensorOf(vector);
+    const std::string& tensor = At(vector, "tensor").text;
+    Print("inputs", index, Outcome([&] {
+      if (tensor == contract::kImageTensor) {
+        CheckImages(value, image_shape, *DTypeFromNumpyName(At(context, "image_dtype").text), image_range);
+      } else if (tensor == contract::kLabelTensor) {
+        CheckLabels(value, *At(vector, "batch").AsInt64(), metadata);
+      } else {
+        CheckBottlenecks(value, metadata.bottleneck_size);
+      }
+    }));
+  }
+}
+
+void RunModelVectors(const Json& document, const std::string& golden) {
+  const Json& model = At(document, "model");
+  const std::string path = golden + "/" + At(model, "file").text;
+  std::unique_ptr<TransferModel> opened;
+  Facts facts;
+  auto outcome = Outcome([&] { opened = TransferModel::Open(path); });
+  if (opened) {
+    const std::vector<uint8_t> bytes = ReadableFile(path, "model").ReadAll();
+    const std::optional<size_t> offset = FindModelDigest(bytes);
+    facts = {{"fingerprint", JsonQuoteAscii(opened->metadata().fingerprint)},
+             {"digest_checked", opened->digest_checked() ? "true" : "false"},
+             {"digest_offset", offset ? std::to_string(*offset) : "null"},
+             {"model_digest", offset ? "\"" + ComputeModelDigest(bytes, *offset) + "\"" : "null"},
+             {"image_dtype", JsonQuoteAscii(NumpyName(opened->image_dtype()))}};
+  }
+  Print("model", 0, outcome, facts);
+  const std::vector<Json>& files = At(document, "model_files").items;
+  for (size_t index = 0; index < files.size(); ++index) {
+    const std::string file = golden + "/" + At(files[index], "file").text;
+    const std::vector<uint8_t> bytes = ReadableFile(file, "model").ReadAll();
+    const std::optional<size_t> offset = FindModelDigest(bytes);
+    Print("model_files", index, Outcome([&] { TransferModel::Open(file); }),
+          {{"digest_offset", offset ? std::to_string(*offset) : "null"}});
+  }
+  const std::vector<Json>& strings = At(document, "digest_strings").items;
+  for (size_t index = 0; index < strings.size(); ++index) {
+    const std::string& hex = At(strings[index], "hex").text;
+    std::vector<uint8_t> bytes;
+    for (size_t at = 0; at + 1 < hex.size(); at += 2) bytes.push_back(static_cast<uint8_t>(std::stoi(hex.substr(at, 2), nullptr, 16)));
+    const std::optional<size_t> offset = FindModelDigest(bytes);
+    Print("digest_strings", index, {"accepted", ""},
+          {{"digest_offset", offset ? std::to_string(*offset) : "null"},
+           {"zeroed_sha256", offset ? "\"" + ComputeModelDigest(bytes, *offset) + "\"" : "null"}});
+  }
+}
+
+void RunStateVectors(const Json& document, const std::string& golden) {
+  auto model = TransferModel::Open(golden + "/" + At(At(document, "model"), "file").text);
+  const std::vector<Json>& rates = At(document, "learning_rates").items;
+  for (size_t index = 0; index < rates.size(); ++index) {
+    model->Initialize();
+    const TensorMap before = model->GetState();
+    auto outcome = Outcome([&] { model->SetLearningRate(static_cast<float>(NumberOf(At(rates[index], "value")))); });
+    const TensorMap after = model->GetState();
+    char stored[64];
+    std::snprintf(stored, sizeof stored, "%.9g", static_cast<double>(after.at(contract::kLearningRateTensor).data<float>()[0]));
+    Print("learning_rates", index, outcome,
+          {{"stored", stored}, {"state_unchanged", StateHashes(before) == StateHashes(after) ? "true" : "false"}});
+  }
+  auto with_step = [&](int64_t step) {
+    model->Initialize();
+    TensorMap state = model->GetState();
+    state.at(contract::kStepTensor).data<int32_t>()[0] = static_cast<int32_t>(step);
+    return state;
+  };
+  const std::vector<Json>& steps = At(document, "steps").items;
+  for (size_t index = 0; index < steps.size(); ++index) {
+    const TensorMap state = with_step(*At(steps[index], "value").AsInt64());
+    Print("steps", index, Outcome([&] { model->SetState(state); }));
+  }
+  const std::vector<Json>& training = At(document, "training_steps").items;
+  for (size_t index = 0; index < training.size(); ++index) {
+    model->SetState(with_step(*At(training[index], "step").AsInt64()));
+    Tensor bottleneck = Tensor::Zeros(DType::kFloat32, {1, model->bottleneck_size()});
+    Tensor label = Tensor::Zeros(DType::kInt32, {1});
+    auto outcome = Outcome([&] { model->Train(bottleneck, label); });
+    const int32_t step_after = model->GetState().at(contract::kStepTensor).data<int32_t>()[0];
+    Print("training_steps", index, outcome, {{"step_after", std::to_string(step_after)}});
+  }
+  const std::vector<Json>& checkpoints = At(document, "checkpoints").items;
+  for (size_t index = 0; index < checkpoints.size(); ++index) {
+    model->Initialize();
+    const std::string before = StateHashes(model->GetState());
+    CheckpointReadOptions options;
+    options.allow_version_1 = At(checkpoints[index], "allow_version_1").boolean;
+    auto outcome = Outcome([&] {
+      model->RestoreCheckpoint(golden + "/" + At(checkpoints[index], "file").text, options);
+    });
+    const std::string after = StateHashes(model->GetState());
+    Print("checkpoints", index, outcome,
+          {{"state_sha256", after}, {"state_unchanged", before == after ? "true" : "false"}});
+  }
+}
+
+void RunDtypeCodes(const Json& document) {
+  const Json& codes = At(At(At(document, "limits"), "checkpoint"), "dtype_codes");
+  size_t index = 0;
+  for (const auto& [code, expected] : codes.members) {
+    std::optional<DType> dtype = DTypeFromSafetensorsCode(code);
+    Print("dtype_codes", index++, {dtype ? "accepted" : "unknown", ""},
+          {{"code", JsonQuoteAscii(code)},
+           {"numpy", dtype ? JsonQuoteAscii(NumpyName(*dtype)) : "null"},
+           {"bytes", dtype ? std::to_string(ItemSize(*dtype)) : "null"}});
+  }
+}
+
+int Run(const std::string& golden) {
+  const std::vector<uint8_t> bytes = ReadableFile(golden + "/vectors.json", "golden vectors").ReadAll();
+  const Json document = ParseJson(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  RunDtypeCodes(document);
+  RunInputs(At(document, "inputs"));
+  RunModelVectors(document, golden);
+  RunStateVectors(document, golden);
+  return 0;
+}
+
+}  // namespace
+}  // namespace tflite_transfer
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: tflite_transfer_golden GOLDEN_DIR (tests/golden)\n");
+    return 2;
+  }
+  try {
+    return tflite_transfer::Run(argv[1]);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+    return 1;
+  }
+}
