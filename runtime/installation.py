@@ -20,10 +20,14 @@ DISTRIBUTION = "tflite-transfer"
 
 def installed_from() -> tuple[str, bool] | None:
     """(the local folder or wheel file this copy was installed from, editable?) or None."""
+    # Every copy of the distribution on the path: a build in a checkout leaves a
+    # tflite_transfer.egg-info beside pyproject.toml (no direct_url.json) that shadows the install
+    # when Python runs from that folder.
     try:
-        text = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+        texts = [dist.read_text("direct_url.json") for dist in importlib.metadata.distributions(name=DISTRIBUTION)]
+        text = next((text for text in texts if text), None)
         record = json.loads(text) if text else {}
-    except (importlib.metadata.PackageNotFoundError, ValueError, OSError):
+    except (ValueError, OSError):
         return None
     url = record.get("url") if isinstance(record, dict) else None
     if not isinstance(url, str) or not url.startswith("file://"):

@@ -34,14 +34,14 @@ def damaged_copies(data: bytes, seed: int, count: int):
 
 
 def test_damaged_labels_files(tmp_path):
-    from tflite_transfer.compiler.cli import main
+    from tflite_transfer.compiler import user_files
 
     valid = "tabby cat\nbeagle\nčervená\n".encode()
     path = tmp_path / "labels.txt"
 
     def read(label, data):
         path.write_bytes(data)
-        main._read_labels(str(path))
+        user_files.read_labels(str(path))
 
     outcomes = outcomes_of(read, damaged_copies(valid, SEED, 200))
     assert outcomes["read"] and outcomes["InvalidInputError"], dict(outcomes)

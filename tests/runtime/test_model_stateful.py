@@ -79,9 +79,9 @@ def test_a_fixed_batch_stream_is_never_padded(stateful_compiled, tmp_path):
     assert model.image_batch == 2
     before = model.get_state()
     with pytest.raises(InvalidInputError, match="keeps state between calls, advanced once per call of 2 "
-                                                "images: pass a multiple of 2 images, got 3"):
+                                                "inputs: pass a multiple of 2 inputs, got 3"):
         model.load(frames(3))
-    with pytest.raises(InvalidInputError, match="multiple of 2 images, got 1"):
+    with pytest.raises(InvalidInputError, match="multiple of 2 inputs, got 1"):
         model.add_sample(frames(1)[0], 1)
     assert all(np.array_equal(model.get_state()[n], before[n]) for n in (RING, COUNT))   # nothing ran
     assert model.load(frames(2, batch=2)).shape == (4, 5)

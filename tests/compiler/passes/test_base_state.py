@@ -56,7 +56,7 @@ def test_every_state_op_of_the_base_is_kept(stateful_files, stateful_compiled, v
 
 def run_load(model_bytes: bytes, inputs, xnnpack: bool = True) -> list[np.ndarray]:
     load = interpreter(model_bytes, xnnpack=xnnpack).get_signature_runner("load")
-    return [np.array(load(image=value)["bottleneck"]) for value in inputs]
+    return [np.array(load(input=value)["bottleneck"]) for value in inputs]
 
 
 def run_original(path: str, inputs, xnnpack: bool = True) -> list[np.ndarray]:
@@ -105,24 +105,24 @@ def test_save_restore_and_initialize_carry_the_stream(stateful_compiled):
     fresh = run_load(result.model_bytes, sequence)
     load = signature("load")
     for value in sequence[:3]:
-        load(image=value)
+        load(input=value)
     saved = signature("save")()
     expected_ring = np.concatenate([np.zeros((1, 1, 6), np.float32)] + [f[:, None] for f in sequence[:3]], axis=1)
     np.testing.assert_array_equal(saved[RING], expected_ring)
     np.testing.assert_array_equal(saved[COUNT], np.array([3], np.float32))
-    later = [np.array(load(image=value)["bottleneck"]) for value in sequence[3:]]
+    later = [np.array(load(input=value)["bottleneck"]) for value in sequence[3:]]
     np.testing.assert_array_equal(later, fresh[3:])
     signature("restore")(**saved)                            # back to after call 3
-    again = [np.array(load(image=value)["bottleneck"]) for value in sequence[3:]]
+    again = [np.array(load(input=value)["bottleneck"]) for value in sequence[3:]]
     np.testing.assert_array_equal(again, later)
     signature("initialize")()                                # the stream starts over
     state = signature("save")()
     assert not state[RING].any() and not state[COUNT].any()
-    np.testing.assert_array_equal([np.array(load(image=v)["bottleneck"]) for v in sequence], fresh)
+    np.testing.assert_array_equal([np.array(load(input=v)["bottleneck"]) for v in sequence], fresh)
     # Restore as the first call of an interpreter: the base's own CALL_ONCE must not undo it.
     other = interpreter(result.model_bytes).get_signature_runner
     other("restore")(**saved)
-    np.testing.assert_array_equal([np.array(other("load")(image=v)["bottleneck"]) for v in sequence[3:]], later)
+    np.testing.assert_array_equal([np.array(other("load")(input=v)["bottleneck"]) for v in sequence[3:]], later)
 
 
 def test_summary_says_what_was_proven_and_how_images_run(stateful_compiled):
