@@ -24,8 +24,17 @@ class FakeDistribution:
 @pytest.fixture()
 def installed_as(monkeypatch):
     def install(direct_url):
-        monkeypatch.setattr(importlib.metadata, "distribution", lambda name: FakeDistribution(direct_url))
+        monkeypatch.setattr(importlib.metadata, "distributions", lambda name: [FakeDistribution(direct_url)])
     return install
+
+
+def test_the_copy_with_an_install_record_is_named(monkeypatch, tmp_path):
+    """A build in a checkout leaves a tflite_transfer.egg-info (no direct_url.json) that Python
+    finds first when it runs from that folder: the install's own record is still found."""
+    record = {"url": tmp_path.as_uri(), "dir_info": {"editable": True}}
+    monkeypatch.setattr(importlib.metadata, "distributions",
+                        lambda name: [FakeDistribution(None), FakeDistribution(record)])
+    assert installation.install_command("compiler") == f"pip install -e '{tmp_path}[compiler]'"
 
 
 def test_an_editable_checkout_names_its_folder(installed_as, tmp_path):

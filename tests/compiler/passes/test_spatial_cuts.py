@@ -39,7 +39,7 @@ def images(count: int) -> np.ndarray:
 def test_pooling_adapters_compile_pool_the_original_map_and_train(small_mobilenet_path, small_mobilenet_map_name,
                                                                    adapter, pool):
     result = compile_model(small_mobilenet_path, small_mobilenet_map_name, verify_steps=3, num_classes=3,
-                           optimizer="adam", learning_rate=0.01, interface={"bottleneck_adapter": adapter})
+                           optimizer="adam", learning_rate=0.001, interface={"bottleneck_adapter": adapter})
     assert result.parity.max_relative_difference < 1e-5
     assert result.metadata.bottleneck_adapter == {"kind": adapter, "cut_shape": [3, 3, 1280]}
     model = TransferModel.open(result.model_bytes)
