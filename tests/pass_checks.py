@@ -46,7 +46,12 @@ class PassChecks:
             # puts the base in front of it).
             # A stateful base's variables join save/restore only when fused (passes/base_state.py).
             base_state = {entry.name for entry in build.metadata.entries_with_role(contract.BASE_STATE)}
-            specs = {key: spec for key, spec in build.metadata.signatures.items() if key in training_graph.HEAD_SIGNATURES}
+            # The converted head speaks the contract's default names; fuse gives the signatures the
+            # model's own (contract version 3: metadata `names`).
+            head_names = contract.TensorNames.fixed(
+                contract.PREDICTIONS if build.metadata.label.kind == "targets" else contract.PROBABILITIES)
+            specs = {key: spec for key, spec in contract.signature_specs(head_names, build.metadata.state_names).items()
+                     if key in training_graph.HEAD_SIGNATURES}
             specs[contract.INFER] = dataclasses.replace(specs[contract.INFER], inputs=(contract.BOTTLENECK,))
             for key in (contract.SAVE, contract.RESTORE):
                 specs[key] = dataclasses.replace(
