@@ -117,6 +117,9 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if verify_digest:
         check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
     metadata = read_metadata(model_bytes, source)
+    if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
+        raise VerificationError(f"{source}: contract version {metadata.contract_version} model without one valid "
+                                "model_digest field (none, or several); copy or download it again, or recompile it")
     try:
         interpreter, name = new_interpreter(model_bytes, num_threads)
         signatures = _check_contract(interpreter, metadata, source)
