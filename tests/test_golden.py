@@ -37,7 +37,7 @@ def test_golden_metadata_reads_back_as_contract_json_says(name):
         assert metadata.to_json().encode() + b"\n" == text
 
 
-@pytest.mark.parametrize("name", ["metadata_v3.json", "metadata_v3_tensor.json"])
+@pytest.mark.parametrize("name", ["metadata_v3.json", "metadata_v3_tensor.json", "metadata_v3_stateful.json"])
 def test_golden_v3_metadata_reads_back_as_contract_v3_json_says(name):
     text = (generate.GOLDEN_DIR / name).read_bytes()
     metadata = contract.ModelMetadata.from_json(text, name)

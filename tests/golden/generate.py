@@ -18,6 +18,9 @@ Files (all deterministic; numpy only, no TensorFlow):
                              --bottleneck_adapter=flatten at a [1, 7, 1] map)
   metadata_v3_tensor.json    contract v3: a non-image input (float32 [3, 40]) with default names,
                              an MSE head, --batch=1,4
+  metadata_v3_stateful.json  contract v3: a streaming base (non-image input float32 [6]) whose
+                             resource variables are state entries with role base_state (float32
+                             and int32), SGD with momentum, --batch=1,4, bottleneck_max_norm2
   contract_v3.json           per v3 file, the same facts as contract.json plus the names, the
                              input, the adapter; and the rules as data: the one-hot tolerance
                              and label rows a reader must accept or refuse (in a file of its
@@ -98,6 +101,17 @@ METADATA_V3_TENSOR = dataclasses.replace(
     METADATA_FIXED_BATCH, contract_version=3, image_range=None, names=contract.TensorNames(
         input=contract.DEFAULT_INPUT_NAMES[contract.TENSOR_KIND], output=contract.PREDICTIONS),
     input=contract.InputSpec(contract.TENSOR_KIND, "float32", (3, 40)))
+# A stateful base (BUILD.md, "Stateful bases"): its variables follow the head's state, with the
+# base's own types; the compiler's measured feature scale is recorded (optional field).
+METADATA_V3_STATEFUL = dataclasses.replace(
+    METADATA, contract_version=3, image_range=None, labels=(), image_batch=1, train_batch=4,
+    optimizer={"name": "momentum", "learning_rate": 0.01, "momentum": 0.9},
+    base={"description": "streaming_base.tflite (0.01 MB)", "synthetic_weights": False},
+    state=(*contract.state_layout(LAYERS, ("momentum",)),
+           contract.StateEntry(contract.base_state_name("ring_buffer"), (1, 4, 6), "float32", contract.BASE_STATE),
+           contract.StateEntry(contract.base_state_name("frame_count"), (1,), "int32", contract.BASE_STATE)),
+    names=contract.TensorNames(input=contract.DEFAULT_INPUT_NAMES[contract.TENSOR_KIND]),
+    input=contract.InputSpec(contract.TENSOR_KIND, "float32", (6,)), bottleneck_max_norm2=109.5)
 
 # Label rows [batch 2, 3 classes] for one-hot models: what every reader accepts or refuses.
 ONE_HOT_ROWS = {
@@ -174,10 +188,12 @@ def golden_files() -> dict[str, bytes]:
     rules = {"one_hot_sum_tolerance": contract.ONE_HOT_SUM_TOLERANCE, "one_hot_rows": ONE_HOT_ROWS,
              "name_presets": contract.NAME_PRESETS}
     derived_v3 = {"metadata_v3.json": _derived_v3(METADATA_V3),
-                  "metadata_v3_tensor.json": _derived_v3(METADATA_V3_TENSOR)}
+                  "metadata_v3_tensor.json": _derived_v3(METADATA_V3_TENSOR),
+                  "metadata_v3_stateful.json": _derived_v3(METADATA_V3_STATEFUL)}
     return {
         "metadata_v3.json": METADATA_V3.to_json().encode() + b"\n",
         "metadata_v3_tensor.json": METADATA_V3_TENSOR.to_json().encode() + b"\n",
+        "metadata_v3_stateful.json": METADATA_V3_STATEFUL.to_json().encode() + b"\n",
         "contract_v3.json": json.dumps({"files": derived_v3, "rules": rules}, indent=1,
                                        sort_keys=True).encode() + b"\n",
         "metadata.json": METADATA.to_json().encode() + b"\n",

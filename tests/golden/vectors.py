@@ -44,7 +44,7 @@ def limits() -> dict:
                 contract.IMAGE, contract.BOTTLENECK, contract.LABEL, contract.LOSS, contract.PROBABILITIES,
                 contract.PREDICTIONS, contract.STEP, contract.LEARNING_RATE)},
             "state_roles": list(contract.ROLES),
-            "label_kinds": ["class_ids", "targets"],
+            "label_kinds": list(contract.LABEL_KINDS),
             "digest_marker": '"model_digest":"',
             "digest_hex_digits": len(contract.DIGEST_PLACEHOLDER),
         },
