@@ -88,11 +88,11 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
 
     # Training in the page starts from a head fit imprinted first (the colour classes sit apart:
     # its first epoch is far below an untrained head's ln 3 = 1.1) and lowers the loss from there
-    # (12 samples, batch 4: 45 steps over 15 epochs; the tiny base's bottlenecks are small,
-    # |x|^2 ~ 0.2, hence learning rate 1).
+    # steadily, up to the noise of the page's random batch order (12 samples, batch 4: 45 steps
+    # over 15 epochs; the tiny base's bottlenecks are small, |x|^2 ~ 0.2, hence learning rate 1).
     losses = report["losses"]
     assert report["trainState"] == "done", report["trainStatus"]
-    assert len(losses) == 15 and losses[0] < 0.05 and losses[-1] < losses[0] and max(losses) <= losses[0], losses
+    assert len(losses) == 15 and losses[0] < 0.05 and losses[-1] < losses[0] and max(losses) <= 1.01 * losses[0], losses
     assert "(45 steps in total)" in report["trainStatus"]
 
     # A rate far past the stable one (|x|^2 >= 0 makes 4 the largest stable rate for any
