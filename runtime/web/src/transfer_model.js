@@ -75,15 +75,14 @@ export class TransferModel {
     } catch (error) {
       throw new UnsupportedModelError(`${source}: LiteRT.js cannot load it: ${error.message}`);
     }
-    let opened;
     try {
-      opened = new TransferModel(compiled, metadata, checkSignatures(compiled, metadata, source), source);
+      const opened = new TransferModel(compiled, metadata, checkSignatures(compiled, metadata, source), source);
+      opened._compiledHead = await opened._headWeights();    // the compiled initial weights
+      return opened;
     } catch (error) {
       compiled.delete();
       throw error;
     }
-    opened._compiledHead = await opened._headWeights();
-    return opened;
   }
 
   /** One sample of the input, without the batch dimension, and its dtype ('float32', 'uint8', 'int32'). */
