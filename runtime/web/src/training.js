@@ -76,7 +76,7 @@ export async function fit(model, {epochs = DEFAULT_EPOCHS, batchSize, seed = 0, 
   checkStepsLeft(await model.getState(), batchCount);
   if (await model._imprintsFirst(imprint)) await model.imprint();
   let goodState = await model.getState();
-  const watch = new LossWatch(goodState);
+  const watch = new LossWatch(goodState, model.classifies ? Math.log(model.numClasses) : 0);
   const features = model.metadata.bottleneckSize;
   const perLabel = model._labels[0].length;
   const classIds = model.metadata.label.kind === contract.CLASS_IDS;

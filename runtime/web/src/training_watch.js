@@ -8,8 +8,10 @@
  * squared error over k outputs), so gradient descent is stable below
  *   softmax cross-entropy + SGD: 4 / (1 + max |x|^2);  mse + SGD: k / (1 + max |x|^2);
  * heavy-ball momentum beta: (1 + beta) times that; adaptive optimizers (Adam): no such bound.
- * Watch: an epoch whose mean loss is above RISE x the best so far and above the first step's
- * loss has diverged (float32 stays finite long after the weights are useless).
+ * Watch: an epoch whose mean loss is above RISE x the best so far, above the first step's loss
+ * and, for a classifier, above a uniform guess's loss (ln K) has diverged (float32 stays finite
+ * long after the weights are useless; the ln K floor keeps one noisy epoch of a nearly perfect
+ * imprinted start from stopping it).
  */
 
 import {formatG} from './format.js';
@@ -41,7 +43,8 @@ export function largestNorm2(bottlenecks) {
  * epochs whose mean is NaN (no batch ended in them) are skipped.
  */
 export class LossWatch {
-  constructor(startState) {
+  constructor(startState, chanceLoss = 0) {
+    this.chanceLoss = chanceLoss;   // a classifier's loss at a uniform guess, ln K (0: no floor)
     this.startLoss = null;
     this.bestLoss = Infinity;
     this.bestEpoch = 0;
@@ -55,7 +58,7 @@ export class LossWatch {
   /** Records epoch `epoch` (1-based) and says whether it diverged. */
   diverged(epoch, loss, state) {
     if (!Number.isFinite(loss) || this.startLoss === null) return false;
-    if (loss > RISE * this.bestLoss && loss > this.startLoss) return true;
+    if (loss > RISE * this.bestLoss && loss > this.startLoss && loss > this.chanceLoss) return true;
     if (loss < this.bestLoss) [this.bestLoss, this.bestEpoch, this.bestState] = [loss, epoch, state];
     return false;
   }

@@ -124,3 +124,17 @@ test('fit({imprint: true}) needs a single-layer softmax head; other imprint valu
     model.delete();
   }
 });
+
+test('a nearly perfect start is not stopped by one noisy epoch below a uniform guess (ln K), as in Python', async () => {
+  const {LossWatch} = await import('../src/training_watch.js');
+  const watch = new LossWatch({w: 0}, Math.log(3));
+  watch.firstStep(0.012);
+  assert.equal(watch.diverged(1, 0.01, {w: 1}), false);
+  assert.equal(watch.diverged(2, 0.7, {w: 2}), false);   // > 3 x 0.01 and above the start, below ln 3
+  assert.equal(watch.diverged(3, 1.2, {w: 3}), true);
+  assert.deepEqual(watch.bestState, {w: 1});
+  const withoutFloor = new LossWatch({w: 0});
+  withoutFloor.firstStep(0.012);
+  assert.equal(withoutFloor.diverged(1, 0.01, {w: 1}), false);
+  assert.equal(withoutFloor.diverged(2, 0.7, {w: 2}), true);
+});
