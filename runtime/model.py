@@ -6,7 +6,7 @@
     model.predict(images)                    # `infer`
     model.save_checkpoint("me.ckpt")         # `save` -> safetensors file, atomically
 
-Models with fixed batches (metadata `image_batch`/`train_batch`, decision 2) are run in
+Models with fixed batches (metadata `image_batch`/`train_batch`, runtime/SPEC.md#fixed-batches) are run in
 chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
 A base that keeps state between calls (state entries with role `base_state`, BUILD.md
 "Stateful bases") is one stream per model: every `load`, `predict`, `add_sample` and
