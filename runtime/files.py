@@ -177,7 +177,7 @@ def _replace(target: str, directory: str, name: str, chunks, recheck_target) -> 
         os.fchmod(descriptor, _mode_for(target))
         recheck_target()  # again: the target may have been replaced by a device or FIFO meanwhile
         # Renamed while still locked: once unlocked, another writer's cleanup may remove the name.
-        os.replace(temp_path, os.fsencode(target))
+        os.replace(temp_path, target)
         temp_path = None
     finally:  # also on KeyboardInterrupt: never leave a temporary file behind
         if temp_path is not None:  # removed while still locked, so the name cannot be another's yet
@@ -187,15 +187,15 @@ def _replace(target: str, directory: str, name: str, chunks, recheck_target) -> 
     _fsync_directory(directory)
 
 
-def _create_locked_temporary(directory: str, name: str) -> tuple[int, bytes]:
+def _create_locked_temporary(directory: str, name: str) -> tuple[int, str]:
     """(descriptor, path) of a new temporary file in `directory`, locked (flock) until closed.
 
     Another writer's cleanup may lock and remove the file between its creation and our flock:
     the name is then gone or another file's, and a new name is tried (a lost race must not fail
     the save)."""
-    prefix = temporary_prefix(name)
+    prefix = os.fsdecode(temporary_prefix(name))  # str paths (undecodable bytes as surrogates)
     for _ in range(100):
-        descriptor, temp_path = tempfile.mkstemp(dir=os.fsencode(directory), prefix=prefix, suffix=_TEMP_SUFFIX)
+        descriptor, temp_path = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=os.fsdecode(_TEMP_SUFFIX))
         try:
             if fcntl is None:
                 return descriptor, temp_path
