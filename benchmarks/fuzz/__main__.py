@@ -123,7 +123,7 @@ def _subjects(work_dir: str) -> dict[str, str]:
     pool = next(model_io.tensor_name(subgraph.tensors[op.outputs[0]]) for op in subgraph.operators
                 if model_io.operator_name(base_model.operatorCodes[op.opcodeIndex]) == "MEAN")
     base = sources.load_base(sources.BaseOptions(base=base_path, base_output=pool), lambda m: None)
-    fused = pipeline.compile_from_base(base, pool, pipeline.HeadOptions(num_classes=3, learning_rate=0.1),
+    fused = pipeline.compile_from_base(base, pipeline.HeadOptions(num_classes=3, learning_rate=0.1),
                                        verify_steps=0, progress=lambda m: None)
     paths = {"model": os.path.join(work_dir, "tiny.tflite"), "restore": os.path.join(work_dir, "tiny.ckpt"),
              "checkpoint": os.path.join(work_dir, "head_1280_4_adam.ckpt")}

@@ -24,17 +24,17 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def _models(classes: tuple[int, ...]) -> dict[int, bytes]:
     from benchmarks.fuzz.subjects import rewrite_model
-    from tflite_transfer.compiler.base import sources, from_keras
+    from tflite_transfer.compiler.base import mobilenet, sources
     from tflite_transfer.compiler import pipeline
 
-    base_bytes = from_keras.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=4,
+    base_bytes = mobilenet.build_default_mobilenet_v2(alpha=0.35, image_size=96, num_calibration_images=4,
                                                        progress=lambda m: None).tflite
     path = Path("/tmp") / f"runtime-bench-base-{os.getpid()}.tflite"
     path.write_bytes(base_bytes)
     try:
         base = sources.load_base(sources.BaseOptions(base=str(path)), lambda m: None)
         return {count: rewrite_model(pipeline.compile_from_base(
-            base, None, pipeline.HeadOptions(num_classes=count, optimizer="adam", learning_rate=1e-4),
+            base, pipeline.HeadOptions(num_classes=count, optimizer="adam", learning_rate=1e-4),
             verify_steps=0, progress=lambda m: None).model_bytes) for count in classes}
     finally:
         path.unlink()
