@@ -1,4 +1,5 @@
-"""Opens a compiled model: checks its digest before anything parses the bytes, reads its
+"""Opens a compiled model: checks its digest before anything parses the bytes (or, when no
+digest is checked, the FlatBuffer's structure: runtime/model_structure.py), reads its
 metadata (contract.ModelMetadata), loads the LiteRT interpreter (tf.lite as a fallback),
 checks the signature contract, and wraps each signature so interpreter failures become one
 project error naming the signature and the input shapes. Imports no TensorFlow unless LiteRT
@@ -11,7 +12,7 @@ import struct
 
 import numpy as np
 
-from tflite_transfer.runtime import contract, files
+from tflite_transfer.runtime import contract, files, model_structure
 from tflite_transfer.runtime.errors import (InvalidInputError, TransferError, UnsupportedModelError,
                                             VerificationError)
 
@@ -40,12 +41,7 @@ def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack:
                        experimental_preserve_all_tensors=preserve_all_tensors), name
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated  # noqa: PLC0415
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated  # noqa: PLC0415
-    return schema_py_generated
+_schema = model_structure.schema
 
 
 def check_digest(model_bytes: bytes, source: str) -> None:
@@ -95,6 +91,9 @@ class Signature:
     def input_details(self) -> dict:
         return self._runner.get_input_details()
 
+    def output_details(self) -> dict:
+        return self._runner.get_output_details()
+
 
 @dataclasses.dataclass(frozen=True)
 class OpenedModel:
@@ -116,6 +115,10 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
         raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
     if verify_digest:
         check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
+    if not verify_digest or contract.find_digest(model_bytes) is None:
+        # No digest vouches for the bytes: LiteRT aborts the process on some damaged files
+        # (double free, SIGSEGV), so the structure checks run first (runtime/model_structure.py).
+        model_structure.check_structure(model_bytes, source)
     metadata = read_metadata(model_bytes, source)
     if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
         # Its metadata has a digest, but the file has no single digest field: a second one was
@@ -156,7 +159,38 @@ def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) 
         batch = metadata.fixed_batch(key)
         first = next(iter(signatures[key].input_details().values()), None)
         declared = int(first["shape_signature"][0]) if first is not None and len(first["shape_signature"]) else None
-        if batch is not None and declared not in (-1, batch):
+        if batch is not None and declared != batch:  # the compiler makes fixed batches static
             raise UnsupportedModelError(
                 f"{source}: signature '{key}' takes batch {declared} but the metadata says {batch}")
+    _check_sizes_against_tensors(signatures, metadata, source)
     return signatures
+
+
+def _check_sizes_against_tensors(signatures: dict[str, Signature], metadata: contract.ModelMetadata,
+                                 source: str) -> None:
+    """The metadata's sizes are the model's: bottleneck_size, num_outputs, the label and every
+    state variable against the tensors of the signatures that carry them (a model opened without
+    its digest may hold any numbers there; 1e30 used to reach numpy as a raw error)."""
+    batch = None  # any leading batch dimension
+    label = (batch, *metadata.label.shape)
+    expected = [  # (signature, inputs or outputs, tensor, shape with None for the batch, dtype)
+        (contract.TRAIN, "input", contract.BOTTLENECK, (batch, metadata.bottleneck_size), "float32"),
+        (contract.LOAD, "output", contract.BOTTLENECK, (batch, metadata.bottleneck_size), "float32"),
+        (contract.INFER, "output", metadata.output, (batch, metadata.num_outputs), None),
+        (contract.TRAIN, "input", contract.LABEL, label, metadata.label.dtype),
+        (contract.TRAIN_IMAGES, "input", contract.LABEL, label, metadata.label.dtype),
+    ]
+    expected += [(key, kind, entry.name, entry.shape, entry.dtype) for entry in metadata.state
+                 for key, kind in ((contract.SAVE, "output"), (contract.RESTORE, "input"))]
+    for key, kind, name, shape, dtype in expected:
+        signature = signatures[key]
+        details = (signature.input_details() if kind == "input" else signature.output_details())[name]
+        actual = tuple(int(size) for size in details["shape_signature"])
+        actual_dtype = np.dtype(details["dtype"]).name
+        fits = len(actual) == len(shape) and all(want is None or have == want for want, have in zip(shape, actual))
+        if not fits or (dtype is not None and actual_dtype != dtype):
+            shown = ", ".join("batch" if size is None else str(size) for size in shape)
+            raise UnsupportedModelError(
+                f"{source}: the metadata describes {kind} '{name}' of signature '{key}' as "
+                f"{dtype or 'any dtype'} [{shown}] but the model's tensor is {actual_dtype} {list(actual)}; "
+                "the metadata is damaged or belongs to another model: recompile it")
