@@ -130,8 +130,8 @@ def read_checkpoint(path, allow_version_1: bool = False, expected: Expectation |
 
 def read_model_state(path, metadata: contract.ModelMetadata, allow_version_1: bool = False) -> dict[str, np.ndarray]:
     """The training state a checkpoint holds for the model `metadata` describes, checked exactly
-    as `restore_checkpoint` takes it: the file (checksum, layout), the model fingerprint, the
-    names, shapes and dtypes, then the values' meaning (runtime/inputs.py `state`: finite
+    as `restore_checkpoint` takes it: the file's data size, fingerprint, names, shapes and
+    dtypes against the model (from its header), the file (checksum, layout), then the values' meaning (runtime/inputs.py `state`: finite
     floats, learning rate, step). Everything that reads a checkpoint into a model (restore,
     the compiler's export) goes through here, so they accept and refuse the same files."""
     from tflite_transfer.runtime import inputs  # noqa: PLC0415 (inputs is the runtime's, not the format's)

@@ -54,6 +54,17 @@ def check_digest(model_bytes: bytes, source: str) -> None:
             "this check for apps that verified the file elsewhere)")
 
 
+def check_before_parsing(model_bytes: bytes, source: str, verify_digest: bool) -> None:
+    """The digest (runtime/SPEC.md#model-digest) before any parser or the interpreter sees the
+    bytes; when it is skipped (or the model has none), the FlatBuffer's structure instead:
+    LiteRT aborts the process on some damaged files (double free, SIGSEGV), and a digest is
+    what vouches that the compiler's structure checks still hold (runtime/model_structure.py)."""
+    if verify_digest:
+        check_digest(model_bytes, source)
+    if not verify_digest or contract.find_digest(model_bytes) is None:
+        model_structure.check_structure(model_bytes, source)
+
+
 def read_metadata(model_bytes: bytes, source: str) -> contract.ModelMetadata:
     """The compiler's metadata record, read straight from the FlatBuffer."""
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
@@ -113,12 +124,7 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
         raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
-    if verify_digest:
-        check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
-    if not verify_digest or contract.find_digest(model_bytes) is None:
-        # No digest vouches for the bytes: LiteRT aborts the process on some damaged files
-        # (double free, SIGSEGV), so the structure checks run first (runtime/model_structure.py).
-        model_structure.check_structure(model_bytes, source)
+    check_before_parsing(model_bytes, source, verify_digest)
     metadata = read_metadata(model_bytes, source)
     if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
         # Its metadata has a digest, but the file has no single digest field: a second one was

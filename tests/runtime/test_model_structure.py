@@ -135,3 +135,13 @@ def test_truncated_files_are_one_line_errors(valid_bytes, size):
     with pytest.raises(InvalidInputError) as raised:
         model_structure.check_structure(valid_bytes[:size], "cut.tflite")
     assert str(raised.value).startswith("cut.tflite: ") and "\n" not in str(raised.value)
+
+
+def test_an_exported_model_opened_without_its_digest_is_checked_too(tiny_fused):
+    from tflite_transfer.compiler.export.inference_model import export_inference_model
+    from tflite_transfer.runtime import InferenceModel
+
+    exported = export_inference_model(tiny_fused.model_bytes, TransferModel.open(tiny_fused.model_bytes).get_state())
+    assert InferenceModel.open(exported, verify_digest=False).num_classes == 3
+    with pytest.raises(InvalidInputError, match=r"corrupt TFLite file: .*\(CONV_2D\) has strideH 0"):
+        InferenceModel.open(damaged(exported, conv_stride_zero), verify_digest=False)
