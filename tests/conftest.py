@@ -15,6 +15,10 @@ import pytest  # noqa: E402
 from tests.fixtures.bases import tiny_uint8_classifier  # noqa: E402
 from tests.helpers import compile_model, tensor_consumed_by, tensor_produced_by  # noqa: E402
 
+# Every process a test starts must be ended by it: a survivor is killed and the test fails at
+# teardown naming it (tests/process_guard.py).
+from tests.process_guard import no_process_outlives_its_test  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def tiny_classifier_path(tmp_path_factory) -> str:

@@ -437,7 +437,7 @@ def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     script = ("import sys\nfrom tflite_transfer.runtime.checkpoint import read_checkpoint\n"
               "from tflite_transfer.runtime.errors import CheckpointError\n"
               "try:\n    read_checkpoint(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True, stdin=subprocess.DEVNULL,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "is a FIFO (named pipe); pass a regular file" in result.stdout
@@ -506,7 +506,7 @@ def test_sparse_file_declaring_a_huge_tensor_is_refused_before_allocation(tmp_pa
               # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking
               # pytest process (hundreds of MB once TensorFlow is loaded).
               "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, stdin=subprocess.DEVNULL,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     message, peak_kib = result.stdout.strip().splitlines()[-2:]
@@ -851,7 +851,7 @@ def test_imports_and_round_trips_without_tensorflow(tmp_path):
         assert not any(name.split(".")[0] == "tensorflow" for name in sys.modules)
         print("ok")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

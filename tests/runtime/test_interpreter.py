@@ -164,7 +164,7 @@ print(outcomes)
     with open(path, "wb") as handle:
         handle.write(stamped_bytes)
     try:
-        result = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=600)
+        result = subprocess.run([sys.executable, "-c", script, path], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=600)
     finally:
         os.unlink(path)
     assert result.returncode == 0, result.stderr[-2000:]
