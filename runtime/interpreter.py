@@ -62,7 +62,7 @@ def check_before_parsing(model_bytes: bytes, source: str, verify_digest: bool) -
     if verify_digest:
         check_digest(model_bytes, source)
     if not verify_digest or contract.find_digest(model_bytes) is None:
-        model_structure.check_structure(model_bytes, source)
+        model_structure.check_structure(model_bytes, source, dataflow=True)
 
 
 def read_metadata(model_bytes: bytes, source: str) -> contract.ModelMetadata:

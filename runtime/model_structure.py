@@ -17,6 +17,8 @@ object API of a MobileNetV2 took ~80 ms here, 10x the digest check it stands in 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tflite_transfer.runtime.errors import InvalidInputError
@@ -44,6 +46,7 @@ _FILE_IDENTIFIER = b"TFL3"
 _ELEMENT_BYTES = {_TensorType.FLOAT32: 4, _TensorType.FLOAT16: 2, _TensorType.INT32: 4, _TensorType.UINT8: 1,
                   _TensorType.INT64: 8, _TensorType.BOOL: 1, _TensorType.INT16: 2, _TensorType.INT8: 1,
                   _TensorType.FLOAT64: 8, _TensorType.UINT32: 4}
+_SMALLEST_NORMAL_FLOAT32 = float(np.finfo(np.float32).tiny)  # 2**-126
 _ZERO_POINT_RANGES = {_TensorType.INT8: (-128, 127), _TensorType.UINT8: (0, 255), _TensorType.INT16: (-32768, 32767)}
 # Options a kernel divides by or indexes with (the C++ runtime's list): op -> (options type,
 # fields that must be >= 1). Without its options such a kernel reads zeros; an op that runs
@@ -84,17 +87,62 @@ def _names_a_subgraph(options_name: str) -> bool:
 
 # Options read per op (the rest are never unpacked): those checked above and those naming a subgraph.
 _READ_OPTIONS = {name for name in _OPTIONS_NAMES.values() if _names_a_subgraph(name)} | \
-    {options for options, _ in _REQUIRED_OPTIONS.values()}
+    {options for options, _ in _REQUIRED_OPTIONS.values()} | {"VarHandleOptions"}
 _READ_OPTIONS2 = {name for name in _OPTIONS2_NAMES.values() if _names_a_subgraph(name)}
 
 
-def check_structure(model_bytes: bytes, source: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class TensorRecord:
+    type: int
+    buffer: int
+    is_variable: bool
+    shape: list[int]
+    signature: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpRecord:
+    name: str                 # the builtin op's name
+    inputs: list[int]
+    outputs: list[int]
+    options: object           # the object API's options record, for the ops whose options are read
+    where: str                # "op N of subgraph M"
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphRecord:
+    inputs: list[int]
+    outputs: list[int]
+    tensors: list[TensorRecord]
+    ops: list[OpRecord]
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferRecord:
+    has_data: bool            # a data vector is present (even an empty one)
+    data_bytes: int
+    offset: int               # > 1: the data lies after the FlatBuffer
+    table: object             # the schema accessor (its DataAsNumpy)
+
+
+def _ints(indices) -> list[int]:
+    return [] if isinstance(indices, int) else indices.tolist()  # the accessors return 0 when absent
+
+
+def check_structure(model_bytes: bytes, source: str, dataflow: bool = False) -> None:
     """Refuses a damaged-but-parsable model (a flipped bit, a truncation the FlatBuffer reader
-    did not notice) with one InvalidInputError line naming `source` and the problem."""
+    did not notice) with one InvalidInputError line naming `source` and the problem. With
+    `dataflow`, also the rules of runtime/model_dataflow.py (what the runtime checks on a model
+    whose digest it did not check)."""
     if len(model_bytes) < 8 or model_bytes[4:8] != _FILE_IDENTIFIER:
         raise InvalidInputError(f"{source}: not a TFLite model (expected the 'TFL3' file identifier at byte 4)")
     try:
-        _Checker(model_bytes, source).run()
+        checker = _Checker(model_bytes, source)
+        checker.run()
+        if dataflow:
+            from tflite_transfer.runtime import model_dataflow  # noqa: PLC0415 (it reads this module's records)
+
+            model_dataflow.check_dataflow(checker.graphs, checker.buffer_records, checker.fail)
     except InvalidInputError:
         raise
     except Exception as error:  # noqa: BLE001 (flatbuffers raises struct/index/type errors on damage)
@@ -124,9 +172,12 @@ class _Checker:
         if not self.subgraphs:
             raise InvalidInputError(f"{self.source}: TFLite model has no subgraph")
         self.buffers = [model.Buffers(index) for index in range(self.count(model.BuffersLength(), "the buffer list"))]
+        self.buffer_records = []
         for index, buffer in enumerate(self.buffers):
             if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > len(self.data):
                 self.fail(f"buffer {index} lies outside the file")
+            self.buffer_records.append(BufferRecord(not buffer.DataIsNone(), buffer.DataLength(), buffer.Offset(),
+                                                    buffer))
         self.op_names = []
         for index in range(self.count(model.OperatorCodesLength(), "the op code list")):
             op_code = model.OperatorCodes(index)
@@ -134,7 +185,7 @@ class _Checker:
             if code not in _OPERATOR_NAMES:
                 self.fail(f"op code {code} is no TFLite builtin this schema knows")
             self.op_names.append(_OPERATOR_NAMES[code])
-        self.tensor_counts = []
+        self.tensor_counts, self.graphs = [], []
         for index in range(self.subgraphs):
             self.check_subgraph(index, model.Subgraphs(index))
         for index in range(self.count(model.SignatureDefsLength(), "the signature list")):
@@ -162,18 +213,22 @@ class _Checker:
     def check_subgraph(self, index: int, subgraph) -> None:
         count = self.count(subgraph.TensorsLength(), f"subgraph {index}'s tensor list")
         self.tensor_counts.append(count)
+        graph = GraphRecord(_ints(subgraph.InputsAsNumpy()), _ints(subgraph.OutputsAsNumpy()), [], [])
+        self.graphs.append(graph)
         self.check_indices(subgraph.InputsAsNumpy(), count, f"an input of subgraph {index}", False)
         self.check_indices(subgraph.OutputsAsNumpy(), count, f"an output of subgraph {index}", False)
         for position in range(count):
-            self.check_tensor(subgraph.Tensors(position), f"tensor {position} of subgraph {index}")
+            graph.tensors.append(self.check_tensor(subgraph.Tensors(position), f"tensor {position} of subgraph {index}"))
         for position in range(self.count(subgraph.OperatorsLength(), f"subgraph {index}'s op list")):
             op, what = subgraph.Operators(position), f"op {position} of subgraph {index}"
             code_index = op.OpcodeIndex()
             if code_index >= len(self.op_names):
                 self.fail(f"{what} uses missing op code {code_index}")
-            for indices in (op.InputsAsNumpy(), op.OutputsAsNumpy(), op.IntermediatesAsNumpy()):
+            inputs, outputs, intermediates = op.InputsAsNumpy(), op.OutputsAsNumpy(), op.IntermediatesAsNumpy()
+            for indices in (inputs, outputs, intermediates):
                 self.check_indices(indices, count, what, True)
-            self.check_options(op, self.op_names[code_index], what)
+            options = self.check_options(op, self.op_names[code_index], what)
+            graph.ops.append(OpRecord(self.op_names[code_index], _ints(inputs), _ints(outputs), options, what))
 
     def check_tensor(self, tensor, where: str) -> None:
         buffer = tensor.Buffer()
@@ -207,6 +262,7 @@ class _Checker:
         quantization = tensor.Quantization()
         if quantization is not None:
             self.check_quantization(quantization, kind, shape, where)
+        return TensorRecord(kind, buffer, tensor.IsVariable(), shape, signature)
 
     def check_quantization(self, quantization, kind: int, shape: list[int], where: str) -> None:
         """Parameters the kernels accept: a zero point outside int8 crashed LiteRT with
@@ -216,8 +272,12 @@ class _Checker:
             return
         zero_points = quantization.ZeroPointAsNumpy()
         zero_points = np.zeros(0, np.int64) if isinstance(zero_points, int) else zero_points
-        if not (np.isfinite(scales).all() and (scales >= 0).all()):
-            self.fail(f"{where} has quantization scales that are not finite and >= 0")
+        # LiteRT's default delegate (XNNPACK) segfaults on a scale of 0 or a subnormal one (below
+        # 2**-126: measured with 1.1e-38 and 3e-45 on a QUANTIZE input; 1.2e-38 runs); the
+        # builtin kernels run them. Real models' scales are around 1e-5..1e2.
+        if not (np.isfinite(scales).all() and (scales >= _SMALLEST_NORMAL_FLOAT32).all()):
+            self.fail(f"{where} has quantization scales that are not finite normal numbers > 0 "
+                      f"(smallest {scales.min():g})")
         if len(zero_points) != len(scales):
             self.fail(f"{where} has {len(scales)} quantization scales but {len(zero_points)} zero points")
         low, high = _ZERO_POINT_RANGES.get(kind, (-2**31, 2**31 - 1))
@@ -245,6 +305,7 @@ class _Checker:
         for called in called_subgraphs(options, options2):
             if not 0 <= called < self.subgraphs:
                 self.fail(f"{what} calls missing subgraph {called}")
+        return options
 
     @staticmethod
     def options(name, wanted: set, creator, union_type: int, table):

@@ -71,7 +71,14 @@ def huge_tensor(model):
     subgraph.tensors[op.outputs[0]].shapeSignature = None
 
 
+def subnormal_scale(model):
+    """A base input's scale of 3e-45: XNNPACK (LiteRT's default delegate) segfaulted on it."""
+    subgraph, op = first_op(model, "QUANTIZE")
+    subgraph.tensors[op.inputs[0]].quantization.scale = np.array([3e-45], np.float32)
+
+
 DAMAGE = {
+    "subnormal quantization scale": (subnormal_scale, "quantization scales that are not finite normal numbers"),
     "conv stride 0": (conv_stride_zero, r"op \d+ of subgraph \d+ \(CONV_2D\) has strideH 0 \(must be >= 1\)"),
     "conv without options": (conv_without_options, r"\(CONV_2D\) lacks its Conv2DOptions"),
     "zero point 200 in int8": (zero_point_outside_int8, r"has zero points outside \[-128, 127\]"),
@@ -118,11 +125,81 @@ def test_the_compiler_refuses_the_same_damage(valid_bytes, case):
         model_io.read_model_bytes(damaged(valid_bytes, damage), "base.tflite")
 
 
+# The dataflow rules (runtime/model_dataflow.py): checked by the runtime on a model whose digest
+# it did not check, as the C++ runtime does. Each damage below is one a digest-off fuzz campaign
+# turned into a crash (a heap corruption or a SIGSEGV), or one the C++ runtime's campaign did.
+def second_writer(model):
+    subgraph, op = first_op(model, "EXP")  # train: EXP writes what LOG_SOFTMAX wrote
+    op.outputs = [op.inputs[0]]
+
+
+def read_variable_without_output(model):
+    subgraph = model.subgraphs[next(s.subgraphIndex for s in model.signatureDefs if s.signatureKey == b"restore")]
+    read = [op for op in subgraph.operators
+            if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == "READ_VARIABLE"][-1]
+    read.outputs = []
+
+
+def writes_a_constant(model):
+    subgraph, op = first_op(model, "CONV_2D")
+    op.outputs = [op.inputs[1]]
+
+
+def reduction_axis_out_of_rank(model):
+    subgraph, op = first_op(model, "MEAN")
+    axes = subgraph.tensors[op.inputs[1]]
+    model.buffers[axes.buffer] = model_io.make_buffer(np.full(int(np.prod(axes.shape)), 9, "<i4").tobytes())
+
+
+def reshape_changes_type(model):
+    subgraph, op = first_op(model, "RESHAPE")
+    output = subgraph.tensors[op.outputs[0]]
+    output.type = 9 if output.type != 9 else 0  # int8, or float32 if it was int8
+
+
+def if_drops_an_input(model):
+    subgraph, op = first_op(model, "IF")
+    op.inputs = op.inputs[:-1]
+
+
+DATAFLOW_DAMAGE = {
+    "a second writer": (second_writer, r"op \d+ of subgraph \d+ writes tensor \d+, which is written already"),
+    "READ_VARIABLE without output": (read_variable_without_output, r"\(READ_VARIABLE\) has 0 outputs, not 1"),
+    "writes a constant": (writes_a_constant, "writes into constant tensor"),
+    "reduction axis 9": (reduction_axis_out_of_rank, r"\(MEAN\) reduces over axis 9 of a rank 4 tensor"),
+    "RESHAPE changes type": (reshape_changes_type, r"\(RESHAPE\) mixes tensor types"),
+    "IF drops an input": (if_drops_an_input, r"\(IF\) passes a subgraph the wrong number of tensors"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATAFLOW_DAMAGE))
+def test_the_runtime_refuses_broken_dataflow_without_the_digest(valid_bytes, case):
+    damage, message = DATAFLOW_DAMAGE[case]
+    data = damaged(valid_bytes, damage)
+    with pytest.raises(InvalidInputError, match=f"<bytes>: corrupt TFLite file: .*{message}") as raised:
+        TransferModel.open(data, verify_digest=False)
+    assert "\n" not in str(raised.value)
+
+
+def test_valid_models_of_every_kind_pass_the_dataflow_rules(tiny_fused, stateful_compiled, tiny_classifier_path,
+                                                           tiny_pool_name):
+    """Fixed batches, a stateful base, Adam: all open without their digest."""
+    from tests.helpers import compile_model
+    from tflite_transfer.compiler.passes import batch
+
+    models = [tiny_fused.model_bytes, stateful_compiled("float").model_bytes,
+              compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, optimizer="adam",
+                            learning_rate=0.01, batch_options=batch.BatchOptions(3, 4)).model_bytes]
+    for model_bytes in models:
+        model_structure.check_structure(model_bytes, "model.tflite", dataflow=True)
+        TransferModel.open(model_bytes, verify_digest=False).get_state()
+
+
 def test_a_model_with_a_digest_is_not_structure_checked_twice(valid_bytes, monkeypatch):
     """The digest vouches for the bytes the compiler checked; without one, or with
     verify_digest=False, the structure checks run."""
     calls = []
-    monkeypatch.setattr(model_structure, "check_structure", lambda *args: calls.append(args))
+    monkeypatch.setattr(model_structure, "check_structure", lambda *args, **kwargs: calls.append(args))
     assert contract.find_digest(valid_bytes) is not None
     TransferModel.open(valid_bytes)
     assert calls == []
