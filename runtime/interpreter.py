@@ -177,14 +177,14 @@ def _check_sizes_against_tensors(signatures: dict[str, Signature], metadata: con
     """The metadata's sizes are the model's: bottleneck_size, num_outputs, the label and every
     state variable against the tensors of the signatures that carry them (a model opened without
     its digest may hold any numbers there; 1e30 used to reach numpy as a raw error)."""
-    batch = None  # any leading batch dimension
+    batch, names = None, metadata.tensor_names  # None: any leading batch dimension
     label = (batch, *metadata.label.shape)
     expected = [  # (signature, inputs or outputs, tensor, shape with None for the batch, dtype)
-        (contract.TRAIN, "input", contract.BOTTLENECK, (batch, metadata.bottleneck_size), "float32"),
-        (contract.LOAD, "output", contract.BOTTLENECK, (batch, metadata.bottleneck_size), "float32"),
-        (contract.INFER, "output", metadata.output, (batch, metadata.num_outputs), None),
-        (contract.TRAIN, "input", contract.LABEL, label, metadata.label.dtype),
-        (contract.TRAIN_IMAGES, "input", contract.LABEL, label, metadata.label.dtype),
+        (contract.TRAIN, "input", names.bottleneck, (batch, metadata.bottleneck_size), "float32"),
+        (contract.LOAD, "output", names.bottleneck, (batch, metadata.bottleneck_size), "float32"),
+        (contract.INFER, "output", names.output, (batch, metadata.num_outputs), None),
+        (contract.TRAIN, "input", names.label, label, metadata.label.dtype),
+        (contract.TRAIN_IMAGES, "input", names.label, label, metadata.label.dtype),
     ]
     expected += [(key, kind, entry.name, entry.shape, entry.dtype) for entry in metadata.state
                  for key, kind in ((contract.SAVE, "output"), (contract.RESTORE, "input"))]
