@@ -1,8 +1,9 @@
 """Structure checks of a .tflite FlatBuffer: every index in range (op codes, tensors, buffers,
 subgraphs named by ops and signatures), names UTF-8, known op codes and tensor types, shapes
 that agree with their signature and stay allocatable, constants whose bytes match their shape,
-quantization parameters the kernels accept, and op options whose zero value makes a kernel
-divide by zero (strides, dilations, filter and block sizes) or that name the subgraph an op runs.
+quantization parameters the kernels accept, op options whose zero value makes a kernel divide
+by zero (strides, dilations, filter and block sizes) or that name the subgraph an op runs, and
+subgraph calls without a cycle.
 
 LiteRT trusts all of it: a damaged file that breaks one of these rules can abort the process
 (double free, SIGSEGV, SIGFPE) instead of failing with an error. The compiler runs the checks
@@ -185,9 +186,10 @@ class _Checker:
             if code not in _OPERATOR_NAMES:
                 self.fail(f"op code {code} is no TFLite builtin this schema knows")
             self.op_names.append(_OPERATOR_NAMES[code])
-        self.tensor_counts, self.graphs = [], []
+        self.tensor_counts, self.graphs, self.calls = [], [], {}
         for index in range(self.subgraphs):
             self.check_subgraph(index, model.Subgraphs(index))
+        self.check_no_recursion()
         for index in range(self.count(model.SignatureDefsLength(), "the signature list")):
             self.check_signature(model.SignatureDefs(index))
         for index in range(self.count(model.MetadataLength(), "the metadata list")):
@@ -195,6 +197,29 @@ class _Checker:
             self.check_name(entry.Name(), "a metadata entry")
             if entry.Buffer() >= len(self.buffers):
                 self.fail(f"metadata entry refers to missing buffer {entry.Buffer()}")
+
+    def check_no_recursion(self) -> None:
+        """Subgraphs call subgraphs (IF, WHILE, CALL_ONCE, CALL) without a cycle: TFLite runs a
+        call by recursion, so a subgraph reached again from itself overflows the stack (a flipped
+        bit that pointed `infer`'s IF at `infer` itself was a SIGSEGV)."""
+        state = {}  # subgraph -> 1 while its callees are being visited, 2 when done
+        for root in range(self.subgraphs):
+            stack = [(root, iter(self.calls.get(root, {}).items()))]
+            state[root] = state.get(root) or 1
+            if state[root] == 2:
+                continue
+            while stack:
+                caller, callees = stack[-1]
+                for called, what in callees:
+                    if state.get(called) == 1:
+                        self.fail(f"{what} runs subgraph {called}, which is already running (a call cycle)")
+                    if state.get(called) is None:
+                        state[called] = 1
+                        stack.append((called, iter(self.calls.get(called, {}).items())))
+                        break
+                else:
+                    state[caller] = 2
+                    stack.pop()
 
     def check_name(self, name, where: str) -> None:
         if name is not None:
@@ -305,6 +330,7 @@ class _Checker:
         for called in called_subgraphs(options, options2):
             if not 0 <= called < self.subgraphs:
                 self.fail(f"{what} calls missing subgraph {called}")
+            self.calls.setdefault(len(self.graphs) - 1, {}).setdefault(called, what)
         return options
 
     @staticmethod

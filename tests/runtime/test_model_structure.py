@@ -77,7 +77,14 @@ def subnormal_scale(model):
     subgraph.tensors[op.inputs[0]].quantization.scale = np.array([3e-45], np.float32)
 
 
+def if_calls_its_own_subgraph(model):
+    """A flipped bit pointed `infer`'s IF at `infer` itself: unbounded recursion, SIGSEGV."""
+    subgraph, op = first_op(model, "IF")
+    op.builtinOptions.thenSubgraphIndex = op.builtinOptions.elseSubgraphIndex = model.subgraphs.index(subgraph)
+
+
 DAMAGE = {
+    "IF calls its own subgraph": (if_calls_its_own_subgraph, r"\(a call cycle\)"),
     "subnormal quantization scale": (subnormal_scale, "quantization scales that are not finite normal numbers"),
     "conv stride 0": (conv_stride_zero, r"op \d+ of subgraph \d+ \(CONV_2D\) has strideH 0 \(must be >= 1\)"),
     "conv without options": (conv_without_options, r"\(CONV_2D\) lacks its Conv2DOptions"),
