@@ -285,7 +285,7 @@ def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
             model_digest=record.get("model_digest"), contract_version=int(version),
             bottleneck_max_norm2=_optional_float(record.get("bottleneck_max_norm2")),
             **(version_3_fields(record) if version >= 3 else {}))
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:  # Overflow: int(Infinity)
         raise UnsupportedModelError(
             f"{source}: '{METADATA_KEY}' metadata is incomplete or malformed "
             f"({type(error).__name__}: {error}); recompile the model") from None

@@ -16,6 +16,7 @@ it and `reset()` rewinds it; `fit` and `imprint` work on cached bottlenecks and 
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 from typing import Callable
@@ -24,12 +25,10 @@ import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
 from tflite_transfer.runtime import contract, inputs, samples, training_watch
-from tflite_transfer.runtime.errors import (InvalidInputError, TrainingDivergedError,
-                                            UnsupportedModelError, VerificationError)
+from tflite_transfer.runtime.errors import InvalidInputError, TrainingDivergedError, UnsupportedModelError
 from tflite_transfer.runtime.interpreter import open_model
 
 Progress = Callable[[str], None]
-_RECOVER = "call reset() or restore_checkpoint() and train with a lower learning rate"
 # fit's defaults, chosen on three real bases (BUILD.md, "Default learning rate and divergence";
 # benchmarks/accuracy/defaults.py): from an imprinted head, 50 epochs of batches of 32 at the
 # compiled learning rate reach or beat the nearest-class-mean probe at 5 and 20 samples per class.
@@ -144,8 +143,11 @@ class TransferModel:
         self._exact_batch(self.metadata.image_batch, len(images), "train_step")
         labels = self._label_array(labels, len(images))
         self._check_steps_left(1)
-        return self._checked_loss(self._signatures[contract.TRAIN_IMAGES](
+        loss = self._undone_unless_finite(lambda: self._signatures[contract.TRAIN_IMAGES](
             **{self.names.input: images, self.names.label: labels})[self.names.loss])
+        if self._step is not None:
+            self._step += 1
+        return loss
 
     def train_bottlenecks(self, bottlenecks, labels) -> float:
         """One optimizer step on bottlenecks (`train`)."""
@@ -153,7 +155,7 @@ class TransferModel:
         self._exact_batch(self.metadata.train_batch, len(bottlenecks), "train_bottlenecks")
         labels = self._label_array(labels, len(bottlenecks))
         self._check_steps_left(1)
-        return self._checked_loss(self._train(bottlenecks, labels))
+        return self._undone_unless_finite(lambda: self._train(bottlenecks, labels))
 
     def _train(self, bottlenecks: np.ndarray, labels: np.ndarray) -> np.ndarray:
         loss = self._signatures[contract.TRAIN](**{self.names.bottleneck: bottlenecks,
@@ -162,12 +164,26 @@ class TransferModel:
             self._step += 1
         return loss
 
-    def _checked_loss(self, loss: np.ndarray) -> float:
-        value = float(loss.reshape(-1)[0])
-        if not np.isfinite(value):
-            raise VerificationError(f"training diverged: the loss is {value} and the weights are "
-                                    f"probably NaN now; {_RECOVER}")
-        return value
+    def _undone_unless_finite(self, step: Callable[[], np.ndarray]) -> float:
+        """Runs one optimizer step (the single-step API; fit checks per epoch instead). If its
+        loss or the state it leaves is NaN/Inf, the state from before the step is restored
+        (weights, slots, step) and TrainingDivergedError raised: a failed call changes nothing.
+        Costs two `save` runs per call (benchmarks/runtime measures it)."""
+        before = self._signatures[contract.SAVE]()
+        loss = float(step().reshape(-1)[0])
+        broken = [] if np.isfinite(loss) else [f"the loss is {loss}"]
+        if not broken:
+            after = self._signatures[contract.SAVE]().items()
+            names = [name for name, value in after if value.dtype.kind == "f" and not np.isfinite(value).all()]
+            broken = [f"{', '.join(names)} became NaN/Inf"] if names else []
+        if broken:
+            self._signatures[contract.RESTORE](**before)
+            self._step = None
+            raise TrainingDivergedError(
+                f"training diverged: {broken[0]}; the step was undone (weights, optimizer slots and step are "
+                f"as before it); lower the learning rate (set_learning_rate) or check the scale of the "
+                f"inputs", [loss], self.stable_learning_rate())
+        return loss
 
     def _steps_taken(self) -> int | None:
         if self._step is None:
@@ -260,14 +276,16 @@ class TransferModel:
             batch_size = fixed
         if not self.num_samples:
             raise InvalidInputError("fit: no samples cached; call add_sample first")
+        if fixed is None:  # a batch larger than the cache is the whole cache (its buffers are that big)
+            batch_size = min(batch_size, self.num_samples)
         planned = epochs * -(-self.num_samples // batch_size) + 1
-        self._check_steps_left(min(planned, inputs.MAX_STEP))
+        self._check_steps_left(planned)  # also bounds `epochs`: every epoch is at least one step
         if self._imprints_first(imprint):
             self.imprint()
         report = _progress_printer(progress)
         good_state = self.get_state()
         watch = training_watch.LossWatch(good_state, chance_loss=math.log(self.num_classes) if self.classifies else 0.0)
-        totals, counts = np.zeros(epochs), np.zeros(epochs)
+        totals, counts = collections.defaultdict(float), collections.defaultdict(float)  # per epoch, as reached
         batches = self._stream.batches(self._cache, epochs, batch_size, fixed is not None,
                                        np.random.default_rng(seed), shuffle)
         epoch_losses: list[float] = []
