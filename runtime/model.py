@@ -41,7 +41,11 @@ class TransferModel:
 
     def __init__(self, opened):
         self._opened, self._source = opened, opened.source
-        self._signatures = opened.signatures
+        # Every signature run but `save` may change the state: it drops the snapshot the
+        # single-step API keeps of the state after its last step (_undone_unless_finite).
+        self._state_after_step: dict | None = None
+        self._signatures = {name: (signature if name == contract.SAVE else _Invalidating(signature, self))
+                            for name, signature in opened.signatures.items()}
         self.metadata: contract.ModelMetadata = opened.metadata
         self.names: contract.TensorNames = self.metadata.tensor_names
         self.input_spec: contract.InputSpec = inputs.input_spec(
@@ -166,15 +170,18 @@ class TransferModel:
 
     def _undone_unless_finite(self, step: Callable[[], np.ndarray]) -> float:
         """Runs one optimizer step (the single-step API; fit checks per epoch instead). If its
-        loss or the state it leaves is NaN/Inf, the state from before the step is restored
-        (weights, slots, step) and TrainingDivergedError raised: a failed call changes nothing.
-        Costs two `save` runs per call (benchmarks/runtime measures it)."""
-        before = self._signatures[contract.SAVE]()
+        loss or the weights and slots it leaves are NaN/Inf, the state from before the step is
+        restored (weights, slots, step) and TrainingDivergedError raised: a failed call changes
+        nothing. One `save` per call: the state after a step is kept as the next step's
+        snapshot until any other signature runs (benchmarks/runtime measures the cost)."""
+        before = self._state_after_step or self._signatures[contract.SAVE]()
         loss = float(step().reshape(-1)[0])
         broken = [] if np.isfinite(loss) else [f"the loss is {loss}"]
-        if not broken:
-            after = self._signatures[contract.SAVE]().items()
-            names = [name for name, value in after if value.dtype.kind == "f" and not np.isfinite(value).all()]
+        after = self._signatures[contract.SAVE]()
+        if not broken:  # a base's own state may hold -inf (a running maximum): not checked
+            trained = {entry.name for entry in self.metadata.state if entry.role != contract.BASE_STATE}
+            names = [name for name, value in after.items()
+                     if name in trained and value.dtype.kind == "f" and not np.isfinite(value).all()]
             broken = [f"{', '.join(names)} became NaN/Inf"] if names else []
         if broken:
             self._signatures[contract.RESTORE](**before)
@@ -183,6 +190,7 @@ class TransferModel:
                 f"training diverged: {broken[0]}; the step was undone (weights, optimizer slots and step are "
                 f"as before it); lower the learning rate (set_learning_rate) or check the scale of the "
                 f"inputs", [loss], self.stable_learning_rate())
+        self._state_after_step = after
         return loss
 
     def _steps_taken(self) -> int | None:
@@ -430,6 +438,20 @@ class TransferModel:
         values = checkpoint_file.read_model_state(path, self.metadata, allow_version_1)
         self._signatures[contract.RESTORE](**values)
         self._step = None
+
+
+class _Invalidating:
+    """A signature whose every run drops the model's kept post-step snapshot."""
+
+    def __init__(self, signature, model: TransferModel):
+        self._signature, self._model = signature, model
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        self._model._state_after_step = None
+        return self._signature(**inputs)
+
+    def input_details(self) -> dict:
+        return self._signature.input_details()
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

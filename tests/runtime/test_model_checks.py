@@ -161,6 +161,32 @@ def test_a_single_step_that_diverges_is_undone(tiny_bytes, learning_rate, value,
     assert model.steps == steps + 1
 
 
+def test_a_failed_step_after_good_ones_goes_back_to_the_state_just_before_it(tiny_bytes):
+    """One `save` per single step: the state after a step is the next step's snapshot, until
+    any other signature runs (here set_learning_rate, which the snapshot must then include)."""
+    model = TransferModel.open(tiny_bytes)
+    ones = np.ones((2, 7), np.float32)
+    model.train_bottlenecks(ones, [0, 1])
+    model.train_bottlenecks(ones, [1, 2])
+    model.set_learning_rate(1e6)
+    before = model.get_state()
+    with pytest.raises(TrainingDivergedError, match="the step was undone"):
+        model.train_bottlenecks(np.full((1, 7), 1e37, np.float32), [2])
+    assert_unchanged(model, before)           # two steps in, learning rate 1e6: as it was
+    model.set_learning_rate(0.1)
+    after_good = None
+    for labels in ([0, 1], [2, 0]):
+        model.train_bottlenecks(ones, labels)
+        after_good = model.get_state()
+    model._signatures["set_learning_rate"](learning_rate=np.array([1e6], np.float32))  # any other run
+    with pytest.raises(TrainingDivergedError, match="the step was undone"):
+        model.train_bottlenecks(np.full((1, 7), 1e37, np.float32), [2])
+    state = model.get_state()
+    assert state["learning_rate"][0] == np.float32(1e6)     # not the stale snapshot's 0.1
+    for name in ("dense_0_kernel", "dense_0_bias", "step"):
+        np.testing.assert_array_equal(state[name], after_good[name])
+
+
 def test_a_train_step_on_images_that_diverges_is_undone(tiny_bytes):
     model = TransferModel.open(tiny_bytes)
     state = model.get_state()
