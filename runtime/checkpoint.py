@@ -1,8 +1,8 @@
 """Training checkpoints: the file side of a compiled model's `save()` / `restore()` signatures.
 
 A checkpoint holds every trainable variable and optimizer slot by name, in the safetensors
-layout, so the C++/Android runtime reads and writes the same files (BUILD.md, "Checkpoint
-file format", documents it byte by byte). Format version 2 adds a checksum over the whole
+layout, so the C++/Android runtime reads and writes the same files (runtime/SPEC.md#checkpoint-file-format
+documents it byte by byte). Format version 2 adds a checksum over the whole
 file (`__metadata__.checksum`, the scheme of contract.sha256_with_hex_zeroed), so a flipped
 bit anywhere is refused instead of restored. This module writes and checks compatibility;
 runtime/checkpoint_reader.py reads. numpy only: it must import without TensorFlow.

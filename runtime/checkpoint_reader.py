@@ -1,5 +1,5 @@
-"""Reads checkpoint files (format version 2, and version 1 on request), in the order BUILD.md
-"What a reader does" prescribes for every reader: regular file -> length field bounded by the
+"""Reads checkpoint files (format version 2, and version 1 on request), in the order
+runtime/SPEC.md#checkpoint-file-format ("What a reader does") prescribes for every reader: regular file -> length field bounded by the
 file -> header -> (read for a model: a data section of another size than the model's state is
 refused from the header alone, never hashed) -> checksum over the whole file, streamed -> JSON
 parsed in linear time -> every entry checked against the file size -> (for a model: fingerprint,

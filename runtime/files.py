@@ -7,7 +7,7 @@ the new one, never a mix, even after kill -9; it removes temporary files an earl
 left for the same target, gives new files the mode the umask allows (not mkstemp's 0600), and
 writes through a symlink to its target instead of replacing the link. Temporary files are named
 and locked exactly as the C++ writer (runtime/cpp/src/files.cc) names and locks them, so
-writers of both languages on one target never remove each other's live file (BUILD.md,
+writers of both languages on one target never remove each other's live file (runtime/SPEC.md#checkpoint-file-format,
 "Atomic write").
 """
 

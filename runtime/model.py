@@ -8,8 +8,7 @@
 
 Models with fixed batches (metadata `image_batch`/`train_batch`, runtime/SPEC.md#fixed-batches) are run in
 chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
-A base that keeps state between calls (state entries with role `base_state`, BUILD.md
-"Stateful bases") is one stream per model: every `load`, `predict`, `add_sample` and
+A base that keeps state between calls (state entries with role `base_state`, runtime/SPEC.md#stateful-bases) is one stream per model: every `load`, `predict`, `add_sample` and
 `train_step` advances it by one call per chunk (never padded), `get_state`/checkpoints include
 it and `reset()` rewinds it; `fit` and `imprint` work on cached bottlenecks and leave it alone.
 """
@@ -29,7 +28,7 @@ from tflite_transfer.runtime.errors import InvalidInputError, TrainingDivergedEr
 from tflite_transfer.runtime.interpreter import open_model
 
 Progress = Callable[[str], None]
-# fit's defaults, chosen on three real bases (BUILD.md, "Default learning rate and divergence";
+# fit's defaults, chosen on three real bases (runtime/SPEC.md#training;
 # benchmarks/accuracy/defaults.py): from an imprinted head, 50 epochs of batches of 32 at the
 # compiled learning rate reach or beat the nearest-class-mean probe at 5 and 20 samples per class.
 DEFAULT_EPOCHS = 50
@@ -428,7 +427,7 @@ class TransferModel:
 
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
-        """Writes every variable and optimizer slot atomically (format version 2, BUILD.md)."""
+        """Writes every variable and optimizer slot atomically (format version 2, runtime/SPEC.md#checkpoint-file-format)."""
         checkpoint_file.write_checkpoint(path, self.get_state(), self.metadata.fingerprint,
                                          {"num_samples_cached": str(self.num_samples)})
 
