@@ -37,7 +37,7 @@ def test_training_lowers_the_loss_and_learns(cpp_demo, tiny_model_path, training
     result = run_demo(cpp_demo, "--model", tiny_model_path, "--images", training_files["images"],
                       "--labels", training_files["labels"], "--test_images", training_files["test_images"],
                       "--test_labels", training_files["test_labels"], "--epochs", 30, "--batch_size", 8,
-                      "--learning_rate", 1.0, "--checkpoint", tmp_path / "trained.ckpt")
+                      "--learning_rate", 1.0, "--no_imprint", "--checkpoint", tmp_path / "trained.ckpt")
     assert "TFLite 2.14" in result.stdout
     losses = epoch_losses(result.stdout)
     assert len(losses) == 30 and losses[-1] < 0.5 * losses[0]
@@ -75,7 +75,7 @@ def test_training_matches_python_on_the_same_bottlenecks(cpp_demo, tiny_model_pa
     python_losses = python_model.fit(epochs=10, batch_size=8, shuffle=False, progress=False, imprint=False)
     result = run_demo(cpp_demo, "--model", tiny_model_path, "--bottlenecks", tmp_path / "bottlenecks.npy",
                       "--labels", training_files["labels"], "--epochs", 10, "--batch_size", 8,
-                      "--learning_rate", 1.0, "--checkpoint", tmp_path / "cpp.ckpt")
+                      "--learning_rate", 1.0, "--no_imprint", "--checkpoint", tmp_path / "cpp.ckpt")
     np.testing.assert_allclose(epoch_losses(result.stdout), python_losses, rtol=1e-5)
     cpp_state = read_checkpoint(tmp_path / "cpp.ckpt").tensors
     for name, value in python_model.get_state().items():
