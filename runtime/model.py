@@ -6,7 +6,7 @@
     model.predict(images)                    # `infer`
     model.save_checkpoint("me.ckpt")         # `save` -> safetensors file, atomically
 
-Models with fixed batches (metadata `image_batch`/`train_batch`, decision 2) are run in
+Models with fixed batches (metadata `image_batch`/`train_batch`, runtime/SPEC.md#fixed-batches) are run in
 chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
 A base that keeps state between calls (state entries with role `base_state`, BUILD.md
 "Stateful bases") is one stream per model: every `load`, `predict`, `add_sample` and
@@ -16,6 +16,7 @@ it and `reset()` rewinds it; `fit` and `imprint` work on cached bottlenecks and 
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable
 
@@ -265,7 +266,7 @@ class TransferModel:
             self.imprint()
         report = _progress_printer(progress)
         good_state = self.get_state()
-        watch = training_watch.LossWatch(good_state)
+        watch = training_watch.LossWatch(good_state, chance_loss=math.log(self.num_classes) if self.classifies else 0.0)
         totals, counts = np.zeros(epochs), np.zeros(epochs)
         batches = self._stream.batches(self._cache, epochs, batch_size, fixed is not None,
                                        np.random.default_rng(seed), shuffle)

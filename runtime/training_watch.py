@@ -18,7 +18,10 @@ to 8x it (benchmarks/accuracy/defaults.py measures it).
 
 The watch: an epoch whose mean loss is above RISE times the best loss seen so far (an earlier
 epoch's mean, or the loss of the first step, taken at the weights training started from) AND
-above that starting loss has diverged. float32 stays finite long after the weights are
+above that starting loss AND, for a classifier, above the loss of a uniform guess (ln K for K
+classes) has diverged. The last condition keeps a run that starts nearly perfect (an imprinted
+head: loss ~0.01) from being stopped by one noisy epoch (0.01 -> 0.7 with one odd sample among
+12); a diverging classifier passes ln K within steps. float32 stays finite long after the weights are
 useless (loss 134 -> 6,415 in 25 steps on landmark features with |x|^2 ~ 1e7), so NaN/Inf
 alone catches divergence late or never.
 """
@@ -65,6 +68,7 @@ class LossWatch:
     best_loss: float = math.inf
     best_epoch: int = 0
     best_state: dict | None = None
+    chance_loss: float = 0.0        # a classifier's loss at a uniform guess, ln K (0: no floor)
 
     def __post_init__(self):
         self.best_state = self.start_state
@@ -77,7 +81,7 @@ class LossWatch:
         """Records epoch `epoch` (1-based) and says whether it diverged."""
         if not math.isfinite(loss) or self.start_loss is None:
             return False
-        if loss > RISE * self.best_loss and loss > self.start_loss:
+        if loss > RISE * self.best_loss and loss > self.start_loss and loss > self.chance_loss:
             return True
         if loss < self.best_loss:
             self.best_loss, self.best_epoch, self.best_state = loss, epoch, state

@@ -22,6 +22,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from tflite_transfer.compiler.flatbuffer import model_io
 from tflite_transfer.compiler import user_files
+from tflite_transfer.runtime import contract
 from tflite_transfer.compiler.errors import InvalidInputError, VerificationError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -64,7 +65,10 @@ class InputFunction:
 
 def freeze(input_to_bottleneck: Callable, input_shape: tuple[int, ...]):
     """Traces with a dynamic batch and turns every variable into a constant."""
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="input")
+    # The converted base's signature input: `image` for images (as bases converted here were
+    # always named, and apps calling such a base keep working), `input` for any other tensor.
+    name = contract.DEFAULT_INPUT_NAMES[contract.input_kind(tuple(input_shape))]
+    spec = tf.TensorSpec([None, *input_shape], tf.float32, name=name)
     function = tf.function(input_to_bottleneck).get_concrete_function(spec)
     return convert_variables_to_constants_v2(function)
 

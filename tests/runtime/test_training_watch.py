@@ -4,6 +4,7 @@ curvature bound of the loss, computed here independently with TensorFlow's Hessi
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -144,3 +145,19 @@ def test_the_watch_ignores_noise_and_empty_epochs():
     assert (watch.best_epoch, watch.best_loss) == (6, 0.5)
     assert watch.diverged(8, 2.1, {"w": 8})            # > 3 x 0.5 and above the start, 2.0
     assert watch.best_state == {"w": 6}
+
+
+def test_a_nearly_perfect_start_is_not_stopped_by_one_noisy_epoch():
+    """An imprinted head starts near loss 0.01; one odd sample can lift an epoch's mean to 0.7.
+    That is not divergence for a 3-class classifier (a uniform guess costs ln 3 = 1.1): the
+    watch stops only above it."""
+    watch = training_watch.LossWatch({"w": 0}, chance_loss=math.log(3))
+    watch.first_step(0.012)
+    assert not watch.diverged(1, 0.01, {"w": 1})
+    assert not watch.diverged(2, 0.7, {"w": 2})          # > 3 x 0.01, above the start, below ln 3
+    assert watch.diverged(3, 1.2, {"w": 3})              # and above ln 3
+    assert watch.best_state == {"w": 1}
+    without_floor = training_watch.LossWatch({"w": 0})
+    without_floor.first_step(0.012)
+    assert not without_floor.diverged(1, 0.01, {"w": 1})
+    assert without_floor.diverged(2, 0.7, {"w": 2})      # the floor is what keeps the run going

@@ -1,6 +1,7 @@
 """Fixtures of the web runtime's tests (imported by its test modules): models compiled by the
-real compiler on the tiny base (`--batch=1,4` and dynamic), written to a directory that the
-Node tests and the served demo page read, and references computed by the Python runtime."""
+real compiler on the tiny base (`--batch=1,4` and dynamic; contract version 3 with the example
+app's interface; stateful bases), written to a directory that the Node tests and the served demo
+page read, and references computed by the Python runtime (web_references.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import compile_model
+from tests.web import web_references
 from tflite_transfer.compiler.passes import batch
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "runtime" / "web"
@@ -45,7 +47,9 @@ def web_packages() -> Path:
 def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     """tiny_static.tflite (image batch 1, train batch 4, SGD softmax head, 3 classes) and the
     same head compiled with dynamic shapes (tiny_dynamic.tflite), which LiteRT.js cannot run;
-    tiny_mse.tflite: a 2-output MSE head (float targets instead of class ids)."""
+    tiny_mse.tflite: a 2-output MSE head (float targets instead of class ids); tiny_app.tflite:
+    contract version 3 as TensorFlow's example app calls it (input `feature` in [0, 1], output
+    `output`, one-hot labels)."""
     # Each test module that imports this fixture gets its own instance of it: compile once.
     if "web_models" in _BUILT:
         return _BUILT["web_models"]
@@ -58,6 +62,10 @@ def web_models(tiny_classifier_path, tiny_pool_name, tmp_path_factory) -> Path:
     mse = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=2, loss="mse", learning_rate=0.5,
                         batch_options=batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))
     (directory / "tiny_mse.tflite").write_bytes(mse.model_bytes)
+    app = compile_model(tiny_classifier_path, tiny_pool_name, num_classes=3, learning_rate=0.1,
+                        labels=("red", "green", "blue"), interface=web_references.APP_INTERFACE,
+                        batch_options=batch.BatchOptions(IMAGE_BATCH, TRAIN_BATCH))
+    (directory / "tiny_app.tflite").write_bytes(app.model_bytes)
     _BUILT["web_models"] = directory
     return directory
 
@@ -75,10 +83,13 @@ def tensors_as_json(tensors: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
-def node_fixtures(web_models) -> Path:
+def node_fixtures(web_models, stateful_compiled) -> Path:
     """What the Node tests compare against, computed in Python: the model's metadata as
     contract.py reads it, `load` of fixed images, the state after fixed `train` steps, a
-    checkpoint of that state written by the Python writer, and an imprinting reference."""
+    checkpoint of that state written by the Python writer, and an imprinting reference; the
+    version 3 model's loads, imprint and steps; a stateful base's stream (stream_peak.tflite:
+    batch 1, a running maximum starting at -inf; stream_batch2.tflite: two inputs per call) and
+    its checkpoints; the divergence watch; Python's number formatting."""
     from tflite_transfer.runtime import checkpoint, contract
 
     directory = web_models
@@ -108,6 +119,13 @@ def node_fixtures(web_models) -> Path:
         "imprint_bottlenecks": imprint_bottlenecks.ravel().tolist(), "imprint_labels": imprint_labels.tolist(),
         "imprint": tensors_as_json(imprint_reference(imprint_bottlenecks, imprint_labels, 3)),
     }
+    for name, variant, image_batch in (("stream_peak", "peak", IMAGE_BATCH), ("stream_batch2", "batch2", 2)):
+        (directory / f"{name}.tflite").write_bytes(stateful_compiled(variant, image_batch, TRAIN_BATCH).model_bytes)
+    reference.update(
+        app=web_references.app_reference(directory / "tiny_app.tflite"),
+        stream=web_references.stream_reference(directory / "stream_peak.tflite", directory),
+        divergence=web_references.divergence_reference(model_path),
+        formats=web_references.format_reference())
     (directory / "reference.json").write_text(json.dumps(reference))
     # The digest scheme on bytes of our own (any model version): Python stamps, JS checks.
     sample = b"\x00head" + b'{"model_digest":"' + contract.DIGEST_PLACEHOLDER.encode() + b'"}' + bytes(range(256)) * 3

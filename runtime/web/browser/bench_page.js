@@ -17,7 +17,7 @@ function inputsFor(model, signature) {
     const count = shape.reduce((a, b) => a * b, 1);
     const data = d.dtype === 'int32' ? new Int32Array(count)                      // label: class 0
       : d.dtype === 'uint8' ? Uint8Array.from({length: count}, (_, i) => (i * 37) % 256)
-      : Float32Array.from({length: count}, (_, i) => (i * 37) % 256 / (d.name === 'image' ? 1 : 255));
+      : Float32Array.from({length: count}, (_, i) => (i * 37) % 256 / (d.name === model.names.input ? 1 : 255));
     return [d.name, {data, shape}];
   }));
 }

@@ -42,26 +42,39 @@ try {
   }
   report.counts = await page.evaluate(() => window.demo.counts);
 
-  // Capture: one camera frame added to the last class, then the camera stays on for predict.
-  await page.click('#camera-toggle');
-  await page.waitForFunction(() => document.querySelector('#camera').readyState >= 2 && !window.demo.busy, null, {timeout: 30_000});
-  const last = plan.classImages.length - 1;
-  await page.click(`.class:nth-child(${last + 1}) button`);
-  await page.waitForFunction(([i, n]) => window.demo.counts[i] === n && !window.demo.busy, [last, plan.classImages[last].length + 1]);
-  report.countsAfterCapture = await page.evaluate(() => window.demo.counts);
-
   await page.fill('#epochs', String(plan.epochs));
   if (plan.learningRate !== undefined) await page.fill('#learning-rate', String(plan.learningRate));
   await page.click('#train');
-  await page.waitForSelector('#train-status[data-state=done]', {timeout: 120_000});
+  await page.waitForSelector('#train-status[data-state=done], #train-status[data-state=diverged]', {timeout: 120_000});
+  report.trainState = await page.getAttribute('#train-status', 'data-state');
   report.losses = await page.evaluate(() => window.demo.losses);
   report.trainStatus = await page.textContent('#train-status');
+
+  // A learning rate far past the stable one: fit rolls back and the page says so.
+  if (plan.divergeLearningRate !== undefined) {
+    report.stateBeforeDivergence = await pageState();
+    await page.fill('#learning-rate', String(plan.divergeLearningRate));
+    await page.click('#train');
+    await page.waitForSelector('#train-status[data-state=diverged]', {timeout: 120_000});
+    report.divergedStatus = await page.textContent('#train-status');
+    report.divergedError = await errorText();
+    report.stateAfterDivergence = await pageState();
+    report.learningRateAfterDivergence = await page.inputValue('#learning-rate');
+  }
 
   await page.setInputFiles('#predict-file', plan.predictImage);
   await page.waitForSelector('#probabilities li');
   report.probabilities = await page.$$eval('#probabilities li', (items) =>
     items.map((item) => [Number(item.dataset.class), Number(item.dataset.probability)]).sort((a, b) => a[0] - b[0]).map(([, p]) => p));
 
+  // Capture (after training: a frame of the fake camera's test pattern is no colour class): one
+  // frame added to the last class, then the camera frame predicted.
+  await page.click('#camera-toggle');
+  await page.waitForFunction(() => document.querySelector('#camera').readyState >= 2 && !window.demo.busy, null, {timeout: 30_000});
+  const last = plan.classImages.length - 1;
+  await page.click(`.class:nth-child(${last + 1}) button`);
+  await page.waitForFunction(([i, n]) => window.demo.counts[i] === n && !window.demo.busy, [last, plan.classImages[last].length + 1]);
+  report.countsAfterCapture = await page.evaluate(() => window.demo.counts);
   await page.click('#predict-camera');
   await page.waitForFunction(() => document.querySelectorAll('#probabilities li').length > 0 && !window.demo.busy);
   report.cameraProbabilities = await page.$$eval('#probabilities li', (items) => items.map((item) => Number(item.dataset.probability)));

@@ -1,7 +1,7 @@
 // The demo page: open a compiled model, add images per class (files or camera), train while
 // the loss is drawn, predict, and download/upload checkpoints. Everything runs in this page;
 // `window.demo` exposes the model for the browser tests.
-import {TransferModel, TransferError, loadLiteRtForPage, pixelsFromImage} from '../src/index.js';
+import {TransferModel, TransferError, TrainingDivergedError, loadLiteRtForPage, pixelsFromImage} from '../src/index.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {model: null, counts: [], losses: [], busy: false, stream: null};
@@ -66,8 +66,10 @@ async function openModel(source, name) {
   state.losses = [];
   $('learning-rate').value = model.metadata.optimizer.learning_rate ?? '';
   $('status').dataset.state = 'ready';
-  $('status').textContent = `${name}: ${model.numClasses} classes, images ${model.imageDtype} [${model.imageShape}] ` +
-    `(batch ${model.imageBatch}), train batch ${model.trainBatch}, ${model.metadata.optimizer.name ?? 'optimizer'} head.`;
+  const input = model.inputSpec;
+  $('status').textContent = `${name}: ${model.numClasses} classes, ${input.kind === 'image' ? 'images' : 'input'} '${input.name}' ` +
+    `${input.dtype} [${input.shape}]${input.range ? ` in [${input.range.join(', ')}]` : ''} (batch ${model.imageBatch}), ` +
+    `train batch ${model.trainBatch}, ${model.metadata.optimizer.name ?? 'optimizer'} head.`;
   buildClasses();
   drawLosses();
 }
@@ -148,17 +150,31 @@ function drawLosses() {
   context.stroke();
 }
 
+/**
+ * Trains (a fresh softmax head is imprinted first, as fit does by default). A loss that
+ * diverges is rolled back by fit; the page says so and proposes the stable learning rate.
+ */
 async function train() {
   const rate = $('learning-rate').value;
   if (rate !== '') await state.model.setLearningRate(Number(rate));
   const epochs = Number($('epochs').value);
   state.losses = [];
   $('train-status').dataset.state = 'training';
-  await state.model.fit({epochs: Number.isInteger(epochs) ? epochs : NaN, seed: Date.now() >>> 0, onEpoch: (epoch, loss) => {
-    state.losses.push(loss);
-    $('train-status').textContent = `epoch ${epoch + 1}/${epochs}: loss ${loss.toFixed(4)}`;
-    drawLosses();
-  }});
+  try {
+    await state.model.fit({epochs: Number.isInteger(epochs) ? epochs : NaN, seed: Date.now() >>> 0, onEpoch: (epoch, loss) => {
+      state.losses.push(loss);
+      $('train-status').textContent = `epoch ${epoch + 1}/${epochs}: loss ${loss.toFixed(4)}`;
+      drawLosses();
+    }});
+  } catch (error) {
+    if (!(error instanceof TrainingDivergedError)) throw error;
+    $('train-status').dataset.state = 'diverged';
+    const stable = error.stableLearningRate;
+    if (stable !== null) $('learning-rate').value = String(Number(stable.toPrecision(2)));
+    $('train-status').textContent = `Training diverged, weights rolled back: ${error.message}` +
+      (stable !== null ? ` The learning rate field now holds ${$('learning-rate').value}.` : '');
+    return;
+  }
   $('train-status').dataset.state = 'done';
   $('train-status').textContent += ` (${await state.model.steps()} steps in total)`;
 }

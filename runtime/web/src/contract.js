@@ -1,25 +1,35 @@
 /**
  * The model contract as the web runtime reads it: signature and tensor names, the typed
- * `tflite_transfer` metadata record (contract versions 1 and 2) and the model digest.
+ * `tflite_transfer` metadata record (contract versions 1, 2 and 3) and the model digest.
  * Mirrors tflite_transfer/runtime/contract.py; tests check it against files that module writes.
  */
 
 import {UnsupportedModelError, VerificationError} from './errors.js';
 import {readMetadataEntry} from './flatbuffer.js';
+import {fixedNames, version3Fields, version3Problems} from './contract_tensors.js';
+
+export {NAME_ROLES, IMAGE_KIND, TENSOR_KIND, ONE_HOT_SUM_TOLERANCE, fixedNames} from './contract_tensors.js';
 
 export const METADATA_KEY = 'tflite_transfer';
 export const FORMAT = 'tflite-transfer';
-export const SUPPORTED_CONTRACT_VERSIONS = [1, 2];
+export const CONTRACT_VERSION = 3;    // 3: per-model tensor names, the input described, one-hot labels, adapters
+export const SUPPORTED_CONTRACT_VERSIONS = [1, 2, 3];
 
 export const INFER = 'infer', LOAD = 'load', TRAIN = 'train', TRAIN_IMAGES = 'train_images';
 export const SAVE = 'save', RESTORE = 'restore', INITIALIZE = 'initialize', SET_LEARNING_RATE = 'set_learning_rate';
 export const IMAGE_SIGNATURES = [INFER, LOAD, TRAIN_IMAGES];
+// Tensor names of versions 1 and 2 and the defaults of version 3 (a model's own: metadata.names).
 export const IMAGE = 'image', BOTTLENECK = 'bottleneck', LABEL = 'label', LOSS = 'loss';
 export const STEP = 'step', LEARNING_RATE = 'learning_rate';
 export const KERNEL = 'kernel', BIAS = 'bias', SLOT = 'slot';
-export const STATE_ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE];
-export const CLASS_IDS = 'class_ids', TARGETS = 'targets';
-export const LABEL_KINDS = [CLASS_IDS, TARGETS];
+// A resource variable of a stateful base (BUILD.md, "Stateful bases"): saved, restored and reset
+// with the head's state, advanced by every call that runs the base; its values are the base's
+// own and need not be finite (a running maximum starts at -inf).
+export const BASE_STATE = 'base_state';
+export const STATE_ROLES = [KERNEL, BIAS, SLOT, STEP, LEARNING_RATE, BASE_STATE];
+// class_ids: int32 []; targets: float32 [k] (mse); one_hot: float32 [k] rows >= 0 summing to 1 (version 3).
+export const CLASS_IDS = 'class_ids', TARGETS = 'targets', ONE_HOT = 'one_hot';
+export const LABEL_KINDS = [CLASS_IDS, TARGETS, ONE_HOT];
 // The model digest and checkpoint checksum: sha256 as 64 lowercase hex digits.
 export const DIGEST_KEY = 'model_digest', DIGEST_HEX_DIGITS = 64;
 
@@ -29,13 +39,18 @@ export const DIGEST_KEY = 'model_digest', DIGEST_HEX_DIGITS = 64;
 export const MAX_LEARNING_RATE = 1e6;
 export const MAX_STEP = 2 ** 31 - 2;
 
-/** Every signature's exact input and output names (contract.signature_specs). */
-export function signatureSpecs(outputName, stateNames) {
+/**
+ * Every signature's exact input and output names (contract.signature_specs). `names`: the
+ * model's tensor names (metadata.names), or a string: the output name, with the fixed names of
+ * versions 1 and 2.
+ */
+export function signatureSpecs(names, stateNames) {
+  const {input, bottleneck, label, loss, output} = typeof names === 'string' ? fixedNames(names) : names;
   return {
-    [INFER]: {inputs: [IMAGE], outputs: [outputName]},
-    [LOAD]: {inputs: [IMAGE], outputs: [BOTTLENECK]},
-    [TRAIN]: {inputs: [BOTTLENECK, LABEL], outputs: [LOSS]},
-    [TRAIN_IMAGES]: {inputs: [IMAGE, LABEL], outputs: [LOSS]},
+    [INFER]: {inputs: [input], outputs: [output]},
+    [LOAD]: {inputs: [input], outputs: [bottleneck]},
+    [TRAIN]: {inputs: [bottleneck, label], outputs: [loss]},
+    [TRAIN_IMAGES]: {inputs: [input, label], outputs: [loss]},
     [SAVE]: {inputs: [], outputs: [...stateNames]},
     [RESTORE]: {inputs: [...stateNames], outputs: [STEP]},
     [INITIALIZE]: {inputs: [], outputs: [STEP]},
@@ -47,7 +62,10 @@ export function signatureSpecs(outputName, stateNames) {
  * The model's metadata as a frozen record with the fields of contract.ModelMetadata
  * (camelCase): bottleneckSize, numOutputs, loss, output, label {kind, dtype, shape},
  * state [{name, shape, dtype, role, layer, slot, of}], fingerprint, optimizer, labels,
- * imageRange, imageBatch, trainBatch, modelDigest, contractVersion.
+ * imageRange (versions 1, 2), imageBatch, trainBatch, modelDigest, bottleneckMaxNorm2
+ * (optional), contractVersion; version 3's input {kind, dtype, shape, range, baseRange} and
+ * bottleneckAdapter {kind, cutShape} (null before version 3); `names` (role -> tensor name,
+ * the fixed names before version 3) and `inputRange` (the values the app feeds, when known).
  */
 export function readModelMetadata(modelBytes, source = '<model>') {
   const entry = readMetadataEntry(modelBytes, METADATA_KEY, source);
@@ -85,22 +103,29 @@ export function metadataFromRecord(record, source = '<model>') {
                             role: requireString(entry.role, `state '${name}' role`),
                             layer: entry.layer ?? null, slot: entry.slot ?? null, of: entry.of ?? null});
     });
+    const output = requireString(upgraded.output, 'output');
+    const imageRange = upgraded.image_range ? Object.freeze(upgraded.image_range.map(Number)) : null;
+    const v3 = version >= 3 ? version3Fields(upgraded, {requireInt, requireString})
+                            : {names: fixedNames(output), input: null, bottleneckAdapter: null};
     metadata = Object.freeze({
       bottleneckSize: requireInt(upgraded.bottleneck_size, 'bottleneck_size'),
       numOutputs: requireInt(upgraded.num_outputs, 'num_outputs'),
       loss: requireString(upgraded.loss, 'loss'),
-      output: requireString(upgraded.output, 'output'),
+      output,
       label: Object.freeze({kind: requireString(upgraded.label.kind, 'label kind'), dtype: requireString(upgraded.label.dtype, 'label dtype'),
                             shape: upgraded.label.shape.map((d) => requireInt(d, 'label shape', 0))}),
       state: Object.freeze(state),
       fingerprint: requireString(upgraded.fingerprint, 'fingerprint'),
       optimizer: Object.freeze({...upgraded.optimizer}),
       labels: Object.freeze((upgraded.labels ?? []).map(String)),
-      imageRange: upgraded.image_range ? Object.freeze(upgraded.image_range.map(Number)) : null,
+      imageRange: version >= 3 ? null : imageRange,
       imageBatch: optionalInt(upgraded.image_batch, 'image_batch'),
       trainBatch: optionalInt(upgraded.train_batch, 'train_batch'),
       modelDigest: upgraded.model_digest ?? null,
+      bottleneckMaxNorm2: optionalNumber(upgraded.bottleneck_max_norm2, 'bottleneck_max_norm2'),
       contractVersion: version,
+      ...v3,
+      inputRange: v3.input ? v3.input.range : imageRange,
     });
   } catch (error) {
     throw new UnsupportedModelError(
@@ -130,6 +155,12 @@ function optionalInt(value, what) {
   return value === null || value === undefined ? null : requireInt(value, what);
 }
 
+function optionalNumber(value, what) {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'number') throw new TypeError(`${what}: expected a number, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 function checkMetadata(metadata, source) {
   const problems = [];
   if (metadata.bottleneckSize < 1 || metadata.numOutputs < 1) {
@@ -139,7 +170,10 @@ function checkMetadata(metadata, source) {
   const names = metadata.state.map((entry) => entry.name);
   if (new Set(names).size !== names.length) problems.push('duplicate state names');
   for (const entry of metadata.state) {
-    if (!STATE_ROLES.includes(entry.role) || entry.shape.some((d) => d < 0) || !['float32', 'int32'].includes(entry.dtype)) {
+    // The head's state is float32 (weights, slots, rate) and int32 (step); a base's own state
+    // has the base's types, checked against what LiteRT.js can feed when the model is opened.
+    if (!STATE_ROLES.includes(entry.role) || entry.shape.some((d) => d < 0) ||
+        (entry.role !== BASE_STATE && !['float32', 'int32'].includes(entry.dtype))) {
       problems.push(`state '${entry.name}' role '${entry.role}' ${entry.dtype} [${entry.shape}]`);
     }
   }
@@ -150,6 +184,8 @@ function checkMetadata(metadata, source) {
     problems.push(`${metadata.labels.length} labels for ${metadata.numOutputs} outputs`);
   }
   if (metadata.contractVersion >= 2 && !new RegExp(`^[0-9a-f]{${DIGEST_HEX_DIGITS}}$`).test(metadata.modelDigest ?? '')) problems.push('no model_digest');
+  if (metadata.contractVersion >= 3) problems.push(...version3Problems(metadata));
+  else if (metadata.label.kind === ONE_HOT) problems.push('one_hot labels before contract version 3');
   if (problems.length) {
     throw new UnsupportedModelError(`${source}: inconsistent '${METADATA_KEY}' metadata: ${problems.join('; ')}`);
   }

@@ -1,20 +1,27 @@
 /**
  * Training with the contract's guards, as the Python runtime's TransferModel does: the step
  * counter never passes MAX_STEP (the int32 step would wrap and Adam's update become NaN), and
- * training that produces a NaN/Inf loss or state is undone, never left half done:
- * `guardedStep` restores the state from before the step, `fit` the state at the end of the
- * last good epoch; either way a VerificationError says so.
+ * training that goes wrong is undone, never left half done: `guardedStep` restores the state
+ * from before a step whose loss or state is NaN/Inf (VerificationError); `fit` rolls back to
+ * the end of the last good epoch on a NaN/Inf, or to the best epoch when the mean loss rises
+ * past the watch's threshold (training_watch.js), and throws TrainingDivergedError.
+ * Defaults (BUILD.md, "Default learning rate and divergence"): 50 epochs of the model's train
+ * batch, from an imprinted head when the head is a fresh single-layer softmax.
  */
 
 import * as contract from './contract.js';
-import {InvalidInputError, VerificationError} from './errors.js';
+import {InvalidInputError, TrainingDivergedError, VerificationError} from './errors.js';
 import {trainingBatches} from './batches.js';
+import {formatG} from './format.js';
+import {LossWatch, divergenceMessage, largestNorm2} from './training_watch.js';
 
-const ADVICE = 'lower the learning rate (setLearningRate) or call reset()';
+export const DEFAULT_EPOCHS = 50;
 
-/** Names of the float tensors of `state` holding NaN or Inf. */
-function nonFinite(state) {
-  return Object.entries(state).filter(([, t]) => t.dtype === 'float32' && !t.data.every(Number.isFinite)).map(([name]) => name);
+/** Names of the float tensors of `state` holding NaN or Inf (a base's own state may: not counted). */
+function nonFinite(state, metadata) {
+  const baseState = new Set(metadata.state.filter((entry) => entry.role === contract.BASE_STATE).map((entry) => entry.name));
+  return Object.entries(state).filter(([name, t]) => t.dtype === 'float32' && !baseState.has(name) && !t.data.every(Number.isFinite))
+    .map(([name]) => name);
 }
 
 /** Refuses `needed` more steps when they would pass MAX_STEP (`state` from getState). */
@@ -32,12 +39,12 @@ export async function guardedStep(model, run) {
   const before = await model.getState();
   checkStepsLeft(before, 1);
   const loss = await run();
-  const bad = Number.isFinite(loss) ? nonFinite(await model.getState()) : [];
+  const bad = Number.isFinite(loss) ? nonFinite(await model.getState(), model.metadata) : [];
   if (!Number.isFinite(loss) || bad.length) {
     await model._restore(before);
     throw new VerificationError(
       `training diverged: ${bad.length ? `${bad.join(', ')} became NaN/Inf` : `the loss is ${loss}`}; the step was undone ` +
-      `(weights, optimizer slots and step are as before it); ${ADVICE}`);
+      '(weights, optimizer slots and step are as before it); lower the learning rate (setLearningRate) or call reset()');
   }
   return loss;
 }
@@ -51,32 +58,40 @@ function positiveInteger(value, what) {
 
 /**
  * Trains over the model's sample cache in batches of its train batch (batches.js); returns
- * the mean loss of each epoch (NaN for an epoch in which no batch ended).
+ * the mean loss of each epoch (NaN for an epoch in which no batch ended). `imprint`: undefined
+ * imprints a single-layer softmax head first when it still holds the compiled initial weights
+ * bit for bit, true always imprints such a head, false never does.
  */
-export async function fit(model, {epochs = 10, batchSize, seed = 0, shuffle = true, onEpoch = () => {}, onBatch = () => {}} = {}) {
+export async function fit(model, {epochs = DEFAULT_EPOCHS, batchSize, seed = 0, shuffle = true, imprint,
+                                  onEpoch = () => {}, onBatch = () => {}} = {}) {
   positiveInteger(epochs, 'epochs');
   if (batchSize !== undefined && positiveInteger(batchSize, 'batchSize') !== model.trainBatch) {
     throw new InvalidInputError(`fit: batchSize ${batchSize}, but this model trains on fixed batches of ${model.trainBatch}; ` +
                                 `pass batchSize ${model.trainBatch} or leave it out`);
   }
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidInputError(`fit: seed must be an integer >= 0, got ${seed}`);
+  if (![undefined, true, false].includes(imprint)) throw new InvalidInputError(`fit: imprint must be true, false or left out, got ${JSON.stringify(imprint)}`);
   if (!model.numSamples) throw new InvalidInputError('fit: no samples cached; call addSample first');
   const batchCount = Math.ceil((epochs * model.numSamples) / model.trainBatch);
+  checkStepsLeft(await model.getState(), batchCount);
+  if (await model._imprintsFirst(imprint)) await model.imprint();
   let goodState = await model.getState();
-  checkStepsLeft(goodState, batchCount);
+  const watch = new LossWatch(goodState, model.classifies ? Math.log(model.numClasses) : 0);
   const features = model.metadata.bottleneckSize;
   const perLabel = model._labels[0].length;
+  const classIds = model.metadata.label.kind === contract.CLASS_IDS;
   const losses = [];
   let sum = 0, count = 0, index = 0;
   for (const {indices, epoch, lastOfEpoch} of trainingBatches(model.numSamples, model.trainBatch, epochs, {seed, shuffle})) {
     const bottlenecks = new Float32Array(indices.length * features);
-    const labels = model.classifies ? new Int32Array(indices.length) : new Float32Array(indices.length * perLabel);
+    const labels = classIds ? new Int32Array(indices.length) : new Float32Array(indices.length * perLabel);
     indices.forEach((sample, i) => {
       bottlenecks.set(model._bottlenecks[sample], i * features);
       labels.set(model._labels[sample], i * perLabel);
     });
     const loss = await model._runTrain(bottlenecks, labels, indices.length);
-    if (!Number.isFinite(loss)) await rollBack(model, goodState, losses.length, `the loss became ${loss}`);
+    if (!Number.isFinite(loss)) await rollBack(model, goodState, losses, `the loss became ${loss}`);
+    watch.firstStep(loss);
     onBatch(index++, loss);
     sum += loss;
     count += 1;
@@ -90,15 +105,31 @@ export async function fit(model, {epochs = 10, batchSize, seed = 0, shuffle = tr
     count = 0;
     onEpoch(epoch, losses[epoch]);
     const state = await model.getState();
-    const bad = nonFinite(state);
-    if (bad.length) await rollBack(model, goodState, epoch, `${bad.join(', ')} became NaN/Inf`);
+    const bad = nonFinite(state, model.metadata);
+    if (bad.length) await rollBack(model, goodState, losses.slice(0, -1), `${bad.join(', ')} became NaN/Inf`);
     goodState = state;
+    if (watch.diverged(epoch + 1, losses[epoch], state)) await stopDiverged(model, watch, losses);
   }
   return losses;
 }
 
-async function rollBack(model, goodState, epoch, what) {
+/** The NaN/Inf case: back to the end of the last good epoch. */
+async function rollBack(model, goodState, losses, what) {
   await model._restore(goodState);
-  throw new VerificationError(
-    `fit: training diverged in epoch ${epoch + 1}: ${what}; the weights were rolled back to the end of the last good epoch; ${ADVICE}`);
+  const bound = model.stableLearningRate();
+  const advice = bound !== null ? `lower the learning rate (setLearningRate; stable for these samples: below ${formatG(bound, 3)})`
+                                : 'lower the learning rate (setLearningRate)';
+  throw new TrainingDivergedError(
+    `training diverged in epoch ${losses.length + 1}: ${what}; the weights were rolled back to the end of the last good epoch; ` +
+    `${advice} or call reset()`, losses, bound);
+}
+
+/** The rising-loss case: back to the best epoch, one line naming the stable rate (runtime/model.py _watch_epoch). */
+async function stopDiverged(model, watch, losses) {
+  await model._restore(watch.bestState);
+  const rateEntry = model.metadata.state.find((entry) => entry.role === contract.LEARNING_RATE);
+  const rate = rateEntry ? watch.bestState[rateEntry.name].data[0] : null;
+  const bound = model.stableLearningRate();
+  const message = divergenceMessage(losses.length, losses.at(-1), watch, rate, bound, largestNorm2(model._bottlenecks), model.numSamples);
+  throw new TrainingDivergedError(message, losses, bound);
 }

@@ -4,11 +4,17 @@
  *
  *   const model = await TransferModel.open(modelBytesOrUrl);   // digest, metadata, contract
  *   await model.addSample(pixels, 'cat');                      // runs `load`, caches the bottleneck
- *   const losses = await model.fit({epochs: 20});              // `train` over the cache
+ *   const losses = await model.fit();                          // `train` over the cache (50 epochs)
  *   const [probabilities] = await model.predict(pixels);       // `infer`
  *   const file = await model.saveCheckpoint();                 // Uint8Array, same bytes as Python
  *
  * LiteRT.js needs static signature shapes, so models come from `compile-transfer --batch=1,16`.
+ * Every signature tensor is looked up by the model's own names (metadata.names, contract
+ * version 3); the input may be an image or any tensor (inputSpec). A base that keeps state
+ * between calls (state entries with role `base_state`, BUILD.md "Stateful bases") is one
+ * stream per model: `load`, `predict`, `addSample` and `trainImages` advance it one call per
+ * chunk of `imageBatch` inputs (never padded), the state and checkpoints include it, `reset()`
+ * rewinds it; `fit` and `imprint` work on cached bottlenecks and leave it alone.
  */
 
 import {Tensor, loadAndCompile} from '@litertjs/core';
@@ -16,9 +22,12 @@ import {Tensor, loadAndCompile} from '@litertjs/core';
 import * as contract from './contract.js';
 import {readCheckpointState, writeCheckpoint} from './checkpoint.js';
 import {InvalidInputError, TransferError, UnsupportedModelError} from './errors.js';
-import {checkedBottlenecks, checkedImages, checkedLabels, checkedLearningRate, checkedState} from './inputs.js';
+import {checkedBottlenecks, checkedInput, checkedLabels, checkedLearningRate, checkedState} from './inputs.js';
 import {paddedChunks} from './batches.js';
+import {classRow, imprintedHead} from './imprint.js';
+import {checkSignatures, checkStateTypes} from './signatures.js';
 import {fit, guardedStep} from './training.js';
+import {largestNorm2, stableLearningRate} from './training_watch.js';
 
 
 export class TransferModel {
@@ -27,13 +36,14 @@ export class TransferModel {
     this.compiled = compiled;
     this.metadata = metadata;
     this.source = source;
-    this.imageShape = details.imageShape;         // per image, e.g. [224, 224, 3]
-    this.imageDtype = details.imageDtype;         // 'float32' or 'uint8'
+    this.names = metadata.names;                  // role -> tensor name: input, bottleneck, label, loss, output
+    this.inputSpec = details.input;               // {name, kind ('image'|'tensor'), dtype, shape, range}
     this.imageBatch = details.imageBatch;         // fixed batch of load/infer/train_images
     this.trainBatch = details.trainBatch;         // fixed batch of train
     this._bottlenecks = [];                       // Float32Array per cached sample
     this._labels = [];                            // Int32Array(1) or Float32Array(k) per sample
     this._queue = Promise.resolve();              // LiteRT calls run one at a time
+    this._compiledHead = null;                    // kernel and bias as opened (fit's imprint-first test)
   }
 
   /**
@@ -58,6 +68,7 @@ export class TransferModel {
     }
     await contract.verifyModelDigest(bytes, source, skipDigestCheck);
     const metadata = contract.readModelMetadata(bytes, source);
+    checkStateTypes(metadata, source);
     let compiled;
     try {
       compiled = await loadAndCompile(bytes.slice(), {accelerator, ...(numThreads === undefined ? {} : {cpuOptions: {numThreads}})});
@@ -65,16 +76,27 @@ export class TransferModel {
       throw new UnsupportedModelError(`${source}: LiteRT.js cannot load it: ${error.message}`);
     }
     try {
-      return new TransferModel(compiled, metadata, checkSignatures(compiled, metadata, source), source);
+      const opened = new TransferModel(compiled, metadata, checkSignatures(compiled, metadata, source), source);
+      opened._compiledHead = await opened._headWeights();    // the compiled initial weights
+      return opened;
     } catch (error) {
       compiled.delete();
       throw error;
     }
   }
 
+  /** One sample of the input, without the batch dimension, and its dtype ('float32', 'uint8', 'int32'). */
+  get inputShape() { return [...this.inputSpec.shape]; }
+  get inputDtype() { return this.inputSpec.dtype; }
+  get imageShape() { return this.inputShape; }     // their names before inputs of any kind
+  get imageDtype() { return this.inputDtype; }
+  /** The values the app feeds ([low, high]) when the model records them, else null. */
+  get inputRange() { return this.inputSpec.range; }
   get numClasses() { return this.metadata.numOutputs; }
   get labels() { return [...this.metadata.labels]; }
-  get classifies() { return this.metadata.label.kind === contract.CLASS_IDS; }
+  /** Class ids or one-hot (soft) rows: a classifier (imprint needs one). */
+  get classifies() { return [contract.CLASS_IDS, contract.ONE_HOT].includes(this.metadata.label.kind); }
+  get hasBaseState() { return this.metadata.state.some((entry) => entry.role === contract.BASE_STATE); }
   get numSamples() { return this._labels.length; }
   get stateNames() { return this.metadata.state.map((entry) => entry.name); }
 
@@ -108,26 +130,41 @@ export class TransferModel {
     return task;
   }
 
-  /** Runs an image signature over `count` images in chunks of the fixed image batch. */
-  async _runImages(signature, images, outputName) {
-    const {data, count} = checkedImages(images, this.imageShape, this.imageDtype, this.metadata.imageRange);
+  _checkedInput(values) { return checkedInput(values, this.inputSpec); }
+
+  /**
+   * Runs an input signature over `count` samples in chunks of the fixed image batch, the last
+   * padded, except on a stateful base: padding would feed the stream inputs that are not the
+   * caller's, so a count that is not a multiple of the batch is refused before anything runs.
+   */
+  async _runImages(signature, values, outputName) {
+    const {data, count} = this._checkedInput(values);
+    this._checkWholeChunks(count);
     const perImage = data.length / count;
     const rows = [];
     for (const {indices, real} of paddedChunks(count, this.imageBatch)) {
       const chunk = new data.constructor(indices.length * perImage);
       indices.forEach((sample, i) => chunk.set(data.subarray(sample * perImage, (sample + 1) * perImage), i * perImage));
-      const output = (await this._run(signature, {[contract.IMAGE]: {data: chunk, shape: [indices.length, ...this.imageShape]}}))[outputName];
+      const output = (await this._run(signature, {[this.names.input]: {data: chunk, shape: [indices.length, ...this.inputShape]}}))[outputName];
       const perRow = output.data.length / indices.length;
       for (let i = 0; i < real; i++) rows.push(output.data.slice(i * perRow, (i + 1) * perRow));  // padding dropped
     }
     return rows;
   }
 
-  /** `load`: one bottleneck (Float32Array) per image. */
-  load(images) { return this._runImages(contract.LOAD, images, contract.BOTTLENECK); }
+  _checkWholeChunks(count) {
+    if (this.hasBaseState && count % this.imageBatch) {
+      throw new InvalidInputError(
+        `this model's base keeps state between calls, advanced once per call of ${this.imageBatch} inputs: ` +
+        `pass a multiple of ${this.imageBatch} inputs, got ${count} (padding would feed the stream inputs that are not yours)`);
+    }
+  }
 
-  /** `infer`: one row of probabilities (or predictions) per image. */
-  predict(images) { return this._runImages(contract.INFER, images, this.metadata.output); }
+  /** `load`: one bottleneck (Float32Array) per input sample. */
+  load(inputs) { return this._runImages(contract.LOAD, inputs, this.names.bottleneck); }
+
+  /** `infer`: one row of probabilities (or predictions) per input sample. */
+  predict(inputs) { return this._runImages(contract.INFER, inputs, this.names.output); }
 
   /**
    * One optimizer step on exactly `trainBatch` bottlenecks (`train`); returns the loss. A step
@@ -142,26 +179,27 @@ export class TransferModel {
     return guardedStep(this, () => this._runTrain(data, labelData, count));
   }
 
+  _labelShape(count) { return this.metadata.label.kind === contract.CLASS_IDS ? [count] : [count, this.numClasses]; }
+
   async _runTrain(bottlenecks, labels, count) {
-    const labelShape = this.classifies ? [count] : [count, this.numClasses];
     const result = await this._run(contract.TRAIN, {
-      [contract.BOTTLENECK]: {data: bottlenecks, shape: [count, this.metadata.bottleneckSize]},
-      [contract.LABEL]: {data: labels, shape: labelShape},
+      [this.names.bottleneck]: {data: bottlenecks, shape: [count, this.metadata.bottleneckSize]},
+      [this.names.label]: {data: labels, shape: this._labelShape(count)},
     });
-    return result[contract.LOSS].data[0];
+    return result[this.names.loss].data[0];
   }
 
-  /** One optimizer step on exactly `imageBatch` images (`train_images`); returns the loss; undone like trainStep's. */
-  async trainImages(images, labels) {
-    const {data, count} = checkedImages(images, this.imageShape, this.imageDtype, this.metadata.imageRange);
+  /** One optimizer step on exactly `imageBatch` input samples (`train_images`); returns the loss; undone like trainStep's. */
+  async trainImages(inputs, labels) {
+    const {data, count} = this._checkedInput(inputs);
     if (count !== this.imageBatch) {
-      throw new InvalidInputError(`image: ${count} images, but this model's train_images takes exactly ${this.imageBatch} per step`);
+      throw new InvalidInputError(`${this.names.input}: ${count} samples, but this model's train_images takes exactly ${this.imageBatch} per step`);
     }
     const labelData = checkedLabels(labels, count, this.metadata);
     return guardedStep(this, async () => (await this._run(contract.TRAIN_IMAGES, {
-      [contract.IMAGE]: {data, shape: [count, ...this.imageShape]},
-      [contract.LABEL]: {data: labelData, shape: this.classifies ? [count] : [count, this.numClasses]},
-    }))[contract.LOSS].data[0]);
+      [this.names.input]: {data, shape: [count, ...this.inputShape]},
+      [this.names.label]: {data: labelData, shape: this._labelShape(count)},
+    }))[this.names.loss].data[0]);
   }
 
   async setLearningRate(learningRate) {
@@ -192,11 +230,12 @@ export class TransferModel {
 
   // --- the sample cache and training over it -------------------------------------------
 
-  /** Runs `load` once on the image(s) and caches each bottleneck with its label. */
-  async addSample(images, labels) {
-    const {count} = checkedImages(images, this.imageShape, this.imageDtype, this.metadata.imageRange);
+  /** Runs `load` once on the input sample(s) (images or any tensor) and caches each bottleneck with its label. */
+  async addSample(inputs, labels) {
+    const {count} = this._checkedInput(inputs);
     const labelData = checkedLabels(labels, count, this.metadata);  // checked before any work
-    const bottlenecks = await this.load(images);
+    this._checkWholeChunks(count);
+    const bottlenecks = await this.load(inputs);
     const perLabel = labelData.length / count;
     bottlenecks.forEach((bottleneck, i) => {
       this._bottlenecks.push(bottleneck);
@@ -222,16 +261,47 @@ export class TransferModel {
 
   /**
    * Trains over the cached samples in batches of the model's train batch (batches.js); returns
-   * the mean loss of each epoch. `onEpoch(epoch, loss)` and `onBatch(index, loss)` report
-   * progress; `batchSize`, when given, must be the model's train batch. Training that diverges
-   * is rolled back to the end of the last good epoch (VerificationError); see training.js.
+   * the mean loss of each epoch. Options: `epochs` (default 50), `imprint` (left out: imprint a
+   * fresh single-layer softmax head first; true: always; false: never), `seed`, `shuffle`,
+   * `onEpoch(epoch, loss)` and `onBatch(index, loss)`; `batchSize`, when given, must be the
+   * model's train batch. Training that diverges is rolled back and throws
+   * TrainingDivergedError (a VerificationError) with `losses` and `stableLearningRate`; see training.js.
    */
   fit(options = {}) { return fit(this, options); }
 
+  /** The head's kernels and biases now (bit patterns compared by _imprintsFirst). */
+  async _headWeights() {
+    const state = await this.getState();
+    return this.metadata.state.filter((entry) => [contract.KERNEL, contract.BIAS].includes(entry.role))
+      .map((entry) => [entry.name, new Uint8Array(state[entry.name].data.buffer.slice(0))]);
+  }
+
+  /** fit's `imprint` option: undefined imprints a single-layer softmax head still at its compiled weights, bit for bit. */
+  async _imprintsFirst(imprint) {
+    if (imprint === false || !this.classifies || this.metadata.state.filter((entry) => entry.role === contract.KERNEL).length !== 1) {
+      if (imprint === true) throw new UnsupportedModelError('fit({imprint: true}) needs a single-layer softmax head (--head=softmax)');
+      return false;
+    }
+    if (imprint === true) return true;
+    const now = new Map(await this._headWeights());
+    return this._compiledHead.every(([name, bytes]) => bytes.length === now.get(name).length && bytes.every((byte, i) => byte === now.get(name)[i]));
+  }
+
   /**
-   * Weight imprinting, as the Python runtime: a single-layer softmax head set to the
-   * nearest-class-mean classifier (kernel[c] = s * mean_c, bias[c] = -s * |mean_c|^2 / 2,
-   * s so a sample sits ~4 logits closer to its class); optimizer slots of the head zeroed.
+   * The largest stable SGD/momentum learning rate for this model's head on the cached samples
+   * (training_watch.js states the formula); null for Adam or with no samples.
+   */
+  stableLearningRate() {
+    if (!this.numSamples) return null;
+    const {optimizer} = this.metadata;
+    return stableLearningRate(largestNorm2(this._bottlenecks), this.metadata.loss, this.numClasses, String(optimizer.name),
+                              Number(optimizer.momentum ?? 0) || 0);
+  }
+
+  /**
+   * Weight imprinting (imprint.js): a single-layer softmax head set to the nearest-class-mean
+   * classifier, class means weighted by the label rows; optimizer slots of the head zeroed, the
+   * step counter and learning rate kept.
    */
   async imprint() {
     const kernels = this.metadata.state.filter((entry) => entry.role === contract.KERNEL);
@@ -239,37 +309,12 @@ export class TransferModel {
     if (!this.numSamples) throw new InvalidInputError('imprint: no samples cached; call addSample first');
     const kernel = kernels[0];
     const bias = this.metadata.state.find((entry) => entry.role === contract.BIAS && entry.layer === kernel.layer);
-    const features = this.metadata.bottleneckSize, classes = this.numClasses;
-    const sums = new Map();
-    this._bottlenecks.forEach((bottleneck, i) => {
-      const label = this._labels[i][0];
-      if (!sums.has(label)) sums.set(label, {sum: new Float64Array(features), count: 0});
-      const entry = sums.get(label);
-      bottleneck.forEach((value, j) => { entry.sum[j] += value; });
-      entry.count += 1;
-    });
-    const means = new Map([...sums].map(([label, {sum, count}]) => [label, sum.map((value) => value / count)]));
-    let total = 0, largest = 0;
-    for (const bottleneck of this._bottlenecks) {
-      for (const mean of means.values()) {
-        let distance = 0;
-        for (let j = 0; j < features; j++) distance += (bottleneck[j] - mean[j]) ** 2;
-        total += distance;
-        largest = Math.max(largest, distance);
-      }
-    }
-    const scale = 8 / Math.max(total / (this.numSamples * means.size), 1e-12);
+    const classIds = this.metadata.label.kind === contract.CLASS_IDS;
+    const rows = this._labels.map((label) => classRow(label, this.numClasses, classIds));
+    const head = imprintedHead(this._bottlenecks, rows, this.numClasses, this.metadata.bottleneckSize);
     const state = await this.getState();
-    const kernelData = new Float32Array(classes * features);
-    const biasData = new Float64Array(classes);
-    for (const [label, mean] of means) {
-      mean.forEach((value, j) => { kernelData[label * features + j] = scale * value; });
-      biasData[label] = -scale * mean.reduce((a, value) => a + value * value, 0) / 2;
-    }
-    const lowest = Math.min(...[...means.keys()].map((label) => biasData[label]));
-    for (let c = 0; c < classes; c++) if (!means.has(c)) biasData[c] = lowest - 10 - scale * largest;
-    state[kernel.name].data = kernelData;
-    state[bias.name].data = Float32Array.from(biasData);
+    state[kernel.name].data = head.kernel;
+    state[bias.name].data = head.bias;
     for (const entry of this.metadata.state) {
       if (entry.role === contract.SLOT && (entry.of === kernel.name || entry.of === bias.name)) state[entry.name].data.fill(0);
     }
@@ -288,56 +333,4 @@ export class TransferModel {
     const bytes = fileBytes instanceof ArrayBuffer ? new Uint8Array(fileBytes) : fileBytes;
     await this._restore(await readCheckpointState(bytes, this.metadata, {source, allowVersion1}));
   }
-}
-
-/** The contract check against what LiteRT.js reports: names, dtypes, static batches. */
-function checkSignatures(compiled, metadata, source) {
-  const specs = contract.signatureSpecs(metadata.output, metadata.state.map((entry) => entry.name));
-  const signatures = compiled.signatures;
-  const missing = Object.keys(specs).filter((name) => !(name in signatures));
-  if (missing.length) throw new UnsupportedModelError(`${source}: not a tflite-transfer model: missing signature(s) ${missing.join(', ')}`);
-  const details = {};
-  for (const [name, spec] of Object.entries(specs)) {
-    const inputs = Object.fromEntries(signatures[name].getInputDetails().map((d) => [d.name, d]));
-    const outputs = Object.fromEntries(signatures[name].getOutputDetails().map((d) => [d.name, d]));
-    const absent = [...spec.inputs.filter((n) => !(n in inputs)), ...spec.outputs.filter((n) => !(n in outputs))];
-    if (absent.length) throw new UnsupportedModelError(`${source}: not a tflite-transfer model: signature '${name}' lacks ${absent.join(', ')}`);
-    for (const tensor of [...Object.values(inputs), ...Object.values(outputs)]) {
-      if (Array.from(tensor.shape).some((d) => d < 0)) {
-        throw new UnsupportedModelError(
-          `${source}: signature '${name}' tensor '${tensor.name}' has dynamic shape [${Array.from(tensor.shape)}], which LiteRT.js cannot run; ` +
-          'recompile with a fixed batch, e.g. compile-transfer --batch=1,16');
-      }
-    }
-    details[name] = {inputs, outputs};
-  }
-  const image = details[contract.LOAD].inputs[contract.IMAGE];
-  const imageBatch = image.shape[0];
-  const trainBatch = details[contract.TRAIN].inputs[contract.BOTTLENECK].shape[0];
-  if (!['float32', 'uint8'].includes(image.dtype)) {
-    throw new UnsupportedModelError(`${source}: image tensor is ${image.dtype}; LiteRT.js feeds float32 and uint8 images only`);
-  }
-  const label = details[contract.TRAIN].inputs[contract.LABEL];
-  if (label.dtype !== metadata.label.dtype) {
-    throw new UnsupportedModelError(`${source}: train's label is ${label.dtype} but the metadata says ${metadata.label.dtype}; recompile the model`);
-  }
-  for (const [batch, declared, field] of [[imageBatch, metadata.imageBatch, 'image_batch'], [trainBatch, metadata.trainBatch, 'train_batch']]) {
-    if (declared !== null && declared !== batch) {
-      throw new UnsupportedModelError(`${source}: metadata ${field} ${declared} but the signatures fix batch ${batch}; recompile the model`);
-    }
-  }
-  // The metadata's sizes are what this runtime allocates from: they must be the model's own.
-  const shapeOf = (tensor) => Array.from(tensor.shape).join();
-  const mismatches = [
-    [`bottleneck_size ${metadata.bottleneckSize}`, details[contract.TRAIN].inputs[contract.BOTTLENECK], `${trainBatch},${metadata.bottleneckSize}`, 'float32'],
-    [`num_outputs ${metadata.numOutputs}`, details[contract.INFER].outputs[metadata.output], `${imageBatch},${metadata.numOutputs}`, null],
-    ...metadata.state.map((entry) => [`state '${entry.name}' ${entry.dtype} [${entry.shape}]`, details[contract.RESTORE].inputs[entry.name],
-                                      entry.shape.join(), entry.dtype]),
-  ].filter(([, tensor, shape, dtype]) => shapeOf(tensor) !== shape || (dtype !== null && tensor.dtype !== dtype));
-  if (mismatches.length) {
-    const [field, tensor] = mismatches[0];
-    throw new UnsupportedModelError(`${source}: metadata ${field} does not match the model's tensor '${tensor.name}' ` +
-                                    `${tensor.dtype} [${Array.from(tensor.shape)}]; recompile the model`);
-  }
-  return {imageShape: Array.from(image.shape).slice(1), imageDtype: image.dtype, imageBatch, trainBatch};
 }

@@ -11,7 +11,7 @@ import {readFileSync} from 'node:fs';
 import * as contract from '../src/contract.js';
 import * as checkpoint from '../src/checkpoint.js';
 import * as errors from '../src/errors.js';
-import {checkedBottlenecks, checkedImages, checkedLabels, checkedLearningRate, checkedState} from '../src/inputs.js';
+import {checkedBottlenecks, checkedInput, checkedLabels, checkedLearningRate, checkedState} from '../src/inputs.js';
 import {checkStepsLeft} from '../src/training.js';
 
 globalThis.crypto ??= webcrypto;
@@ -120,7 +120,8 @@ for (const vector of vectors.inputs.vectors) {
     const context = vectors.inputs.contexts[vector.context];
     const values = TYPED[vector.dtype].from(vector.values.map(number));
     const checked = {
-      image: () => checkedImages(values, context.image_shape, context.image_dtype, context.image_range),
+      image: () => checkedInput(values, {name: 'image', kind: 'image', shape: context.image_shape, dtype: context.image_dtype,
+                                         range: context.image_range}),
       bottleneck: () => checkedBottlenecks(values, context.bottleneck_size),
       label: () => checkedLabels(values, vector.batch, {label: context.label, numOutputs: context.num_outputs, labels: []}),
     }[vector.tensor];

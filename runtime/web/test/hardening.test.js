@@ -128,12 +128,13 @@ test('fit that diverges rolls back to the end of the last good epoch', {skip}, a
     const atEpochEnd = [model.saveCheckpoint()];                    // queued: each sees the state of that moment
     let error = null;
     try {
-      await model.fit({epochs: 5, onEpoch: () => atEpochEnd.push(model.saveCheckpoint())});
+      await model.fit({epochs: 5, imprint: false, onEpoch: () => atEpochEnd.push(model.saveCheckpoint())});
     } catch (caught) {
       error = caught;
     }
-    assert.ok(error instanceof api.VerificationError, String(error));
-    assert.match(error.message, /^fit: training diverged in epoch \d+: the loss became NaN; .* rolled back to the end of the last good epoch/);
+    assert.ok(error instanceof api.TrainingDivergedError && error instanceof api.VerificationError, String(error));
+    assert.match(error.message, /^training diverged in epoch \d+: the loss became NaN; .* rolled back to the end of the last good epoch; lower the learning rate \(setLearningRate; stable for these samples: below [0-9.e+-]+\) or call reset\(\)$/);
+    assert.ok(error.stableLearningRate > 0 && error.losses.every(Number.isFinite), String(error.losses));
     const epoch = Number(/epoch (\d+)/.exec(error.message)[1]);
     assert.ok(epoch >= 2, `diverged in epoch ${epoch}: this test wants at least one good epoch first`);
     const restored = await model.saveCheckpoint();
