@@ -193,7 +193,8 @@ def test_the_small_mobilenet_model_loads_and_trains(cpp_demo, small_model_path, 
     np.save(tmp_path / "images.npy", (rng.random((4, 96, 96, 3)) * 255).astype(np.float32))
     np.save(tmp_path / "labels.npy", np.arange(4, dtype=np.int32))
     result = run_demo(cpp_demo, "--model", small_model_path, "--images", tmp_path / "images.npy",
-                      "--labels", tmp_path / "labels.npy", "--epochs", 2, "--checkpoint", tmp_path / "s.ckpt")
+                      "--labels", tmp_path / "labels.npy", "--epochs", 2, "--learning_rate", 0.001,
+                      "--checkpoint", tmp_path / "s.ckpt")
     assert len(epoch_losses(result.stdout)) == 2
     python_model = TransferModel.open(small_model_path)
     python_model.restore_checkpoint(tmp_path / "s.ckpt")

@@ -195,3 +195,25 @@ def test_the_demo_imprints_only_a_fresh_head_and_trains_50_epochs_of_32_by_defau
                       tmp_path / "l4.npy", "--epochs", 3, "--learning_rate", 1e6, "--no_imprint", expect_ok=False)
     assert_one_error_line(result, "training diverged in epoch 1: the loss became", "rolled back to the end of the last "
                           "good epoch", "lower the learning rate (set_learning_rate")
+
+
+def test_an_imprinted_start_is_not_stopped_by_one_noisy_epoch(cpp_demo, tiny_model_path, tmp_path):
+    """The watch stops a classifier only above a uniform guess's loss (ln K): an imprinted head
+    starts near its best, and one odd sample lifts the first epoch's mean past 3x the first step's
+    loss without any divergence."""
+    bottlenecks, labels = separable(12)
+    labels[5] = (labels[5] + 1) % 3                                 # the odd sample, in the second batch
+    python = TransferModel.open(tiny_model_path)
+    python.add_bottlenecks(bottlenecks, labels)
+    python.imprint()
+    state = python.get_state()
+    logits = bottlenecks[:4].astype(np.float64) @ state["dense_0_kernel"].T.astype(np.float64) + state["dense_0_bias"]
+    logits -= logits.max(1, keepdims=True)
+    first_step = float(np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(4), labels[:4]]))
+    fresh = TransferModel.open(tiny_model_path)
+    fresh.add_bottlenecks(bottlenecks, labels)
+    python_losses = fresh.fit(epochs=10, batch_size=4, shuffle=False, progress=False)
+    got = run_fit(cpp_demo, tiny_model_path, bottlenecks, labels, tmp_path, "--epochs", 10, "--batch_size", 4)
+    assert got["imprinted"] and got["status"] == "ok", got["message"]
+    np.testing.assert_allclose(got["losses"], python_losses, rtol=1e-5)
+    assert 3 * first_step < got["losses"][0] < np.log(3)            # only the ln K floor keeps it going

@@ -72,7 +72,8 @@ class FitWatch {
  public:
   FitWatch(TransferModel& model, const TrainingPlan& plan, std::optional<double> bound, double max_norm2, int64_t samples)
       : model_(model), plan_(plan), bound_(bound), max_norm2_(max_norm2), samples_(samples),
-        good_state_(model.GetState()), watch_(good_state_) {}
+        good_state_(model.GetState()),
+        watch_(good_state_, model.metadata().classifies() ? std::log(static_cast<double>(model.metadata().num_outputs)) : 0.0) {}
 
   float Step(const Tensor& samples, const Tensor& labels) {
     const float loss = plan_.on_images ? model_.TrainImages(samples, labels) : model_.Train(samples, labels);

@@ -63,8 +63,9 @@ struct FitResult {
 // values, batch size, the step counter's room, the imprint choice: InvalidInputError or
 // UnsupportedModelError, nothing changed). Divergence is a status, not an exception: a NaN/Inf
 // loss or head state rolls back to the end of the last good epoch; an epoch whose mean loss is
-// above 3x the best so far and above the first step's loss rolls back to the best epoch (or the
-// starting weights). Base state (role base_state) is never taken for divergence.
+// above 3x the best so far, above the first step's loss and (a classifier) above ln K rolls back
+// to the best epoch (or the starting weights). Base state (role base_state) is never taken for
+// divergence.
 FitResult Fit(TransferModel& model, const Tensor& samples, const Tensor& labels, const TrainingPlan& plan = {});
 
 // How many optimizer steps Fit takes for `num_samples` samples (saturating at INT64_MAX).

@@ -38,7 +38,7 @@ void LossWatch::FirstStep(double loss) {
 
 bool LossWatch::Diverged(int64_t epoch, double loss, const TensorMap& state) {
   if (!std::isfinite(loss) || !start_loss_) return false;
-  if (loss > kRise * best_loss_ && loss > *start_loss_) return true;
+  if (loss > kRise * best_loss_ && loss > *start_loss_ && loss > chance_loss_) return true;
   if (loss < best_loss_) {
     best_loss_ = loss;
     best_epoch_ = epoch;

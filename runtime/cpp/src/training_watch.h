@@ -7,9 +7,11 @@
 // squared error over k outputs), so gradient descent is stable below
 //   softmax cross-entropy + SGD: 4 / (1 + max |x|^2);  mse + SGD: k / (1 + max |x|^2);
 // heavy-ball momentum beta: (1 + beta) times that; adaptive optimizers (Adam): no such bound.
-// Watch: an epoch whose mean loss is above kRise x the best so far and above the first step's
-// loss has diverged (float32 stays finite long after the weights are useless: loss 134 -> 6,415
-// in 25 steps on features with |x|^2 ~ 1e7).
+// Watch: an epoch whose mean loss is above kRise x the best so far, above the first step's loss
+// and, for a classifier, above the loss of a uniform guess (ln K for K classes) has diverged
+// (float32 stays finite long after the weights are useless: loss 134 -> 6,415 in 25 steps on
+// features with |x|^2 ~ 1e7). The ln K floor keeps a nearly perfect start (an imprinted head,
+// loss ~0.01) from being stopped by one noisy epoch; a diverging classifier passes it within steps.
 #ifndef TFLITE_TRANSFER_TRAINING_WATCH_H_
 #define TFLITE_TRANSFER_TRAINING_WATCH_H_
 
@@ -40,7 +42,9 @@ double LargestNorm2(const Tensor& bottlenecks);
 // epochs whose mean is NaN (no batch ended in them) are skipped.
 class LossWatch {
  public:
-  explicit LossWatch(TensorMap start_state) : best_state_(std::move(start_state)) {}
+  // `chance_loss`: a classifier's loss at a uniform guess, ln K (0: no floor).
+  LossWatch(TensorMap start_state, double chance_loss)
+      : chance_loss_(chance_loss), best_state_(std::move(start_state)) {}
   void FirstStep(double loss);
   // Records epoch `epoch` (1-based) with the state at its end; whether it diverged.
   bool Diverged(int64_t epoch, double loss, const TensorMap& state);
@@ -51,6 +55,7 @@ class LossWatch {
   const TensorMap& best_state() const { return best_state_; }
 
  private:
+  double chance_loss_;
   std::optional<double> start_loss_;
   double best_loss_ = std::numeric_limits<double>::infinity();
   int64_t best_epoch_ = 0;
