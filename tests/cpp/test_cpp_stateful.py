@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.cpp_runtime import assert_one_error_line, assert_same_bits, epoch_losses, run_demo
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import read_checkpoint, write_checkpoint
+from tflite_transfer.runtime.errors import InvalidInputError
 
 FRAMES = np.random.default_rng(3).normal(size=(6, 6)).astype(np.float32)   # 6 calls of [1, 6]
 
@@ -162,3 +163,29 @@ def test_a_state_with_a_non_finite_head_is_refused_but_base_state_may_be(cpp_dem
     result = run_demo(cpp_demo, "--model", peak_model, "--restore", tmp_path / "bad_head.ckpt", "--epochs", 0,
                       expect_ok=False)
     assert_one_error_line(result, "state 'dense_0_bias': contains NaN or Inf")
+
+
+def test_a_tensor_input_with_a_range_is_checked_in_values_not_pixels(cpp_demo, stateful_files, tmp_path):
+    """A non-image input whose range the app feeds is recorded (--input_range, with the base's
+    own --base_input_range): refused outside it with Python's line, which says "values"."""
+    from tests.helpers import compile_model
+
+    path, base = stateful_files("float")
+    compiled = compile_model(path, base.features, num_classes=3, learning_rate=0.1,
+                             interface={"input_range": "-1,1", "base_input_range": "-4,4"})
+    model_path = tmp_path / "ranged_stream.tflite"
+    model_path.write_bytes(compiled.model_bytes)
+    python = TransferModel.open(str(model_path))
+    assert (python.input_spec.kind, python.input_spec.range) == ("tensor", (-1.0, 1.0))
+    np.save(tmp_path / "frames.npy", FRAMES)                       # normal values: some beyond [-1, 1]
+    result = run_demo(cpp_demo, "--model", model_path, "--images", tmp_path / "frames.npy", "--epochs", 0,
+                      expect_ok=False)
+    with pytest.raises(InvalidInputError) as python_refusal:
+        python.load(FRAMES)
+    assert str(python_refusal.value).startswith("input: values span [") and "takes values in [-1, 1]" in str(python_refusal.value)
+    assert assert_one_error_line(result) == f"error: {python_refusal.value}"
+    inside = np.clip(FRAMES, -1, 1)
+    np.save(tmp_path / "inside.npy", inside)
+    run_demo(cpp_demo, "--model", model_path, "--images", tmp_path / "inside.npy", "--epochs", 0,
+             "--save_bottlenecks", tmp_path / "inside_bottlenecks.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "inside_bottlenecks.npy"), python.load(inside), rtol=1e-5, atol=1e-6)
