@@ -1,8 +1,8 @@
 """Training checkpoints: the file side of a compiled model's `save()` / `restore()` signatures.
 
 A checkpoint holds every trainable variable and optimizer slot by name, in the safetensors
-layout, so the C++/Android runtime reads and writes the same files (BUILD.md, "Checkpoint
-file format", documents it byte by byte). Format version 2 adds a checksum over the whole
+layout, so the C++/Android runtime reads and writes the same files (runtime/SPEC.md#checkpoint-file-format
+documents it byte by byte). Format version 2 adds a checksum over the whole
 file (`__metadata__.checksum`, the scheme of contract.sha256_with_hex_zeroed), so a flipped
 bit anywhere is refused instead of restored. This module writes and checks compatibility;
 runtime/checkpoint_reader.py reads. numpy only: it must import without TensorFlow.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Iterable, Mapping
@@ -98,29 +99,48 @@ def write_checkpoint(path, tensors: Mapping[str, np.ndarray], model_fingerprint:
     files.write_atomically(path, chunks, "checkpoint", CheckpointError)
 
 
-def read_checkpoint(path, allow_version_1: bool = False) -> Checkpoint:
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    """What a model's `restore` takes, checked against a file's header before its tensor data
+    is read (and, when the data section cannot be this state's size, before it is hashed)."""
+
+    model_fingerprint: str
+    tensors: Mapping[str, tuple[tuple[int, ...], np.dtype]]  # name -> (shape, dtype)
+
+    @property
+    def data_bytes(self) -> int:
+        """The size of the data section of a checkpoint of this state."""
+        return sum(math.prod(int(size) for size in shape) * np.dtype(dtype).itemsize
+                   for shape, dtype in self.tensors.values())
+
+
+def read_checkpoint(path, allow_version_1: bool = False, expected: Expectation | None = None) -> Checkpoint:
     """Read and fully validate a checkpoint; every problem is a CheckpointError naming the file.
 
     The checksum is verified before the header is parsed. Version 1 files carry no checksum,
     so a corrupted one cannot be told from a good one: they are refused unless
     `allow_version_1=True` (then read as before; save again to convert them to version 2).
+    With `expected` (a model's state), a file that cannot hold that state is refused from its
+    header before any tensor data is read (check_compatible's checks, and the data size).
     """
     from tflite_transfer.runtime.checkpoint_reader import read_file  # noqa: PLC0415 (cycle)
 
-    return read_file(files.check_path(path, "checkpoint", CheckpointError), allow_version_1)
+    return read_file(files.check_path(path, "checkpoint", CheckpointError), allow_version_1, expected)
 
 
 def read_model_state(path, metadata: contract.ModelMetadata, allow_version_1: bool = False) -> dict[str, np.ndarray]:
     """The training state a checkpoint holds for the model `metadata` describes, checked exactly
-    as `restore_checkpoint` takes it: the file (checksum, layout), the model fingerprint, the
-    names, shapes and dtypes, then the values' meaning (runtime/inputs.py `state`: finite
+    as `restore_checkpoint` takes it: the file's data size, fingerprint, names, shapes and
+    dtypes against the model (from its header), the file (checksum, layout), then the values' meaning (runtime/inputs.py `state`: finite
     floats, learning rate, step). Everything that reads a checkpoint into a model (restore,
     the compiler's export) goes through here, so they accept and refuse the same files."""
     from tflite_transfer.runtime import inputs  # noqa: PLC0415 (inputs is the runtime's, not the format's)
 
-    saved = read_checkpoint(path, allow_version_1=allow_version_1)
-    expected = {entry.name: (entry.shape, entry.numpy_dtype) for entry in metadata.state}
-    check_compatible(saved, expected, metadata.fingerprint, path)
+    expected = Expectation(metadata.fingerprint, {entry.name: (entry.shape, entry.numpy_dtype)
+                                                  for entry in metadata.state})
+    # Checked against the model from its header, before its data is read (or, when its size
+    # cannot be this state's, hashed).
+    saved = read_checkpoint(path, allow_version_1=allow_version_1, expected=expected)
     try:
         return inputs.state(saved.tensors, metadata.state)
     except InvalidInputError as error:
@@ -134,14 +154,23 @@ def check_compatible(checkpoint: Checkpoint,
 
     `expected` maps each variable the model's `restore` signature takes to (shape, dtype).
     """
+    declared = {name: (array.shape, array.dtype) for name, array in checkpoint.tensors.items()}
+    check_declared(checkpoint.model_fingerprint, declared, Expectation(model_fingerprint, expected), path)
+
+
+def check_declared(file_fingerprint: str, declared: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                   expected: Expectation, path=None) -> None:
+    """Raise CheckpointError unless a file's fingerprint and tensors (name -> (shape, dtype), as
+    its header declares them or as read) are the ones `expected` describes."""
     where = "checkpoint" if path is None else f"checkpoint {os.fspath(path)}"
-    if checkpoint.model_fingerprint != model_fingerprint:
+    model_fingerprint = expected.model_fingerprint
+    if file_fingerprint != model_fingerprint:
         raise CheckpointError(
             f"{where} was written by another model (fingerprint "
-            f"{_abbreviate(checkpoint.model_fingerprint)} vs {_abbreviate(model_fingerprint)}); "
+            f"{_abbreviate(file_fingerprint)} vs {_abbreviate(model_fingerprint)}); "
             "restore it into the model that saved it, or start from this model's initial weights")
-    missing = sorted(set(expected) - set(checkpoint.tensors))
-    unexpected = sorted(set(checkpoint.tensors) - set(expected))
+    missing = sorted(set(expected.tensors) - set(declared))
+    unexpected = sorted(set(declared) - set(expected.tensors))
     if missing or unexpected:
         problems = []
         if missing:
@@ -151,14 +180,14 @@ def check_compatible(checkpoint: Checkpoint,
         raise CheckpointError(
             f"{where} does not hold this model's variables: {'; '.join(problems)}")
     mismatches = []
-    for name in sorted(expected):
-        expected_shape, expected_dtype = expected[name]
+    for name in sorted(expected.tensors):
+        expected_shape, expected_dtype = expected.tensors[name]
         expected_shape = tuple(int(size) for size in expected_shape)
         expected_dtype = np.dtype(expected_dtype).newbyteorder("=")
-        stored = checkpoint.tensors[name]
-        if stored.shape != expected_shape or stored.dtype.newbyteorder("=") != expected_dtype:
+        stored_shape, stored_dtype = tuple(declared[name][0]), np.dtype(declared[name][1]).newbyteorder("=")
+        if stored_shape != expected_shape or stored_dtype != expected_dtype:
             mismatches.append(
-                f"{name!r} is {list(stored.shape)} {stored.dtype} in the checkpoint but "
+                f"{name!r} is {list(stored_shape)} {stored_dtype} in the checkpoint but "
                 f"{list(expected_shape)} {expected_dtype} in the model")
     if mismatches:
         raise CheckpointError(f"{where} does not fit the model: {'; '.join(mismatches)}")

@@ -1,8 +1,10 @@
-"""Reads checkpoint files (format version 2, and version 1 on request), in the order BUILD.md
-"Checkpoint file format" prescribes for every reader: regular file -> length field bounded by
-the file -> header -> checksum over the whole file, streamed -> JSON parsed in linear time ->
-every entry checked against the file size -> only then arrays allocated and read. Nothing is
-allocated from a size the file declares before that size is checked against the file.
+"""Reads checkpoint files (format version 2, and version 1 on request), in the order
+runtime/SPEC.md#checkpoint-file-format ("What a reader does") prescribes for every reader: regular file -> length field bounded by the
+file -> header -> (read for a model: a data section of another size than the model's state is
+refused from the header alone, never hashed) -> checksum over the whole file, streamed -> JSON
+parsed in linear time -> every entry checked against the file size -> (for a model: fingerprint,
+names, shapes and dtypes) -> only then arrays allocated and read. Nothing is allocated from a
+size the file declares before that size is checked against the file.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ class _TensorEntry:
     end: int
 
 
-def read_file(path: str, allow_version_1: bool) -> fmt.Checkpoint:
+def read_file(path: str, allow_version_1: bool, expected: fmt.Expectation | None = None) -> fmt.Checkpoint:
     handle, file_size = files.open_regular_file(path, "checkpoint", CheckpointError)
     try:
         with handle:
-            return _read_open_file(path, handle, file_size, allow_version_1)
+            return _read_open_file(path, handle, file_size, allow_version_1, expected)
     except OSError as error:
         raise CheckpointError(f"could not read checkpoint {path}: {error.strerror or error}") from None
 
@@ -45,7 +47,8 @@ def _corrupt(path: str, problem: str) -> CheckpointError:
         "start training from the model's initial weights")
 
 
-def _read_open_file(path: str, handle, file_size: int, allow_version_1: bool) -> fmt.Checkpoint:
+def _read_open_file(path: str, handle, file_size: int, allow_version_1: bool,
+                    expected: fmt.Expectation | None) -> fmt.Checkpoint:
     length_size = fmt.LENGTH_FIELD.size
     if file_size < length_size:
         raise _corrupt(path, f"the file is {file_size} bytes, too short for the 8-byte header length")
@@ -58,21 +61,28 @@ def _read_open_file(path: str, handle, file_size: int, allow_version_1: bool) ->
                              f"{file_size - length_size} bytes follow it")
     header_bytes = _read_exactly(path, handle, header_length)
     checksum_at = fmt.checksum_offset(header_bytes)
+    if checksum_at is None and not allow_version_1:
+        raise CheckpointError(
+            f"checkpoint {path} has no checksum: it is format version 1 (or damaged), which "
+            "cannot be checked for corruption; to read it anyway pass allow_version_1=True "
+            "(--allow_version_1 in the C++ demo) and save it again to convert it to version 2")
+    data_size = file_size - length_size - header_length
+    if expected is not None and data_size != expected.data_bytes:
+        # It cannot hold this model's state, whatever its checksum says: never hash or read its
+        # data (a valid 1 GiB file took 27 s and 1 GiB of memory); the header alone says why.
+        metadata, entries = _checked_header(path, header_bytes, checksum_at is not None, data_size)
+        fmt.check_declared(metadata["model_fingerprint"], _declared(entries), expected, path)
+        raise _corrupt(path, f"its data section is {data_size} bytes, not the {expected.data_bytes} "
+                             "bytes of this model's state")
     if checksum_at is not None:
         stored = header_bytes[checksum_at:checksum_at + 64].decode("ascii")
         computed = _file_checksum(path, handle, header_bytes, checksum_at, file_size)
         if computed != stored:
             raise _corrupt(path, f"its checksum does not match its content (stored "
                                  f"{stored[:12]}…, computed {computed[:12]}…): the file was damaged")
-    elif not allow_version_1:
-        raise CheckpointError(
-            f"checkpoint {path} has no checksum: it is format version 1 (or damaged), which "
-            "cannot be checked for corruption; to read it anyway pass allow_version_1=True "
-            "(--allow_version_1 in the C++ demo) and save it again to convert it to version 2")
-    header = _parse_header(path, header_bytes)
-    metadata = _validate_metadata(path, header.pop(fmt.METADATA_KEY, None), checksum_at is not None)
-    data_size = file_size - length_size - header_length
-    entries = _validate_layout(path, header, data_size)
+    metadata, entries = _checked_header(path, header_bytes, checksum_at is not None, data_size)
+    if expected is not None:  # before a tensor is allocated or read
+        fmt.check_declared(metadata["model_fingerprint"], _declared(entries), expected, path)
     handle.seek(length_size + header_length)
     tensors = {}
     for entry in entries:  # sorted by offset and contiguous, so the reads are sequential
@@ -90,6 +100,18 @@ def _read_open_file(path: str, handle, file_size: int, allow_version_1: bool) ->
     return fmt.Checkpoint(tensors=dict(sorted(tensors.items())),
                           model_fingerprint=metadata["model_fingerprint"],
                           format_version=int(metadata["format_version"]), metadata=metadata)
+
+
+def _checked_header(path: str, header_bytes: bytes, has_checksum: bool,
+                    data_size: int) -> tuple[dict[str, str], list[_TensorEntry]]:
+    """The metadata and the tensor entries, sorted by offset, tiling the data section."""
+    header = _parse_header(path, header_bytes)
+    metadata = _validate_metadata(path, header.pop(fmt.METADATA_KEY, None), has_checksum)
+    return metadata, _validate_layout(path, header, data_size)
+
+
+def _declared(entries: list[_TensorEntry]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    return {entry.name: (entry.shape, entry.dtype) for entry in entries}
 
 
 def _file_checksum(path: str, handle, header_bytes: bytes, checksum_at: int, file_size: int) -> str:

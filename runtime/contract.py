@@ -79,8 +79,8 @@ MAX_STEP = 2**31 - 2
 KERNEL, BIAS, SLOT = "kernel", "bias", "slot"
 # A resource variable of the base itself (a streaming base's ring buffer): `save`/`restore`
 # include it and `initialize` resets it to the base's own initial value; every
-# `load`/`infer`/`train_images` call advances it like one call of the original (BUILD.md,
-# "Stateful bases"). Not trained, never shared (federated rounds send kernels and biases only).
+# `load`/`infer`/`train_images` call advances it like one call of the original 
+# (runtime/SPEC.md#stateful-bases). Not trained, never shared (federated rounds send kernels and biases only).
 BASE_STATE = "base_state"
 ROLES = (KERNEL, BIAS, SLOT, STEP, LEARNING_RATE, BASE_STATE)
 
@@ -182,7 +182,7 @@ class ModelMetadata:
     image_batch: int | None = None     # fixed batch of load/infer/train_images; None: any
     train_batch: int | None = None     # fixed batch of train; None: any
     model_digest: str | None = None    # sha256 of the file, see model_digest()
-    bottleneck_max_norm2: float | None = None   # largest |bottleneck|^2 the compiler measured (BUILD.md)
+    bottleneck_max_norm2: float | None = None   # largest |bottleneck|^2 the compiler measured (runtime/SPEC.md#training)
     # Version 3 (None in versions 1 and 2: the fixed names, an image input).
     names: TensorNames | None = None   # the tensor name of each role; see tensor_names
     input: InputSpec | None = None     # the input: kind, dtype, per-sample shape, value range
@@ -285,7 +285,7 @@ def _metadata_from_record(record: dict, source: str) -> ModelMetadata:
             model_digest=record.get("model_digest"), contract_version=int(version),
             bottleneck_max_norm2=_optional_float(record.get("bottleneck_max_norm2")),
             **(version_3_fields(record) if version >= 3 else {}))
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:  # Overflow: int(Infinity)
         raise UnsupportedModelError(
             f"{source}: '{METADATA_KEY}' metadata is incomplete or malformed "
             f"({type(error).__name__}: {error}); recompile the model") from None

@@ -5,14 +5,17 @@ Reading: `open_regular_file` refuses FIFOs, devices and directories before readi
 writes through a temporary file in the target's directory, so a reader sees the old file or
 the new one, never a mix, even after kill -9; it removes temporary files an earlier crash
 left for the same target, gives new files the mode the umask allows (not mkstemp's 0600), and
-writes through a symlink to its target instead of replacing the link.
+writes through a symlink to its target instead of replacing the link. Temporary files are named
+and locked exactly as the C++ writer (runtime/cpp/src/files.cc) names and locks them, so
+writers of both languages on one target never remove each other's live file (runtime/SPEC.md#checkpoint-file-format,
+"Atomic write").
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import re
 import stat
 import tempfile
 from collections.abc import Iterable
@@ -20,8 +23,22 @@ from typing import BinaryIO
 
 from tflite_transfer.runtime.errors import TransferError
 
-# tempfile.mkstemp names: prefix + 8 characters of this alphabet + suffix.
-_TEMP_RANDOM = "[a-z0-9_]{8}"
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): stale temporary files are then left alone
+    fcntl = None
+
+# tempfile.mkstemp names: prefix + 8 characters of this alphabet + suffix (the C++ writer
+# draws its names from the same alphabet).
+_TEMP_RANDOM_LENGTH = 8
+_TEMP_ALPHABET = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+_TEMP_SUFFIX = b".tmp"
+# The longest file name (bytes) of Linux and Android filesystems (ext4, f2fs: NAME_MAX). A target
+# name so long that `.<name>.<8 random>.tmp` would pass it gets a temporary name made of its
+# first bytes and a hash instead (temporary_prefix).
+NAME_MAX = 255
+_LONG_NAME_PREFIX_BYTES = 200
+_LONG_NAME_HASH_DIGITS = 16
 
 
 def check_path(path, what: str, error_class: type[TransferError]) -> str:
@@ -94,24 +111,20 @@ def write_atomically(path, chunks: Iterable[bytes | memoryview], what: str,
 
     A symlink is written through (its final target is replaced, the link stays); an existing
     target that is not a regular file (a device, FIFO or directory) is refused. Stale
-    temporary files of the same target (`.<name>.<8 random>.tmp`, left by a crash) are
-    removed first. A new file gets mode 0666 & ~umask; a replaced one keeps its mode. On any
-    failure, including KeyboardInterrupt, the temporary file is removed and the old file is
-    untouched; OSError becomes `error_class` naming the file.
+    temporary files of the same target (`temporary_prefix(name) + <8 random> + .tmp`, left by
+    a crash) are removed first, but only those no live writer holds locked: the temporary file
+    is locked (flock) from its creation until it is renamed, so several processes may save
+    the same path at once. A new file gets mode 0666 & ~umask; a replaced one keeps its mode.
+    On any failure, including KeyboardInterrupt, the temporary file is removed and the old file
+    is untouched; OSError becomes `error_class` naming the file.
     """
     path = check_path(path, what, error_class)
     target = os.path.realpath(path)  # a symlink (chain) is written through to its target
     directory, name = os.path.split(target)
-    try:
-        mode = os.stat(target).st_mode
-    except OSError:
-        mode = None  # absent (or unreachable: the write below reports it)
-    if mode is not None and not stat.S_ISREG(mode):
-        # Renaming over /dev/null (as root) would replace the device with a regular file.
-        _require_regular(mode, path, what, error_class)
+    _require_regular_or_absent(target, path, what, error_class)
     try:
         _remove_stale_temporaries(directory, name)
-        _replace(target, directory, name, chunks)
+        _replace(target, directory, name, chunks, lambda: _require_regular_or_absent(target, path, what, error_class))
     except OSError as error:
         shown = path if target == os.path.abspath(path) else f"{path} (-> {target})"
         raise error_class(
@@ -121,25 +134,87 @@ def write_atomically(path, chunks: Iterable[bytes | memoryview], what: str,
     return target
 
 
-def _replace(target: str, directory: str, name: str, chunks) -> None:
-    temp_path = None
+def _require_regular_or_absent(target: str, path: str, what: str, error_class) -> None:
     try:
-        descriptor, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as temp_file:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return  # absent (or unreachable: the write reports it)
+    if not stat.S_ISREG(mode):
+        # Renaming over /dev/null (as root) would replace the device with a regular file.
+        _require_regular(mode, path, what, error_class)
+
+
+def temporary_prefix(name: str | bytes) -> bytes:
+    """What every temporary file of target `name` starts with: `.<name>.`, or for a name so long
+    that `.<name>.<8 random>.tmp` would pass NAME_MAX, `.<its first 200 bytes, cut at a UTF-8
+    character boundary>.<16 hex digits of sha256(name)>.` (the C++ writer's TempPrefix)."""
+    encoded = os.fsencode(name)
+    if len(encoded) + 2 + _TEMP_RANDOM_LENGTH + len(_TEMP_SUFFIX) <= NAME_MAX:
+        return b"." + encoded + b"."
+    cut = _LONG_NAME_PREFIX_BYTES  # < len(encoded) here
+    while cut > 0 and encoded[cut] & 0xC0 == 0x80:  # not inside a UTF-8 sequence
+        cut -= 1
+    digest = hashlib.sha256(encoded).hexdigest()[:_LONG_NAME_HASH_DIGITS].encode("ascii")
+    return b"." + encoded[:cut] + b"." + digest + b"."
+
+
+def _is_temporary_of(entry: bytes, prefix: bytes) -> bool:
+    random = entry[len(prefix):-len(_TEMP_SUFFIX)]
+    return (len(entry) == len(prefix) + _TEMP_RANDOM_LENGTH + len(_TEMP_SUFFIX) and entry.startswith(prefix)
+            and entry.endswith(_TEMP_SUFFIX) and all(byte in _TEMP_ALPHABET for byte in random))
+
+
+def _replace(target: str, directory: str, name: str, chunks, recheck_target) -> None:
+    descriptor, temp_path = _create_locked_temporary(directory, name)
+    try:
+        with os.fdopen(descriptor, "wb", closefd=False) as temp_file:
             for chunk in chunks:
                 temp_file.write(chunk)
             temp_file.flush()
             # Without fsync, a power cut after the rename can leave the new name pointing at a
             # file whose data never reached the disk (zero-length or garbage on ext4/f2fs).
-            os.fsync(temp_file.fileno())
-        os.chmod(temp_path, _mode_for(target))
+            os.fsync(descriptor)
+        os.fchmod(descriptor, _mode_for(target))
+        recheck_target()  # again: the target may have been replaced by a device or FIFO meanwhile
+        # Renamed while still locked: once unlocked, another writer's cleanup may remove the name.
         os.replace(temp_path, target)
         temp_path = None
     finally:  # also on KeyboardInterrupt: never leave a temporary file behind
-        if temp_path is not None:
+        if temp_path is not None:  # removed while still locked, so the name cannot be another's yet
             with contextlib.suppress(OSError):
                 os.unlink(temp_path)
+        os.close(descriptor)
     _fsync_directory(directory)
+
+
+def _create_locked_temporary(directory: str, name: str) -> tuple[int, str]:
+    """(descriptor, path) of a new temporary file in `directory`, locked (flock) until closed.
+
+    Another writer's cleanup may lock and remove the file between its creation and our flock:
+    the name is then gone or another file's, and a new name is tried (a lost race must not fail
+    the save)."""
+    prefix = os.fsdecode(temporary_prefix(name))  # str paths (undecodable bytes as surrogates)
+    for _ in range(100):
+        descriptor, temp_path = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=os.fsdecode(_TEMP_SUFFIX))
+        try:
+            if fcntl is None:
+                return descriptor, temp_path
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if _same_file(os.fstat(descriptor), os.stat(temp_path)):
+                return descriptor, temp_path
+        except FileNotFoundError:
+            pass  # removed by another writer's cleanup before we locked it: try a new name
+        except BaseException:
+            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+            raise
+        os.close(descriptor)
+    raise FileExistsError(17, "could not create a temporary file that stays ours (100 attempts)")
+
+
+def _same_file(first: os.stat_result, second: os.stat_result) -> bool:
+    return first.st_dev == second.st_dev and first.st_ino == second.st_ino
 
 
 def _mode_for(target: str) -> int:
@@ -163,15 +238,34 @@ def current_umask() -> int:
 
 
 def _remove_stale_temporaries(directory: str, name: str) -> None:
-    pattern = re.compile(re.escape(f".{name}.") + _TEMP_RANDOM + re.escape(".tmp"))
+    """Removes temporary files of this target that a crash left: only files of ours that no
+    live writer holds locked, and only if the name still is the file we locked."""
+    if fcntl is None:
+        return
+    prefix = temporary_prefix(name)
     try:
-        entries = os.listdir(directory)
+        entries = os.listdir(os.fsencode(directory))
     except OSError:
         return  # the write itself will report the problem with the directory
     for entry in entries:
-        if pattern.fullmatch(entry):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(directory, entry))
+        if not _is_temporary_of(entry, prefix):
+            continue
+        candidate = os.path.join(os.fsencode(directory), entry)
+        try:
+            descriptor = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+                continue
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: OSError
+            if _same_file(status, os.lstat(candidate)):
+                os.unlink(candidate)
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
 
 
 def _fsync_directory(directory: str) -> None:

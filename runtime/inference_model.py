@@ -15,7 +15,7 @@ import numpy as np
 
 from tflite_transfer.runtime import contract, files, inputs, samples
 from tflite_transfer.runtime.errors import InvalidInputError, UnsupportedModelError
-from tflite_transfer.runtime.interpreter import Signature, check_digest, new_interpreter, read_metadata
+from tflite_transfer.runtime.interpreter import Signature, check_before_parsing, new_interpreter, read_metadata
 
 
 class InferenceModel:
@@ -43,8 +43,7 @@ class InferenceModel:
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                         or num_threads < 1):
             raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
-        if verify_digest:
-            check_digest(model_bytes, source)
+        check_before_parsing(model_bytes, source, verify_digest)  # the digest, else the structure
         metadata = read_metadata(model_bytes, source)
         try:
             interpreter, name = new_interpreter(model_bytes, num_threads)

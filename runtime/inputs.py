@@ -5,6 +5,7 @@ value changes nothing."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -143,7 +144,10 @@ def learning_rate(value, what: str = "learning rate") -> float:
         value = value.reshape(())[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"{what} must be a real number, got {type(value).__name__} {value!r:.60}")
-    rate = float(value)
+    try:
+        rate = float(value)
+    except OverflowError:  # an int (or Fraction) beyond float: 10**400
+        rate = math.inf if value > 0 else -math.inf
     if not (np.isfinite(rate) and 0 < rate <= MAX_LEARNING_RATE):
         raise InvalidInputError(
             f"{what} must be finite, > 0 and <= {MAX_LEARNING_RATE:g}, got {rate!r} (0 would not "

@@ -1,4 +1,5 @@
-"""Opens a compiled model: checks its digest before anything parses the bytes, reads its
+"""Opens a compiled model: checks its digest before anything parses the bytes (or, when no
+digest is checked, the FlatBuffer's structure: runtime/model_structure.py), reads its
 metadata (contract.ModelMetadata), loads the LiteRT interpreter (tf.lite as a fallback),
 checks the signature contract, and wraps each signature so interpreter failures become one
 project error naming the signature and the input shapes. Imports no TensorFlow unless LiteRT
@@ -11,7 +12,7 @@ import struct
 
 import numpy as np
 
-from tflite_transfer.runtime import contract, files
+from tflite_transfer.runtime import contract, files, model_structure
 from tflite_transfer.runtime.errors import (InvalidInputError, TransferError, UnsupportedModelError,
                                             VerificationError)
 
@@ -40,12 +41,7 @@ def new_interpreter(model_bytes: bytes, num_threads: int | None = None, xnnpack:
                        experimental_preserve_all_tensors=preserve_all_tensors), name
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated  # noqa: PLC0415
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated  # noqa: PLC0415
-    return schema_py_generated
+_schema = model_structure.schema
 
 
 def check_digest(model_bytes: bytes, source: str) -> None:
@@ -56,6 +52,17 @@ def check_digest(model_bytes: bytes, source: str) -> None:
             f"{source}: the file does not match its model_digest (damaged in transfer or "
             "storage); copy or download it again, or recompile it (verify_digest=False skips "
             "this check for apps that verified the file elsewhere)")
+
+
+def check_before_parsing(model_bytes: bytes, source: str, verify_digest: bool) -> None:
+    """The digest (runtime/SPEC.md#model-digest) before any parser or the interpreter sees the
+    bytes; when it is skipped (or the model has none), the FlatBuffer's structure instead:
+    LiteRT aborts the process on some damaged files (double free, SIGSEGV), and a digest is
+    what vouches that the compiler's structure checks still hold (runtime/model_structure.py)."""
+    if verify_digest:
+        check_digest(model_bytes, source)
+    if not verify_digest or contract.find_digest(model_bytes) is None:
+        model_structure.check_structure(model_bytes, source, dataflow=True)
 
 
 def read_metadata(model_bytes: bytes, source: str) -> contract.ModelMetadata:
@@ -95,6 +102,9 @@ class Signature:
     def input_details(self) -> dict:
         return self._runner.get_input_details()
 
+    def output_details(self) -> dict:
+        return self._runner.get_output_details()
+
 
 @dataclasses.dataclass(frozen=True)
 class OpenedModel:
@@ -114,8 +124,7 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
         raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
-    if verify_digest:
-        check_digest(model_bytes, source)  # before any parser or the interpreter sees the bytes
+    check_before_parsing(model_bytes, source, verify_digest)
     metadata = read_metadata(model_bytes, source)
     if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
         # Its metadata has a digest, but the file has no single digest field: a second one was
@@ -156,7 +165,38 @@ def _check_contract(interpreter, metadata: contract.ModelMetadata, source: str) 
         batch = metadata.fixed_batch(key)
         first = next(iter(signatures[key].input_details().values()), None)
         declared = int(first["shape_signature"][0]) if first is not None and len(first["shape_signature"]) else None
-        if batch is not None and declared not in (-1, batch):
+        if batch is not None and declared != batch:  # the compiler makes fixed batches static
             raise UnsupportedModelError(
                 f"{source}: signature '{key}' takes batch {declared} but the metadata says {batch}")
+    _check_sizes_against_tensors(signatures, metadata, source)
     return signatures
+
+
+def _check_sizes_against_tensors(signatures: dict[str, Signature], metadata: contract.ModelMetadata,
+                                 source: str) -> None:
+    """The metadata's sizes are the model's: bottleneck_size, num_outputs, the label and every
+    state variable against the tensors of the signatures that carry them (a model opened without
+    its digest may hold any numbers there; 1e30 used to reach numpy as a raw error)."""
+    batch, names = None, metadata.tensor_names  # None: any leading batch dimension
+    label = (batch, *metadata.label.shape)
+    expected = [  # (signature, inputs or outputs, tensor, shape with None for the batch, dtype)
+        (contract.TRAIN, "input", names.bottleneck, (batch, metadata.bottleneck_size), "float32"),
+        (contract.LOAD, "output", names.bottleneck, (batch, metadata.bottleneck_size), "float32"),
+        (contract.INFER, "output", names.output, (batch, metadata.num_outputs), None),
+        (contract.TRAIN, "input", names.label, label, metadata.label.dtype),
+        (contract.TRAIN_IMAGES, "input", names.label, label, metadata.label.dtype),
+    ]
+    expected += [(key, kind, entry.name, entry.shape, entry.dtype) for entry in metadata.state
+                 for key, kind in ((contract.SAVE, "output"), (contract.RESTORE, "input"))]
+    for key, kind, name, shape, dtype in expected:
+        signature = signatures[key]
+        details = (signature.input_details() if kind == "input" else signature.output_details())[name]
+        actual = tuple(int(size) for size in details["shape_signature"])
+        actual_dtype = np.dtype(details["dtype"]).name
+        fits = len(actual) == len(shape) and all(want is None or have == want for want, have in zip(shape, actual))
+        if not fits or (dtype is not None and actual_dtype != dtype):
+            shown = ", ".join("batch" if size is None else str(size) for size in shape)
+            raise UnsupportedModelError(
+                f"{source}: the metadata describes {kind} '{name}' of signature '{key}' as "
+                f"{dtype or 'any dtype'} [{shown}] but the model's tensor is {actual_dtype} {list(actual)}; "
+                "the metadata is damaged or belongs to another model: recompile it")

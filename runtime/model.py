@@ -8,14 +8,14 @@
 
 Models with fixed batches (metadata `image_batch`/`train_batch`, runtime/SPEC.md#fixed-batches) are run in
 chunks of that batch; `train_step`/`train_bottlenecks` then need exactly that many samples.
-A base that keeps state between calls (state entries with role `base_state`, BUILD.md
-"Stateful bases") is one stream per model: every `load`, `predict`, `add_sample` and
+A base that keeps state between calls (state entries with role `base_state`, runtime/SPEC.md#stateful-bases) is one stream per model: every `load`, `predict`, `add_sample` and
 `train_step` advances it by one call per chunk (never padded), `get_state`/checkpoints include
 it and `reset()` rewinds it; `fit` and `imprint` work on cached bottlenecks and leave it alone.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 from typing import Callable
@@ -24,13 +24,11 @@ import numpy as np
 
 from tflite_transfer.runtime import checkpoint as checkpoint_file
 from tflite_transfer.runtime import contract, inputs, samples, training_watch
-from tflite_transfer.runtime.errors import (InvalidInputError, TrainingDivergedError,
-                                            UnsupportedModelError, VerificationError)
+from tflite_transfer.runtime.errors import InvalidInputError, TrainingDivergedError, UnsupportedModelError
 from tflite_transfer.runtime.interpreter import open_model
 
 Progress = Callable[[str], None]
-_RECOVER = "call reset() or restore_checkpoint() and train with a lower learning rate"
-# fit's defaults, chosen on three real bases (BUILD.md, "Default learning rate and divergence";
+# fit's defaults, chosen on three real bases (runtime/SPEC.md#training;
 # benchmarks/accuracy/defaults.py): from an imprinted head, 50 epochs of batches of 32 at the
 # compiled learning rate reach or beat the nearest-class-mean probe at 5 and 20 samples per class.
 DEFAULT_EPOCHS = 50
@@ -42,7 +40,11 @@ class TransferModel:
 
     def __init__(self, opened):
         self._opened, self._source = opened, opened.source
-        self._signatures = opened.signatures
+        # Every signature run but `save` may change the state: it drops the snapshot the
+        # single-step API keeps of the state after its last step (_undone_unless_finite).
+        self._state_after_step: dict | None = None
+        self._signatures = {name: (signature if name == contract.SAVE else _Invalidating(signature, self))
+                            for name, signature in opened.signatures.items()}
         self.metadata: contract.ModelMetadata = opened.metadata
         self.names: contract.TensorNames = self.metadata.tensor_names
         self.input_spec: contract.InputSpec = inputs.input_spec(
@@ -144,8 +146,11 @@ class TransferModel:
         self._exact_batch(self.metadata.image_batch, len(images), "train_step")
         labels = self._label_array(labels, len(images))
         self._check_steps_left(1)
-        return self._checked_loss(self._signatures[contract.TRAIN_IMAGES](
+        loss = self._undone_unless_finite(lambda: self._signatures[contract.TRAIN_IMAGES](
             **{self.names.input: images, self.names.label: labels})[self.names.loss])
+        if self._step is not None:
+            self._step += 1
+        return loss
 
     def train_bottlenecks(self, bottlenecks, labels) -> float:
         """One optimizer step on bottlenecks (`train`)."""
@@ -153,7 +158,7 @@ class TransferModel:
         self._exact_batch(self.metadata.train_batch, len(bottlenecks), "train_bottlenecks")
         labels = self._label_array(labels, len(bottlenecks))
         self._check_steps_left(1)
-        return self._checked_loss(self._train(bottlenecks, labels))
+        return self._undone_unless_finite(lambda: self._train(bottlenecks, labels))
 
     def _train(self, bottlenecks: np.ndarray, labels: np.ndarray) -> np.ndarray:
         loss = self._signatures[contract.TRAIN](**{self.names.bottleneck: bottlenecks,
@@ -162,12 +167,30 @@ class TransferModel:
             self._step += 1
         return loss
 
-    def _checked_loss(self, loss: np.ndarray) -> float:
-        value = float(loss.reshape(-1)[0])
-        if not np.isfinite(value):
-            raise VerificationError(f"training diverged: the loss is {value} and the weights are "
-                                    f"probably NaN now; {_RECOVER}")
-        return value
+    def _undone_unless_finite(self, step: Callable[[], np.ndarray]) -> float:
+        """Runs one optimizer step (the single-step API; fit checks per epoch instead). If its
+        loss or the weights and slots it leaves are NaN/Inf, the state from before the step is
+        restored (weights, slots, step) and TrainingDivergedError raised: a failed call changes
+        nothing. One `save` per call: the state after a step is kept as the next step's
+        snapshot until any other signature runs (benchmarks/runtime measures the cost)."""
+        before = self._state_after_step or self._signatures[contract.SAVE]()
+        loss = float(step().reshape(-1)[0])
+        broken = [] if np.isfinite(loss) else [f"the loss is {loss}"]
+        after = self._signatures[contract.SAVE]()
+        if not broken:  # a base's own state may hold -inf (a running maximum): not checked
+            trained = {entry.name for entry in self.metadata.state if entry.role != contract.BASE_STATE}
+            names = [name for name, value in after.items()
+                     if name in trained and value.dtype.kind == "f" and not np.isfinite(value).all()]
+            broken = [f"{', '.join(names)} became NaN/Inf"] if names else []
+        if broken:
+            self._signatures[contract.RESTORE](**before)
+            self._step = None
+            raise TrainingDivergedError(
+                f"training diverged: {broken[0]}; the step was undone (weights, optimizer slots and step are "
+                f"as before it); lower the learning rate (set_learning_rate) or check the scale of the "
+                f"inputs", [loss], self.stable_learning_rate())
+        self._state_after_step = after
+        return loss
 
     def _steps_taken(self) -> int | None:
         if self._step is None:
@@ -260,14 +283,16 @@ class TransferModel:
             batch_size = fixed
         if not self.num_samples:
             raise InvalidInputError("fit: no samples cached; call add_sample first")
+        if fixed is None:  # a batch larger than the cache is the whole cache (its buffers are that big)
+            batch_size = min(batch_size, self.num_samples)
         planned = epochs * -(-self.num_samples // batch_size) + 1
-        self._check_steps_left(min(planned, inputs.MAX_STEP))
+        self._check_steps_left(planned)  # also bounds `epochs`: every epoch is at least one step
         if self._imprints_first(imprint):
             self.imprint()
         report = _progress_printer(progress)
         good_state = self.get_state()
         watch = training_watch.LossWatch(good_state, chance_loss=math.log(self.num_classes) if self.classifies else 0.0)
-        totals, counts = np.zeros(epochs), np.zeros(epochs)
+        totals, counts = collections.defaultdict(float), collections.defaultdict(float)  # per epoch, as reached
         batches = self._stream.batches(self._cache, epochs, batch_size, fixed is not None,
                                        np.random.default_rng(seed), shuffle)
         epoch_losses: list[float] = []
@@ -402,7 +427,7 @@ class TransferModel:
 
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
-        """Writes every variable and optimizer slot atomically (format version 2, BUILD.md)."""
+        """Writes every variable and optimizer slot atomically (format version 2, runtime/SPEC.md#checkpoint-file-format)."""
         checkpoint_file.write_checkpoint(path, self.get_state(), self.metadata.fingerprint,
                                          {"num_samples_cached": str(self.num_samples)})
 
@@ -412,6 +437,20 @@ class TransferModel:
         values = checkpoint_file.read_model_state(path, self.metadata, allow_version_1)
         self._signatures[contract.RESTORE](**values)
         self._step = None
+
+
+class _Invalidating:
+    """A signature whose every run drops the model's kept post-step snapshot."""
+
+    def __init__(self, signature, model: TransferModel):
+        self._signature, self._model = signature, model
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        self._model._state_after_step = None
+        return self._signature(**inputs)
+
+    def input_details(self) -> dict:
+        return self._signature.input_details()
 
 
 def _progress_printer(progress: bool | Progress) -> Progress:

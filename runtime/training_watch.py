@@ -1,7 +1,7 @@
 """Training that goes wrong without a NaN: the learning rate that is stable for given
 features, and the watch `TransferModel.fit` keeps over its epoch losses.
 
-The stable learning rate (BUILD.md, "Default learning rate and divergence"). For one sample
+The stable learning rate (runtime/SPEC.md#training). For one sample
 with augmented features x~ = [x, 1] (the bias sees a constant 1) the Hessian of the loss with
 respect to a dense layer's weights is A (x) x~ x~^T, with
   softmax cross-entropy: A = diag(p) - p p^T, whose eigenvalues are at most 1/2;
@@ -96,7 +96,7 @@ def divergence_message(epoch: int, loss: float, watch: LossWatch, learning_rate:
     if bound is not None:
         advice = (f"{rate} is too large for these features: the largest stable rate for them is "
                   f"{bound:.3g} (from max |x|^2 = {max_norm2:.4g} over the {samples} cached samples, "
-                  f"BUILD.md): call set_learning_rate({bound:.2g}) and fit again")
+                  f"runtime/SPEC.md#training): call set_learning_rate({bound:.2g}) and fit again")
     else:
         now = f" (now {learning_rate:.3g})" if learning_rate is not None else ""
         advice = f"lower the learning rate{now}, e.g. tenfold with set_learning_rate, and fit again"

@@ -7,13 +7,23 @@ Expensive artefacts are built once per session; tests never depend on each other
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if sys.__stdin__ is None:
+    # Started with stdin closed (`0<&-`): Keras imports IPython, which asks pytest's stand-in
+    # stdin for its encoding, which asserts sys.__stdin__ exists; `import tensorflow` then fails.
+    # Give the session what `< /dev/null` would.
+    sys.__stdin__ = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (lives as long as the session)
 
 import pytest  # noqa: E402
 
 from tests.fixtures.bases import tiny_uint8_classifier  # noqa: E402
 from tests.helpers import compile_model, tensor_consumed_by, tensor_produced_by  # noqa: E402
+
+# Every process a test starts must be ended by it: a survivor is killed and the test fails at
+# teardown naming it (tests/process_guard.py).
+from tests.process_guard import no_process_outlives_its_test  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

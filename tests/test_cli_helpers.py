@@ -18,5 +18,5 @@ def run_cli(*flags: str, cwd=None, prefix: list[str] = (), timeout: float = 600)
     """`prefix`: a command that runs the script (unshare, setpriv, ...)."""
     script = console_script()
     command = [script] if script else [sys.executable, "-m", "tflite_transfer.compiler.cli"]
-    return subprocess.run([*prefix, *command, *flags], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([*prefix, *command, *flags], capture_output=True, stdin=subprocess.DEVNULL, text=True, cwd=cwd,
                           timeout=timeout)

@@ -83,7 +83,7 @@ def fashion_mnist_inputs(size: int, convert) -> Callable:
 def speak(word: str, voice: str, pitch: int, speed: int) -> tuple[int, np.ndarray]:
     try:
         out = subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", word],
-                             check=True, capture_output=True, timeout=60).stdout
+                             check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60).stdout
     except FileNotFoundError:
         raise SystemExit("espeak-ng is not installed: apt-get install -y espeak-ng") from None
     with wave.open(io.BytesIO(out)) as audio:

@@ -107,7 +107,7 @@ class Device:
 
 def run_adb(argv: list[str], timeout_s: float) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout_s)
+        return subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, text=True, errors="replace", timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise TransferError(f"`{' '.join(argv)}` did not finish in {timeout_s:.0f} s; check the "
                             "device is awake and responsive.") from None

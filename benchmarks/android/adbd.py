@@ -105,9 +105,9 @@ class AdbdDevice:
                 if process.poll() is not None:
                     raise TransferError(f"{process.args[-1]} exited with status {process.returncode} "
                                         f"right after starting; see {self.log_dir}.")
-            said = subprocess.run([*self.adb, "connect", serial], capture_output=True, text=True,
+            said = subprocess.run([*self.adb, "connect", serial], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                                   timeout=60)
-            devices = subprocess.run([*self.adb, "devices"], capture_output=True, text=True, timeout=60)
+            devices = subprocess.run([*self.adb, "devices"], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
             if f"{serial}\tdevice" in devices.stdout:
                 return
             if time.monotonic() > deadline:
@@ -118,7 +118,7 @@ class AdbdDevice:
 
     def _server_listening(self) -> bool:
         listening = subprocess.run(["ip", "netns", "exec", self.namespace, "ss", "-Hltn", "sport = :5037"],
-                                   capture_output=True, text=True, timeout=60)
+                                   capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
         return bool(listening.stdout.strip())
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -142,11 +142,11 @@ class AdbdDevice:
                     process.wait(timeout=10)
         self._processes.clear()
         if self._namespace_made:
-            subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True, timeout=60)
+            subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
             self._namespace_made = False
 
 
 def _check(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=60)
     if result.returncode != 0:
         raise TransferError(f"`{' '.join(argv)}` failed: {result.stderr.strip() or result.returncode}")

@@ -54,5 +54,5 @@ def run_emulated(arch: str, model: Path, runs: int, threads: tuple[int, ...], tr
 
 def _qemu_version() -> str:
     result = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}", "qemu-user-static"],
-                            capture_output=True, text=True)
+                            capture_output=True, stdin=subprocess.DEVNULL, text=True)
     return result.stdout.strip() if result.returncode == 0 else "qemu-user-static (version unknown)"

@@ -142,7 +142,7 @@ def stage(device: Device, bundle: ProgramBundle, model: Path, remote_dir: str,
 
 
 def _chroot(root: Path, argv: list[str]) -> str:
-    result = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["chroot", str(root), *argv], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=600)
     if result.returncode != 0:
         raise TransferError(f"`chroot {root} {' '.join(argv)}` failed: "
                             f"{result.stderr.strip() or result.returncode}")

@@ -21,7 +21,7 @@ def run_child(script: str, plan: dict | None = None, python: str = sys.executabl
     command = [python, str(PEERS_DIR / script), *( [handle.name] if plan is not None else []), *args]
     environment = {**(env or os.environ), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+        result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=CHILD_TIMEOUT_S,
                                 env=environment)
     except subprocess.TimeoutExpired:
         return {"error": f"{script} timed out after {CHILD_TIMEOUT_S} s"}

@@ -109,7 +109,7 @@ def ensure_venv(spec: VenvSpec, progress=print) -> ReadyVenv:
             marker.write_text(wanted)
         versions = {}
         if spec.probe is not None:
-            probe = subprocess.run([str(python), "-c", spec.probe], capture_output=True, text=True,
+            probe = subprocess.run([str(python), "-c", spec.probe], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                                    timeout=300, env={**os.environ, **dict(spec.env)})
             if probe.returncode != 0:
                 raise RuntimeError(f"probe failed: {_last_line(probe.stderr)}")
@@ -120,7 +120,7 @@ def ensure_venv(spec: VenvSpec, progress=print) -> ReadyVenv:
 
 
 def _run(command: list[str], spec: VenvSpec) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+    result = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=INSTALL_TIMEOUT_S,
                             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     if result.returncode != 0:
         raise RuntimeError(f"`{' '.join(command[-3:])}` failed: {_last_line(result.stderr or result.stdout)}")

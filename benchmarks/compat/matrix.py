@@ -43,7 +43,7 @@ def contract_path() -> str:
 def _probe_one(python: str, api: str, model: ModelVariant) -> dict:
     command = [python, str(PROBE), "--api", api, model.path]
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+        completed = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=PROBE_TIMEOUT_S,
                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONNOUSERSITE": "1",
                                         "PYTHONPATH": contract_path()})
     except subprocess.TimeoutExpired:

@@ -7,7 +7,10 @@ checked) and a seeded sample of flips and truncations opened with verify_digest=
 the digest protects from: the issue's 3,385-flip measurement). Opened models run `infer` and
 `train` once. Cases run in worker processes; a worker killed by a signal (LiteRT aborts on
 some corrupt models) is recorded as an abort of the case it was running and restarted after it.
-Writes benchmarks/results/fuzz-<time>.{json,md}: cases tried and outcomes per class.
+Then the hardening attacks of benchmarks/fuzz/attacks.py (concurrent saves, long names, oversized
+valid-checksum checkpoints, absurd numbers through the API and the metadata); `--only attack`
+runs those alone. Writes benchmarks/results/fuzz-<time>[-label].{json,md}: cases tried and
+outcomes per class.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 import traceback
 from pathlib import Path
 
+from benchmarks.fuzz import attacks
 from benchmarks.fuzz.damage import damage
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -91,8 +95,12 @@ def run_cases(subject: str, model_path: str, data_path: str, cases: list, work_d
             [sys.executable, "-m", "benchmarks.fuzz", "--worker", subject, model_path, data_path, work_dir],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             cwd=Path(__file__).resolve().parents[2])
-        # The worker reads its stdin to the end; a writer thread would only matter for huge lists.
-        stdout, _ = process.communicate("".join(json.dumps(c) + "\n" for c in remaining))
+        try:  # the worker reads its stdin to the end; a writer thread would only matter for huge lists
+            stdout, _ = process.communicate("".join(json.dumps(c) + "\n" for c in remaining))
+        finally:  # also on KeyboardInterrupt: the worker must not outlive the campaign
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         done = [json.loads(line) for line in stdout.splitlines() if line.startswith("[")]
         for _, outcome in done:
             outcomes[outcome] += 1
@@ -123,7 +131,7 @@ def _subjects(work_dir: str) -> dict[str, str]:
     pool = next(model_io.tensor_name(subgraph.tensors[op.outputs[0]]) for op in subgraph.operators
                 if model_io.operator_name(base_model.operatorCodes[op.opcodeIndex]) == "MEAN")
     base = sources.load_base(sources.BaseOptions(base=base_path, base_output=pool), lambda m: None)
-    fused = pipeline.compile_from_base(base, pool, pipeline.HeadOptions(num_classes=3, learning_rate=0.1),
+    fused = pipeline.compile_from_base(base, pipeline.HeadOptions(num_classes=3, learning_rate=0.1),
                                        verify_steps=0, progress=lambda m: None)
     paths = {"model": os.path.join(work_dir, "tiny.tflite"), "restore": os.path.join(work_dir, "tiny.ckpt"),
              "checkpoint": os.path.join(work_dir, "head_1280_4_adam.ckpt")}
@@ -152,6 +160,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only the campaigns whose title contains this")
     parser.add_argument("--max_cases", type=int, default=None,
                         help="at most this many cases per campaign (a seeded sample; default: all)")
+    parser.add_argument("--label", default="", help="appended to the report's name (e.g. 'before')")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.time()
@@ -184,16 +193,30 @@ def main() -> None:
             outcomes = run_cases(subject, paths["model"], path, cases, work_dir)
             report["campaigns"].append({"title": title, "cases": len(cases), "outcomes": dict(outcomes.most_common())})
             print(f"  {dict(outcomes.most_common(8))}", flush=True)
+        for attack in attacks.ATTACKS:  # benchmarks/fuzz/attacks.py: one campaign each
+            if args.only in attack.__name__.replace("_", " ") or args.only in "attack":
+                print(f"attack: {attack.__name__}", flush=True)
+                report["campaigns"].append(attack(paths["model"], Path(tempfile.mkdtemp(dir=work_dir))))
+                print(f"  {report['campaigns'][-1]['outcomes']}", flush=True)
     report["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"fuzz-{report['when']}"
+    stem = RESULTS / f"fuzz-{report['when']}{'-' + args.label if args.label else ''}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [f"# Fuzz campaign {report['when']} (seed {args.seed}, {report['seconds']} s)", "",
-             "Rerun: `python -m benchmarks.fuzz`. ACCEPTED = a damaged file was used; RAW = an exception "
-             "outside the project's error classes; ABORT = the process was killed (LiteRT).", ""]
+             "Rerun: `python -m benchmarks.fuzz` (`--only attack` for the attacks of benchmarks/fuzz/attacks.py). "
+             "ACCEPTED = a damaged file was used; RAW = an exception outside the project's error classes; ABORT = "
+             "the process was killed (LiteRT); FAILED / STATE CHANGED = an attack that worked.", ""]
     for campaign in report["campaigns"]:
         lines += [f"## {campaign['title']}", "", f"{campaign['cases']} cases.", "", "| outcome | cases |", "|---|---|"]
         lines += [f"| {outcome} | {count} |" for outcome, count in campaign["outcomes"].items()] + [""]
+        lines += [f"- {key.replace('_', ' ')}: {value}" for key, value in campaign.items()
+                  if key in ("final_file", "leftover_temporaries")]
+        lines += [f"- {run['file_mib']:,} MiB file, {run['fingerprint']}: {run['outcome']}; read "
+                  f"{run.get('bytes_read', 0):,} bytes, {run.get('seconds')} s, peak {run.get('peak_mib')} MiB"
+                  for run in campaign.get("runs", [])]
+        lines += [f"- {case}: {outcome}" for case, outcome in campaign.get("per_case", {}).items()]
+        lines += [f"- example of {outcome}: `{example}`" for outcome, example in campaign.get("examples", {}).items()]
+        lines += [""] if any(key in campaign for key in ("runs", "per_case", "examples", "final_file")) else []
     stem.with_suffix(".md").write_text("\n".join(lines))
     print(f"wrote {stem}.md")
 

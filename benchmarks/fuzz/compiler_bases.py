@@ -72,7 +72,12 @@ def run_cases(cases: list) -> tuple[collections.Counter, dict]:
         process = subprocess.Popen([sys.executable, "-m", "benchmarks.fuzz.compiler_bases", "--worker"],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                    text=True, cwd=ROOT)
-        stdout, _ = process.communicate("".join(json.dumps(case) + "\n" for case in remaining))
+        try:
+            stdout, _ = process.communicate("".join(json.dumps(case) + "\n" for case in remaining))
+        finally:  # also on KeyboardInterrupt: the worker must not outlive the campaign
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         done = [json.loads(line) for line in stdout.splitlines() if line.startswith("[")]
         for case, outcome in done:
             outcomes[outcome] += 1

@@ -48,7 +48,7 @@ print(json.dumps({"peak_rss_mib": hwm_kib / 1024}))
 
 def _peak_rss(path: str, mode: str, size: int) -> float:
     output = subprocess.run([sys.executable, "-c", _CHILD, path, mode, str(size)], check=True,
-                            capture_output=True, text=True).stdout
+                            capture_output=True, stdin=subprocess.DEVNULL, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])["peak_rss_mib"]
 
 

@@ -76,15 +76,15 @@ def profile_model(model: str, inputs: str, batch: int) -> dict:
     """Shares of one model's train step at one batch, and µs per category."""
     python, loop = sys.executable, str(WORKERS_DIR / "train_loop.py")
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    plain = subprocess.run([python, loop, model, inputs, str(batch), "1.0"], capture_output=True, text=True,
+    plain = subprocess.run([python, loop, model, inputs, str(batch), "1.0"], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                            env=environment, cwd=WORKERS_DIR, check=True)
     step_us = json.loads(plain.stdout.strip().splitlines()[-1])["median_us"]
     with tempfile.TemporaryDirectory(prefix="speed-profile-") as workdir:
         data = os.path.join(workdir, "perf.data")
         subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(FREQUENCY_HZ), "--call-graph",
                         "dwarf,65528", "-o", data, python, loop, model, inputs, str(batch), str(SECONDS)],
-                       capture_output=True, text=True, env=environment, cwd=WORKERS_DIR, check=True)
-        script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym"], capture_output=True,
+                       capture_output=True, stdin=subprocess.DEVNULL, text=True, env=environment, cwd=WORKERS_DIR, check=True)
+        script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym"], capture_output=True, stdin=subprocess.DEVNULL,
                                 text=True, check=True).stdout
     counts = parse_perf_script(script)
     python_share = counts.pop("Python, binding and the rest of the process", 0)

@@ -47,6 +47,7 @@ class Worker:
                 self.process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
+                self.process.wait()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,7 +125,11 @@ class BrowserTimer:
 
     def close(self) -> None:
         self.process.stdin.close()
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # the driver hangs: it must not outlive the run
+            self.process.kill()
+            self.process.wait()
 
 
 def run_benchmark(settings: Settings, results_dir, progress=print, base=None) -> tuple[Path, Path]:

@@ -2,7 +2,9 @@
 
 Every pass works on the schema's object API (`ModelT`) from the tensorflow package; this
 module adds what the object API gets wrong or leaves out: clear errors for bad files, the
-two op-code fields, subgraph indices hidden in op options, and 16-byte aligned buffers.
+two op-code fields, subgraph indices hidden in op options, and 16-byte aligned buffers. The
+structure checks every model read here passes are runtime/model_structure.py's (numpy only:
+the runtime runs them too, on models opened without their digest).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from tflite_transfer.compiler import user_files
 from tflite_transfer.compiler.errors import InvalidInputError, UnsupportedModelError
+from tflite_transfer.runtime import model_structure
 
 ModelT = schema.ModelT
 BuiltinOperator = schema.BuiltinOperator
@@ -44,14 +47,14 @@ def read_model_bytes(data: bytes, source: str = "<bytes>") -> ModelT:
             f"{source}: truncated or corrupt TFLite file ({len(data)} bytes; its FlatBuffer does "
             f"not parse: {type(error).__module__}.{type(error).__name__}); use the original file"
         ) from None
-    if not model.subgraphs:
-        raise InvalidInputError(f"{source}: TFLite model has no subgraph")
+    # Every index in range, names UTF-8, shapes, constants, quantization and op options.
+    model_structure.check_structure(data, source)
     for buffer in model.buffers or []:
         if buffer.offset > 1:
             raise UnsupportedModelError(
                 f"{source}: buffers stored outside the FlatBuffer (models over 2 GB) are not "
                 "supported; the Python FlatBuffers builder cannot write such models")
-    _check_references(model, source)
+    _fill_absent_vectors(model)
     return model
 
 
@@ -60,146 +63,32 @@ def read_model(path: str) -> ModelT:
                             user_files.printable(path))
 
 
-def _check_references(model: ModelT, source: str) -> None:
-    """Structure checks that catch a damaged-but-parsable file (a flipped bit, a truncation
-    the FlatBuffer reader did not notice) before a pass or the interpreter trips over it:
-    every index in range, every name UTF-8. Absent vectors and names become empty ones (the
-    same thing in a FlatBuffer), so passes can iterate and decode them."""
-    corrupt = f"{source}: corrupt TFLite file:"
-    buffers, op_codes = len(model.buffers or []), len(model.operatorCodes or [])
-    subgraphs = len(model.subgraphs)
-    for index, subgraph in enumerate(model.subgraphs):
-        if subgraph is None:
-            raise InvalidInputError(f"{corrupt} subgraph {index} is missing")
+def _fill_absent_vectors(model: ModelT) -> None:
+    """Absent vectors and names become empty ones (the same thing in a FlatBuffer), so passes
+    can iterate and decode them."""
+    for subgraph in model.subgraphs:
         subgraph.tensors = list(subgraph.tensors) if subgraph.tensors is not None else []
         subgraph.operators = list(subgraph.operators) if subgraph.operators is not None else []
-        count = len(subgraph.tensors)
-
-        def check_indices(indices, what: str, optional: bool, count=count, index=index) -> list[int]:
-            indices = [] if indices is None else [int(t) for t in indices]
-            for tensor in indices:
-                if tensor >= count or tensor < (-1 if optional else 0):
-                    raise InvalidInputError(f"{corrupt} {what} of subgraph {index} refers to "
-                                            f"tensor {tensor}, which does not exist ({count} tensors)")
-            return indices
-
-        subgraph.inputs = check_indices(subgraph.inputs, "an input", False)
-        subgraph.outputs = check_indices(subgraph.outputs, "an output", False)
-        for position, op in enumerate(subgraph.operators):
-            if op is None:
-                raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} is missing")
-            if not 0 <= op.opcodeIndex < op_codes:
-                raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} uses missing op code {op.opcodeIndex}")
-            op.inputs = check_indices(op.inputs, f"op {position}", True)
-            op.outputs = check_indices(op.outputs, f"op {position}", True)
+        subgraph.inputs = [] if subgraph.inputs is None else [int(t) for t in subgraph.inputs]
+        subgraph.outputs = [] if subgraph.outputs is None else [int(t) for t in subgraph.outputs]
+        for op in subgraph.operators:
+            op.inputs = [] if op.inputs is None else [int(t) for t in op.inputs]
+            op.outputs = [] if op.outputs is None else [int(t) for t in op.outputs]
             if op.intermediates is not None:
-                op.intermediates = check_indices(op.intermediates, f"op {position}", True)
-            for called in called_subgraphs(op):
-                if not 0 <= called < subgraphs:
-                    raise InvalidInputError(f"{corrupt} op {position} of subgraph {index} calls "
-                                            f"missing subgraph {called}")
-        for position, tensor in enumerate(subgraph.tensors):
-            if tensor is None:
-                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} is missing")
-            if not 0 <= tensor.buffer < buffers:
-                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} refers to missing buffer {tensor.buffer}")
-            _check_name(tensor.name, f"{corrupt} tensor {position} of subgraph {index}")
+                op.intermediates = [int(t) for t in op.intermediates]
+        for tensor in subgraph.tensors:
             tensor.name = b"" if tensor.name is None else tensor.name
             if tensor.shape is None:
                 tensor.shape = np.zeros(0, np.int32)
-            if tensor.type not in _TENSOR_TYPE_NAMES:
-                raise InvalidInputError(f"{corrupt} tensor {position} of subgraph {index} has unknown type {tensor.type}")
-            _check_buffer_size(model, tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
-            _check_shape_and_quantization(tensor, f"{corrupt} tensor '{tensor_name(tensor)}'")
-    for op_code in model.operatorCodes or []:
-        if op_code is None:
-            raise InvalidInputError(f"{corrupt} an op code is missing")
-        if builtin_code(op_code) not in _OPERATOR_NAMES:
-            raise InvalidInputError(f"{corrupt} op code {builtin_code(op_code)} is no TFLite builtin "
-                                    "this TensorFlow knows")
     for signature in model.signatureDefs or []:
-        where = f"{corrupt} a signature"
-        _check_name(signature.signatureKey, where)
         signature.signatureKey = b"" if signature.signatureKey is None else signature.signatureKey
-        if not 0 <= signature.subgraphIndex < subgraphs:
-            raise InvalidInputError(f"{where} refers to missing subgraph {signature.subgraphIndex}")
-        count = len(model.subgraphs[signature.subgraphIndex].tensors)
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
-            _check_name(tensor_map.name, where)
             tensor_map.name = b"" if tensor_map.name is None else tensor_map.name
-            if not 0 <= tensor_map.tensorIndex < count:
-                raise InvalidInputError(f"{where} refers to missing tensor {tensor_map.tensorIndex}")
     for entry in model.metadata or []:
-        _check_name(entry.name, f"{corrupt} a metadata entry")
         entry.name = b"" if entry.name is None else entry.name
-        if not 0 <= entry.buffer < buffers:
-            raise InvalidInputError(f"{corrupt} metadata entry refers to missing buffer {entry.buffer}")
 
 
-# Bytes per element of the types whose constant buffers hold exactly shape-product elements.
-_ELEMENT_BYTES = {TensorType.FLOAT32: 4, TensorType.FLOAT16: 2, TensorType.INT32: 4, TensorType.UINT8: 1,
-                  TensorType.INT64: 8, TensorType.BOOL: 1, TensorType.INT16: 2, TensorType.INT8: 1,
-                  TensorType.FLOAT64: 8, TensorType.UINT32: 4}
-
-
-def _check_buffer_size(model: ModelT, tensor: schema.TensorT, where: str) -> None:
-    """A constant's bytes must match its shape: a flipped bit in a shape or a size otherwise
-    reaches the interpreter ("required_bytes <= bytes was not true", element-count overflow)."""
-    shape = [] if tensor.shape is None else [int(d) for d in tensor.shape]
-    if any(d < 0 for d in shape):
-        raise InvalidInputError(f"{where} has a negative dimension in its shape {shape}")
-    data = model.buffers[tensor.buffer].data if tensor.buffer else None
-    if data is None or not len(data) or tensor.sparsity is not None or tensor.type not in _ELEMENT_BYTES:
-        return
-    needed = int(np.prod(shape, dtype=object)) * _ELEMENT_BYTES[tensor.type]
-    if needed != len(data):
-        raise InvalidInputError(f"{where} {shape} {tensor_type_name(tensor.type)} needs {needed} bytes, "
-                                f"its buffer holds {len(data)}")
-
-
-# No tensor of an on-device model comes near this; a flipped bit in a dimension does (the
-# compiler would try to allocate it: 72 GiB for one flip measured).
-MAX_TENSOR_ELEMENTS = 2**30
-_ZERO_POINT_RANGES = {TensorType.INT8: (-128, 127), TensorType.UINT8: (0, 255), TensorType.INT16: (-32768, 32767)}
-
-
-def _check_shape_and_quantization(tensor: schema.TensorT, where: str) -> None:
-    """Shapes that agree with their signature and stay allocatable; quantization parameters the
-    kernels accept (a zero point outside int8 crashed LiteRT with SIGSEGV; a per-channel axis
-    outside the shape is refused by it with a raw ValueError)."""
-    shape = [] if tensor.shape is None else [int(d) for d in tensor.shape]
-    signature = None if tensor.shapeSignature is None else [int(d) for d in tensor.shapeSignature]
-    if signature is not None and len(signature) and (
-            len(signature) != len(shape) or any(s not in (-1, d) for s, d in zip(signature, shape))):
-        raise InvalidInputError(f"{where} has shape {shape} but shape signature {signature}")
-    if int(np.prod(shape, dtype=object)) > MAX_TENSOR_ELEMENTS:
-        raise InvalidInputError(f"{where} has shape {shape}: more than {MAX_TENSOR_ELEMENTS} elements")
-    quantization = tensor.quantization
-    if quantization is None or quantization.scale is None or not len(quantization.scale):
-        return
-    scales = np.asarray(quantization.scale, np.float64)
-    zero_points = np.asarray(quantization.zeroPoint if quantization.zeroPoint is not None else [], np.int64)
-    if not (np.isfinite(scales).all() and (scales >= 0).all()):
-        raise InvalidInputError(f"{where} has quantization scales that are not finite and >= 0")
-    if len(zero_points) != len(scales):
-        raise InvalidInputError(f"{where} has {len(scales)} quantization scales but {len(zero_points)} zero points")
-    low, high = _ZERO_POINT_RANGES.get(tensor.type, (-2**31, 2**31 - 1))
-    if len(zero_points) and (zero_points.min() < low or zero_points.max() > high):
-        raise InvalidInputError(f"{where} has zero points outside [{low}, {high}] for "
-                                f"{tensor_type_name(tensor.type)}")
-    if len(scales) > 1:
-        axis = int(quantization.quantizedDimension)
-        if not 0 <= axis < len(shape) or shape[axis] != len(scales):
-            raise InvalidInputError(f"{where} has {len(scales)} per-channel scales along axis {axis} of "
-                                    f"shape {shape}")
-
-
-def _check_name(name, where: str) -> None:
-    if isinstance(name, (bytes, bytearray)):
-        try:
-            bytes(name).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInputError(f"{where} has a name that is not UTF-8 text") from None
+MAX_TENSOR_ELEMENTS = model_structure.MAX_TENSOR_ELEMENTS
 
 
 def builtin_code(op_code: schema.OperatorCodeT) -> int:
@@ -266,10 +155,7 @@ def _subgraph_fields(op: schema.OperatorT):
 
 def called_subgraphs(op: schema.OperatorT) -> list[int]:
     """The subgraphs an op can run."""
-    called = []
-    for _, _, value in _subgraph_fields(op):
-        called.extend([int(value)] if np.ndim(value) == 0 else [int(v) for v in value])
-    return called
+    return model_structure.called_subgraphs(op.builtinOptions, getattr(op, "builtinOptions2", None))
 
 
 def remap_subgraph_indices(op: schema.OperatorT, mapping: dict[int, int]) -> None:

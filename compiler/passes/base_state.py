@@ -1,7 +1,7 @@
 """The base's own state: resource variables a streaming base (a keyword spotter's ring buffer
 of recent frames, a running accumulator) reads and writes on every call, kept exact or refused.
 
-What a stateful base becomes (BUILD.md, "Stateful bases"):
+What a stateful base becomes (runtime/SPEC.md#stateful-bases):
 - its ops are all kept, assignments and CALL_ONCE included (graph.prune_ops), so one call of
   `load`, `infer` or `train_images` advances the state exactly like one call of the original;
   the three share the base subgraph and therefore one stream per interpreter;

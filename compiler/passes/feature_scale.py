@@ -5,7 +5,7 @@ The cut base runs on a few inputs (synthetic: uniform over the input's range) an
 4 / (1 + max |x|^2)); without --learning_rate, SGD and momentum start at that rate, Adam and
 AdamW at Keras' 0.001 (their step does not scale with the features). Measured on three real
 bases, the real features' largest norm was within 0.6x-1x of this synthetic one, and rates up
-to 8x the bound stayed stable (BUILD.md, "Default learning rate and divergence").
+to 8x the bound stayed stable (runtime/SPEC.md#training).
 
 Input ranges: integer inputs span their type; float inputs the base's known pixel range
 (the embedded and converted bases: 0-255), else the range the base's own first QUANTIZE op

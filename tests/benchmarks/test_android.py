@@ -181,7 +181,7 @@ def test_bad_plan_fails_before_any_adb_call(fake_adb, local_files, tmp_path, ove
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "benchmarks.android", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, env=os.environ.copy())
+                          capture_output=True, stdin=subprocess.DEVNULL, text=True, env=os.environ.copy())
 
 
 def test_cli_help_reads_like_a_man_page():

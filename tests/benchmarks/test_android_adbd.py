@@ -49,7 +49,7 @@ def bench_bundle() -> ProgramBundle:
     """tflite_transfer_bench built in the C++ testing root, with every library it uses there."""
     _need_root()
     result = subprocess.run(["bash", str(SETUP_SCRIPT), str(BUILD_DIR)],
-                            capture_output=True, text=True, timeout=3600)
+                            capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=3600)
     if result.returncode != 0:
         pytest.fail(f"setup_testing_root.sh failed ({result.returncode}):\n{result.stderr[-4000:]}")
     # The launcher the script wrote names the binary it runs with the root's libraries; the
@@ -178,12 +178,12 @@ def test_no_device_and_unknown_serial_are_clear_errors(adbd_device, bench_bundle
     plan = plan_for(adbd_device, bench_bundle, tiny_model_path, tmp_path, serials=("127.0.0.1:6999",))
     with pytest.raises(TransferError, match=r"device 127\.0\.0\.1:6999: not attached \(adb lists: 127"):
         run_on_devices(plan)
-    subprocess.run([*adbd_device.adb, "disconnect", adbd_device.serial], capture_output=True, check=True)
+    subprocess.run([*adbd_device.adb, "disconnect", adbd_device.serial], capture_output=True, stdin=subprocess.DEVNULL, check=True)
     try:
         with pytest.raises(TransferError, match=r"^no device attached: plug in a phone"):
             run_on_devices(plan_for(adbd_device, bench_bundle, tiny_model_path, tmp_path, serials=()))
     finally:
-        subprocess.run([*adbd_device.adb, "connect", adbd_device.serial], capture_output=True, check=True)
+        subprocess.run([*adbd_device.adb, "connect", adbd_device.serial], capture_output=True, stdin=subprocess.DEVNULL, check=True)
 
 
 def test_the_device_stops_what_it_started_and_deletes_its_namespace():
@@ -193,7 +193,7 @@ def test_the_device_stops_what_it_started_and_deletes_its_namespace():
     with device_server as device:
         assert Device(device.adb, device.serial).shell_ok(["echo", "alive"]).strip() == "alive"
         namespace_inode = os.stat(f"/run/netns/{device.namespace}").st_ino
-    assert device.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+    assert device.namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, stdin=subprocess.DEVNULL,
                                                   text=True).stdout
     # No process is left in that network namespace: not adbd, not the adb server, not a server
     # an adb client call might have forked on its own.

@@ -62,7 +62,7 @@ def test_the_plan_is_made_without_tensorflow():
               "except InvalidInputError:\n"
               "    pass\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=120)
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "[]"
 

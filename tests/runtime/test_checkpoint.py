@@ -437,7 +437,7 @@ def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     script = ("import sys\nfrom tflite_transfer.runtime.checkpoint import read_checkpoint\n"
               "from tflite_transfer.runtime.errors import CheckpointError\n"
               "try:\n    read_checkpoint(sys.argv[1])\nexcept CheckpointError as e:\n    print(e)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True, stdin=subprocess.DEVNULL,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "is a FIFO (named pipe); pass a regular file" in result.stdout
@@ -506,7 +506,7 @@ def test_sparse_file_declaring_a_huge_tensor_is_refused_before_allocation(tmp_pa
               # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking
               # pytest process (hundreds of MB once TensorFlow is loaded).
               "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, stdin=subprocess.DEVNULL,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     message, peak_kib = result.stdout.strip().splitlines()[-2:]
@@ -722,6 +722,94 @@ def test_shape_and_dtype_mismatches_name_the_tensor(valid_file, name, variable, 
         check_compatible(read_checkpoint(valid_file), expected, MODEL_FINGERPRINT)
 
 
+# --- read for a model: the header checked before the data -----------------------------------------
+
+def expectation(fingerprint=MODEL_FINGERPRINT, **changes):
+    return checkpoint.Expectation(fingerprint, {**model_variables(), **changes})
+
+
+def test_read_for_the_model_returns_the_tensors(valid_file):
+    assert_same_tensors(read_checkpoint(valid_file, expected=expectation()).tensors, small_tensors())
+    assert expectation().data_bytes == sum(array.nbytes for array in small_tensors().values())
+
+
+def sparse_checkpoint(path, declared_shape, fingerprint=MODEL_FINGERPRINT):
+    """small_tensors() with the kernel declared as `declared_shape`: a sparse file with a valid
+    header layout whose checksum field holds zeros (never checked when the size is wrong)."""
+    tensors = small_tensors()
+    kernel_bytes = int(np.prod(declared_shape)) * 4
+    header = {"__metadata__": {"format": FORMAT_NAME, "format_version": "2", "model_fingerprint": fingerprint,
+                               "checksum": "0" * 64},
+              KERNEL: {"dtype": "F32", "shape": list(declared_shape), "data_offsets": [0, kernel_bytes]},
+              STEP: {"dtype": "I64", "shape": [], "data_offsets": [kernel_bytes, kernel_bytes + 8]},
+              BIAS: {"dtype": "F32", "shape": [3], "data_offsets": [kernel_bytes + 8, kernel_bytes + 20]}}
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with open(path, "wb") as sparse:
+        sparse.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
+        sparse.seek(8 + len(header_bytes) + kernel_bytes)
+        sparse.write(tensors[STEP].tobytes() + tensors[BIAS].tobytes())
+    return path
+
+
+@pytest.mark.parametrize("fingerprint, message", [
+    (MODEL_FINGERPRINT, r"does not fit the model: 'head/dense/kernel' is \[3, 4, 1048576\] float32 in the "
+                        r"checkpoint but \[3, 4\] float32 in the model"),
+    (OTHER_FINGERPRINT, "was written by another model"),
+])
+def test_a_huge_file_is_refused_from_its_header_without_hashing_its_data(tmp_path, monkeypatch, fingerprint,
+                                                                         message):
+    """A 48 MiB kernel declared in a sparse file: the header alone says why it does not fit;
+    the data is neither hashed nor read (a valid-checksum 1 GiB file took 27 s and 1 GiB)."""
+    from tflite_transfer.runtime import checkpoint_reader
+
+    path = sparse_checkpoint(tmp_path / "huge.ckpt", (3, 4, 2**20), fingerprint)
+    hashed = []
+    monkeypatch.setattr(checkpoint_reader, "_file_checksum", lambda *args: hashed.append(args))
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path, expected=expectation())
+    assert hashed == []
+
+
+def test_a_file_of_the_models_size_is_hashed_before_its_header_is_trusted(valid_file):
+    """A damaged header in a file of the right size is refused by the checksum, before any
+    check against the model reads it (here a shape digit changed: 3 -> 4)."""
+    data = bytearray(valid_file.read_bytes())
+    shape_at = data.index(b'"shape":[3,4]')
+    data[shape_at + len(b'"shape":[')] = ord("4")
+    valid_file.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum does not match"):
+        read_checkpoint(valid_file, expected=expectation())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({KERNEL: ((4, 3), np.float32)}, r"'head/dense/kernel' is \[3, 4\] float32 in the checkpoint but \[4, 3\]"),
+    ({STEP: ((), np.float64)}, r"'optimizer/step' is \[\] int64 in the checkpoint but \[\] float64"),
+])
+def test_same_size_but_other_shapes_or_dtypes_are_refused_before_reading(valid_file, monkeypatch, changes,
+                                                                          message):
+    from tflite_transfer.runtime import checkpoint_reader
+
+    monkeypatch.setattr(checkpoint_reader, "_read_into", lambda *args: pytest.fail("tensor data read"))
+    monkeypatch.setattr(checkpoint_reader, "_read_exactly", _real_read_exactly)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(valid_file, expected=expectation(**changes))
+    with pytest.raises(CheckpointError, match="written by another model"):
+        read_checkpoint(valid_file, expected=expectation(OTHER_FINGERPRINT))
+
+
+def _real_read_exactly(path, handle, size):  # the header's read, without the patched _read_into
+    data = handle.read(size)
+    assert len(data) == size
+    return data
+
+
+def test_a_truncated_file_read_for_the_model_names_the_truncation(valid_file):
+    valid_file.write_bytes(valid_file.read_bytes()[:-3])
+    with pytest.raises(CheckpointError, match="outside the .*-byte data section \\(truncated file\\?\\)"):
+        read_checkpoint(valid_file, expected=expectation())
+
+
 # --- fingerprint ---------------------------------------------------------------------------------
 
 def test_fingerprint_is_length_prefixed_sha256():
@@ -763,7 +851,7 @@ def test_imports_and_round_trips_without_tensorflow(tmp_path):
         assert not any(name.split(".")[0] == "tensorflow" for name in sys.modules)
         print("ok")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -106,31 +108,150 @@ def test_full_disk_is_a_project_error(tmp_path):
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
 
 
-def test_sigint_during_a_write_leaves_no_temporary(tmp_path):
-    """A real SIGINT from another process while chunks are being written."""
-    script = textwrap.dedent("""
-        import os, sys, time
-        from tflite_transfer.runtime import files
-        from tflite_transfer.runtime.errors import InvalidInputError
-        def chunks():
-            yield b"x" * 1000
-            print("writing", flush=True)
-            while True:
-                time.sleep(0.01)
-                yield b"y"
-        try:
-            files.write_atomically(sys.argv[1], chunks(), "model", InvalidInputError)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-    """)
-    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.bin")],
-                             stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "writing"
-    assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))
-    child.send_signal(signal.SIGINT)
-    output, _ = child.communicate(timeout=60)
+# A child that writes one chunk, says "writing" and then blocks until its stdin gets a line (or
+# closes): its temporary file stays live as long as the test wants. It restores Python's SIGINT
+# handler itself: started as a background job, the suite (and so the child) may inherit SIGINT
+# as ignored, and Python then never raises KeyboardInterrupt.
+_BLOCKED_WRITER = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from tflite_transfer.runtime import files
+    from tflite_transfer.runtime.errors import InvalidInputError
+    def chunks():
+        yield b"x" * 1000
+        print("writing", flush=True)
+        sys.stdin.readline()
+        yield sys.argv[2].encode()
+    try:
+        files.write_atomically(sys.argv[1], chunks(), "model", InvalidInputError)
+        print("written", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+""")
+
+
+def start_blocked_writer(target, content: str, **popen) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", _BLOCKED_WRITER, str(target), content],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **popen)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    except BaseException:
+        stop(child)
+        raise
+    return child
+
+
+def stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=60)
+
+
+@pytest.mark.parametrize("inherited_sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_sigint_during_a_write_leaves_no_temporary(tmp_path, inherited_sigint):
+    """A real SIGINT from another process while chunks are being written, whatever SIGINT
+    disposition the test process was started with (a background job inherits it ignored)."""
+    child = start_blocked_writer(tmp_path / "out.bin", "never",
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, inherited_sigint))
+    try:
+        assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+        child.send_signal(signal.SIGINT)
+        output, _ = child.communicate(timeout=60)
+    finally:
+        stop(child)
     assert output.strip() == "interrupted"
     assert os.listdir(tmp_path) == []
+
+
+def test_a_live_writers_temporary_is_never_removed(tmp_path):
+    """Another process's temporary file, still being written, survives our save of the same
+    target (the stale-file cleanup removed it: 92 of 200 concurrent saves failed); its save
+    then completes and wins, being the last rename."""
+    target = tmp_path / "out.bin"
+    child = start_blocked_writer(target, "theirs")
+    try:
+        (live,) = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+        write(target, b"ours")
+        assert target.read_bytes() == b"ours" and live in os.listdir(tmp_path)
+        output, _ = child.communicate("go\n", timeout=60)
+    finally:
+        stop(child)
+    assert output.strip() == "written" and child.returncode == 0
+    assert target.read_bytes() == b"x" * 1000 + b"theirs" and os.listdir(tmp_path) == ["out.bin"]
+
+
+_SAVE_LOOP = textwrap.dedent("""
+    import os, sys, time
+    from tflite_transfer.runtime import files
+    from tflite_transfer.runtime.errors import InvalidInputError
+    target, saves, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    content = os.urandom(1 << 18)
+    while time.time() < start:  # every process starts saving at the same moment
+        time.sleep(0.001)
+    failures = 0
+    for _ in range(saves):
+        try:
+            files.write_atomically(target, [content[:1 << 17], content[1 << 17:]], "model", InvalidInputError)
+        except InvalidInputError as error:
+            failures += 1
+            print(error, file=sys.stderr)
+    print(failures)
+""")
+
+
+def test_concurrent_saves_of_one_path_all_succeed(tmp_path):
+    """200 saves by 4 processes at once on one path: none fails, the file is one writer's
+    whole content, no temporary file is left."""
+    target = tmp_path / "shared.bin"
+    start = time.time() + 2.0  # after every interpreter has started
+    children = [subprocess.Popen([sys.executable, "-c", _SAVE_LOOP, str(target), "50", str(start)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+    try:
+        results = [child.communicate(timeout=300) for child in children]
+    finally:
+        for child in children:
+            stop(child)
+    assert [(child.returncode, stdout.strip(), stderr) for child, (stdout, stderr) in zip(children, results)] == \
+        [(0, "0", "")] * 4
+    assert target.stat().st_size == 1 << 18 and os.listdir(tmp_path) == ["shared.bin"]
+
+
+@pytest.mark.parametrize("name_bytes", [241, 242, 250, 255])
+def test_long_file_names_save(tmp_path, name_bytes):
+    """Names of 242-255 bytes were refused: `.<name>.<8 random>.tmp` is 14 bytes longer."""
+    target = tmp_path / ("n" * (name_bytes - 4) + ".bin")
+    write(target, b"long")
+    assert target.read_bytes() == b"long" and os.listdir(tmp_path) == [target.name]
+
+
+def test_temporary_names_follow_the_cpp_writers_rule(tmp_path):
+    """`.<name>.` while `.<name>.<8>.tmp` fits in 255 bytes; beyond, `.<first 200 bytes, cut
+    before a split UTF-8 character>.<16 hex of sha256(name)>.` (runtime/cpp/src/files.cc)."""
+    assert files.temporary_prefix("model.ckpt") == b".model.ckpt."
+    assert files.temporary_prefix("n" * 241) == b"." + b"n" * 241 + b"."
+    long = "x" * 250
+    assert files.temporary_prefix(long) == \
+        b"." + b"x" * 200 + b"." + hashlib.sha256(long.encode()).hexdigest()[:16].encode() + b"."
+    accented = "a" + "\u00e9" * 124 + ".ck"  # byte 200 is the second byte of an e-acute
+    assert len(accented.encode()) == 252
+    assert files.temporary_prefix(accented) == \
+        b".a" + "\u00e9".encode() * 99 + b"." + hashlib.sha256(accented.encode()).hexdigest()[:16].encode() + b"."
+    write(tmp_path / accented, b"accented")
+    assert (tmp_path / accented).read_bytes() == b"accented" and os.listdir(tmp_path) == [accented]
+    with pytest.raises(InvalidInputError, match="File name too long"):
+        write(tmp_path / ("n" * 256))
+
+
+def test_a_long_names_crash_leftovers_are_removed(tmp_path):
+    target = tmp_path / ("x" * 250)
+    digest = hashlib.sha256(target.name.encode()).hexdigest()[:16]
+    leftover = tmp_path / f".{'x' * 200}.{digest}.zz_00000.tmp"
+    leftover.write_bytes(b"half a file")
+    other = tmp_path / f".{'x' * 200}.{'f' * 16}.zz_00000.tmp"  # another target's: kept
+    other.write_bytes(b"")
+    write(target)
+    assert sorted(os.listdir(tmp_path)) == sorted([target.name, other.name])
 
 
 @pytest.mark.parametrize("path, message", [

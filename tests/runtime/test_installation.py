@@ -80,5 +80,5 @@ def test_this_checkout_is_named_for_real():
     requirement = command.split("pip install ", 1)[1].removeprefix("-e ").strip("'")
     dry_run = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
                               "--no-build-isolation", "--quiet", requirement],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300)
     assert dry_run.returncode == 0, dry_run.stderr[-2000:]

@@ -4,6 +4,7 @@ bit flips and truncations of a small compiled model (the long campaign: benchmar
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,42 @@ def test_truncations_and_metadata_damage_are_project_errors(stamped_bytes):
         TransferModel.open(contract.stamp_digest(bytes(damaged)))
 
 
+def with_metadata_values(model_bytes: bytes, **values) -> bytes:
+    """The model with raw JSON values in its metadata record (absurd numbers included), its
+    digest left as it was: opened with verify_digest=False, as an app that checked elsewhere."""
+    from tflite_transfer.compiler.flatbuffer import model_io
+
+    model = model_io.read_model_bytes(model_bytes)
+    entry = next(m for m in model.metadata if m.name.decode() == contract.METADATA_KEY)
+    record = json.loads(model_io.buffer_bytes(model, entry.buffer))
+    record.update(values)
+    model.buffers[entry.buffer] = model_io.make_buffer(json.dumps(record).encode())
+    return model_io.write_model_bytes(model)
+
+
+@pytest.mark.parametrize("key", ["bottleneck_size", "num_outputs", "image_batch", "train_batch"])
+@pytest.mark.parametrize("value", [1e30, 10**30, float("inf"), 8, 2.5], ids=["1e30", "10**30", "inf", "8", "2.5"])
+def test_metadata_numbers_must_be_the_models_tensor_sizes(stamped_bytes, key, value):
+    """With the digest check off, sizes in the metadata that are not the model's (1e30 reached
+    numpy as a raw ValueError/OverflowError) are one UnsupportedModelError line at open."""
+    damaged = with_metadata_values(stamped_bytes, **{key: value})
+    with pytest.raises(UnsupportedModelError) as raised:
+        TransferModel.open(damaged, verify_digest=False)
+    assert "\n" not in str(raised.value) and raised.value.__cause__ is None
+
+
+def test_metadata_state_shapes_must_be_the_models(stamped_bytes):
+    record = json.loads(contract.ModelMetadata.from_json(
+        open_model(stamped_bytes).metadata.to_json()).to_json())
+    kernel = next(entry for entry in record["state"] if entry["role"] == "kernel")
+    kernel["shape"] = [kernel["shape"][0], 10**30]
+    with pytest.raises(UnsupportedModelError, match=r"output 'dense_0_kernel' of signature 'save' as float32 "
+                                                    r"\[3, 1000000000000000000000000000000\] but the model's "
+                                                    r"tensor is float32 \[3, 7\]"):
+        TransferModel.open(with_metadata_values(stamped_bytes, state=record["state"]), verify_digest=False)
+    assert TransferModel.open(with_metadata_values(stamped_bytes), verify_digest=False).num_classes == 3
+
+
 def test_interpreter_failures_name_the_signature_and_shapes(stamped_bytes):
     opened = open_model(stamped_bytes)
     with pytest.raises(UnsupportedModelError, match=r"signature 'train' failed on bottleneck "
@@ -127,7 +164,7 @@ print(outcomes)
     with open(path, "wb") as handle:
         handle.write(stamped_bytes)
     try:
-        result = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=600)
+        result = subprocess.run([sys.executable, "-c", script, path], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=600)
     finally:
         os.unlink(path)
     assert result.returncode == 0, result.stderr[-2000:]

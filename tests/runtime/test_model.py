@@ -184,6 +184,49 @@ def test_bad_checkpoints_change_nothing(tiny_model_path, tmp_path, damage):
     _state_unchanged(model, before)
 
 
+def test_a_huge_valid_checkpoint_is_refused_from_its_header(tiny_model_path, tmp_path, monkeypatch):
+    """The model's own names and fingerprint, a kernel declared 64 MiB, a valid checksum (a
+    sparse file): refused from the header, its data never hashed nor read, nothing changed."""
+    import json
+    import struct
+
+    from tflite_transfer.runtime import checkpoint_reader
+
+    model = TransferModel.open(tiny_model_path)
+    state = model.get_state()
+    kernel = np.zeros((3, 7 * 2**21), np.float32)  # 64 MiB of zeros: a sparse file below
+    header = {"__metadata__": {"format": "tflite-transfer-checkpoint", "format_version": "2",
+                               "model_fingerprint": model.metadata.fingerprint, "checksum": "0" * 64}}
+    offset, layout = 0, []
+    for name, value in sorted(dict(state, dense_0_kernel=kernel).items()):
+        header[name] = {"dtype": {"float32": "F32", "int32": "I32"}[str(value.dtype)], "shape": list(value.shape),
+                        "data_offsets": [offset, offset + value.nbytes]}
+        offset += value.nbytes
+        layout.append(value)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    path = tmp_path / "huge.ckpt"
+    with open(path, "wb") as sparse:
+        sparse.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
+        for value in layout:
+            if value is kernel:
+                sparse.seek(value.nbytes, os.SEEK_CUR)
+            else:
+                sparse.write(value.tobytes())
+    with open(path, "rb") as whole:  # a valid checksum, streamed over the sparse file
+        checksum = contract.sha256_with_hex_zeroed(iter(lambda: whole.read(1 << 20), b""),
+                                                   8 + header_bytes.index(b"0" * 64))
+    with open(path, "r+b") as patch:
+        patch.seek(8 + header_bytes.index(b"0" * 64))
+        patch.write(checksum.encode())
+    assert read_checkpoint(path).tensors["dense_0_kernel"].shape == kernel.shape  # the file is valid
+    monkeypatch.setattr(checkpoint_reader, "_file_checksum", lambda *args: pytest.fail("data hashed"))
+    with pytest.raises(CheckpointError, match=r"does not fit the model: 'dense_0_kernel' is \[3, 14680064\] "
+                                              r"float32 in the checkpoint but \[3, 7\] float32"):
+        model.restore_checkpoint(path)
+    _state_unchanged(model, state)
+
+
 def test_crash_mid_save_keeps_the_old_checkpoint(tiny_model_path, tmp_path, monkeypatch):
     model = TransferModel.open(tiny_model_path)
     path = tmp_path / "me.ckpt"

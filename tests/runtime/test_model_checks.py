@@ -11,7 +11,8 @@ from tests.helpers import colour_images
 from benchmarks.fuzz.subjects import rewrite_model
 from tflite_transfer.runtime import TransferModel
 from tflite_transfer.runtime.checkpoint import write_checkpoint
-from tflite_transfer.runtime.errors import CheckpointError, InvalidInputError, VerificationError
+from tflite_transfer.runtime.errors import (CheckpointError, InvalidInputError, TrainingDivergedError,
+                                            VerificationError)
 from tflite_transfer.runtime.inputs import MAX_STEP
 
 IMAGE = (16, 12, 3)
@@ -47,6 +48,9 @@ BAD_CALLS = {
     "lr negative": (lambda m: m.set_learning_rate(-1.0), "got -1.0"),
     "lr huge": (lambda m: m.set_learning_rate(1e39), "got 1e\\+39"),
     "lr inf": (lambda m: m.set_learning_rate(float("inf")), "got inf"),
+    "lr 10**400": (lambda m: m.set_learning_rate(10**400), "<= 1e\\+06, got inf"),
+    "lr -10**400": (lambda m: m.set_learning_rate(-10**400), "got -inf"),
+    "epochs 10**12": (lambda m: m.fit(epochs=10**12), r"1000000000001 more step\(s\) would pass 2147483646"),
     "epochs float": (lambda m: m.fit(epochs=2.5), "epochs must be an integer >= 1, got float 2.5"),
     "epochs bool": (lambda m: m.fit(epochs=True), "got bool"),
     "batch zero": (lambda m: m.fit(batch_size=0), "batch_size must be an integer >= 1"),
@@ -126,9 +130,87 @@ def test_divergence_is_reported_and_fit_rolls_back(tiny_bytes):
                                                 "learning rate"):
         model.fit(epochs=3, batch_size=2, progress=False, imprint=False)
     assert_unchanged(model, before)
-    with pytest.raises(VerificationError, match="the loss is (nan|inf).*reset\\(\\) or restore_checkpoint"):
-        for _ in range(5):
+    for _ in range(5):  # single steps: the one that diverges is undone
+        before = model.get_state()
+        try:
             model.train_bottlenecks(bottlenecks[:2], [0, 1])
+        except TrainingDivergedError as error:
+            assert "the step was undone" in str(error)
+            break
+    else:
+        pytest.fail("five steps at learning rate 1e6 on 1e18 features did not diverge")
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("learning_rate, value, message", [
+    (0.1, 3e38, "the loss is (nan|inf)"),                 # the loss overflows
+    (1e6, 1e37, "dense_0_kernel became NaN/Inf"),         # a finite loss, an update beyond float32
+])
+def test_a_single_step_that_diverges_is_undone(tiny_bytes, learning_rate, value, message):
+    """A one-step call that fails leaves weights, slots and step as they were (the step used
+    to stay applied: finite weights changed, the error said they were probably NaN)."""
+    model = TransferModel.open(tiny_bytes)
+    model.set_learning_rate(learning_rate)
+    before, steps = model.get_state(), model.steps
+    with pytest.raises(TrainingDivergedError, match=f"{message}; the step was undone") as raised:
+        model.train_bottlenecks(np.full((1, 7), value, np.float32), [2])
+    assert "\n" not in str(raised.value)
+    assert_unchanged(model, before)
+    assert model.steps == steps
+    assert np.isfinite(model.train_bottlenecks(np.ones((2, 7), np.float32), [0, 1]))
+    assert model.steps == steps + 1
+
+
+def test_a_failed_step_after_good_ones_goes_back_to_the_state_just_before_it(tiny_bytes):
+    """One `save` per single step: the state after a step is the next step's snapshot, until
+    any other signature runs (here set_learning_rate, which the snapshot must then include)."""
+    model = TransferModel.open(tiny_bytes)
+    ones = np.ones((2, 7), np.float32)
+    model.train_bottlenecks(ones, [0, 1])
+    model.train_bottlenecks(ones, [1, 2])
+    model.set_learning_rate(1e6)
+    before = model.get_state()
+    with pytest.raises(TrainingDivergedError, match="the step was undone"):
+        model.train_bottlenecks(np.full((1, 7), 1e37, np.float32), [2])
+    assert_unchanged(model, before)           # two steps in, learning rate 1e6: as it was
+    model.set_learning_rate(0.1)
+    after_good = None
+    for labels in ([0, 1], [2, 0]):
+        model.train_bottlenecks(ones, labels)
+        after_good = model.get_state()
+    model._signatures["set_learning_rate"](learning_rate=np.array([1e6], np.float32))  # any other run
+    with pytest.raises(TrainingDivergedError, match="the step was undone"):
+        model.train_bottlenecks(np.full((1, 7), 1e37, np.float32), [2])
+    state = model.get_state()
+    assert state["learning_rate"][0] == np.float32(1e6)     # not the stale snapshot's 0.1
+    for name in ("dense_0_kernel", "dense_0_bias", "step"):
+        np.testing.assert_array_equal(state[name], after_good[name])
+
+
+def test_a_train_step_on_images_that_diverges_is_undone(tiny_bytes):
+    model = TransferModel.open(tiny_bytes)
+    state = model.get_state()
+    # Finite weights whose logits differ by more than float32 holds: class 1's probability is 0.
+    state["dense_0_bias"] = np.array([3e38, -3e38, -3e38], np.float32)
+    model.set_state(state)
+    before = model.get_state()
+    images, _ = colour_images(1, seed=3)
+    with pytest.raises(TrainingDivergedError, match="the step was undone"):
+        model.train_step(images, np.ones(len(images), np.int32))
+    assert_unchanged(model, before)
+
+
+def test_fit_with_a_batch_beyond_the_cache_trains_on_the_whole_cache(tiny_bytes):
+    """batch_size=10**12 allocated a 10**12-row buffer (MemoryError); it means one batch."""
+    rng = np.random.default_rng(4)
+    bottlenecks, labels = rng.random((5, 7), np.float32), np.arange(5) % 3
+    huge, exact = TransferModel.open(tiny_bytes), TransferModel.open(tiny_bytes)
+    for model in (huge, exact):
+        model.add_bottlenecks(bottlenecks, labels)
+    assert huge.fit(epochs=2, batch_size=10**12, progress=False, imprint=False) == \
+        exact.fit(epochs=2, batch_size=5, progress=False, imprint=False)
+    for name, value in huge.get_state().items():
+        np.testing.assert_array_equal(value, exact.get_state()[name], err_msg=name)
 
 
 def test_fit_matches_manual_train_calls_bit_for_bit(tiny_bytes):

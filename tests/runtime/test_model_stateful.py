@@ -105,4 +105,6 @@ def test_a_base_state_that_starts_at_minus_infinity_is_kept_as_it_is(stateful_co
     model.fit(epochs=2, batch_size=3, progress=False)
     model.restore_checkpoint(tmp_path / "start.ckpt")        # back to -inf, accepted
     assert np.isneginf(model.get_state()[peak]).all()
+    model.train_bottlenecks(np.ones((1, model.metadata.bottleneck_size), np.float32), [1])  # -inf stays: not a weight
+    assert np.isneginf(model.get_state()[peak]).all()
     model.set_state(model.get_state())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ _SCRIPT = textwrap.dedent('''
     from tflite_transfer.runtime import TransferModel
 
     model_path, checkpoint_path = sys.argv[1], sys.argv[2]
+    TransferModel.open(model_path, verify_digest=False)  # the structure checks need no TensorFlow either
     model = TransferModel.open(model_path)
     model.set_learning_rate(1.0)
     rng = np.random.default_rng(0)
@@ -66,10 +68,15 @@ def plain_install(tmp_path_factory) -> Path:
     environment's pip into a venv made --without-pip (ensurepip alone took 22 s here); pip
     resolves numpy and ai-edge-litert from its index and cache (~45 s on this machine)."""
     workdir = tmp_path_factory.mktemp("plain_install")
-    wheels, venv = workdir / "wheels", workdir / "venv"
+    wheels, venv, source = workdir / "wheels", workdir / "venv", workdir / "source"
+    # Built from a copy: building in the checkout leaves build/ and tflite_transfer.egg-info/
+    # there, and that egg-info (the checkout is on sys.path) then hides the editable install's
+    # metadata from every later test session (test_installation failed after this one ran).
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "node_modules", "__pycache__", ".hypothesis", ".pytest_cache", "results"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    quiet = dict(capture_output=True, text=True, timeout=900)
-    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)], **quiet)
+    quiet = dict(capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)], **quiet)
     assert built.returncode == 0, built.stderr[-2000:]
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
@@ -82,7 +89,7 @@ def plain_install(tmp_path_factory) -> Path:
 def test_plain_install_has_no_tensorflow_and_no_compiler_dependencies(plain_install):
     probe = ("import importlib.util, json; print(json.dumps({m: importlib.util.find_spec(m) is not None "
              "for m in ('tensorflow', 'keras', 'absl', 'numpy', 'ai_edge_litert', 'tflite_transfer')}))")
-    found = json.loads(subprocess.run([str(plain_install), "-c", probe], capture_output=True, text=True,
+    found = json.loads(subprocess.run([str(plain_install), "-c", probe], capture_output=True, stdin=subprocess.DEVNULL, text=True,
                                       check=True, timeout=120, cwd="/").stdout)
     assert found == {"tensorflow": False, "keras": False, "absl": False, "numpy": True,
                      "ai_edge_litert": True, "tflite_transfer": True}
@@ -90,7 +97,7 @@ def test_plain_install_has_no_tensorflow_and_no_compiler_dependencies(plain_inst
 
 def test_compile_transfer_without_the_compiler_says_what_to_install(plain_install, tmp_path):
     process = subprocess.run([str(plain_install.parent / "compile-transfer"), f"--output={tmp_path / 'm.tflite'}"],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                             capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=120, cwd=tmp_path)
     assert process.returncode != 0 and process.stdout == ""
     lines = process.stderr.strip().splitlines()
     # The package is on no index: the hint names the wheel this venv was installed from.
@@ -102,7 +109,7 @@ def test_compile_transfer_without_the_compiler_says_what_to_install(plain_instal
 def test_lifecycle_in_the_plain_install(plain_install, tiny_model_path, tmp_path):
     """Outside the repository (cwd /), so the installed package, not the tree, is imported."""
     process = subprocess.run([str(plain_install), "-c", _SCRIPT, tiny_model_path, str(tmp_path / "c.ckpt")],
-                             capture_output=True, text=True, timeout=300, cwd="/",
+                             capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300, cwd="/",
                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(process.stdout.strip().splitlines()[-1])
@@ -112,7 +119,7 @@ def test_lifecycle_in_the_plain_install(plain_install, tiny_model_path, tmp_path
 
 def test_lifecycle_runs_with_tensorflow_unimportable(tiny_model_path, tmp_path):
     process = subprocess.run([sys.executable, "-c", _SCRIPT, tiny_model_path, str(tmp_path / "c.ckpt")],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     check_lifecycle(json.loads(process.stdout.strip().splitlines()[-1]))
 
@@ -128,5 +135,5 @@ def check_lifecycle(result: dict) -> None:
 def test_the_block_really_blocks():
     """The hook above must make `import tensorflow` fail, or the test proves nothing."""
     probe = _SCRIPT.split("import numpy as np")[0] + "import tensorflow\n"
-    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=120)
     assert process.returncode != 0 and "tensorflow is blocked" in process.stderr

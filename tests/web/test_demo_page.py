@@ -75,7 +75,7 @@ def test_demo_page_trains_and_exchanges_checkpoints_with_python(web_packages, we
     with serve(WEB_DIR, web_models, isolated=True) as origin:     # as runtime/web/serve.py serves it
         (tmp_path / "plan.json").write_text(json.dumps({**plan, "origin": origin}))
         result = subprocess.run([node, "browser/drive_demo.mjs", str(tmp_path / "plan.json")], cwd=WEB_DIR,
-                                capture_output=True, text=True, timeout=600)
+                                capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
     assert "failure" not in report, (report.get("failure"), report.get("pageErrorAtFailure"))

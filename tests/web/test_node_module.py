@@ -14,7 +14,7 @@ def test_node_module_tests_pass_against_python_references(web_packages, node_fix
     node = require_tool("node")
     environment = {**os.environ, "TFLITE_TRANSFER_WEB_FIXTURES": str(node_fixtures)}
     result = subprocess.run([node, "--test", "--test-reporter=tap", "test/"], cwd=WEB_DIR, env=environment,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300)
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
     assert re.search(r"^# skip(ped)? 0$", report, re.MULTILINE), report[-3000:]

@@ -19,11 +19,12 @@ from tests.web.web_fixtures import WEB_DIR, require_tool, web_models, web_packag
 
 def _start_server(models, *flags) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, str(SERVE_SCRIPT), "--port", "0", "--models", str(models), *flags],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()           # "Serving ... at http://127.0.0.1:PORT/demo/ (...)"
     if "http://127.0.0.1:" not in line:
         process.kill()
-        raise AssertionError(f"serve.py did not start: {line!r} {process.stderr.read()!r}")
+        _, stderr = process.communicate(timeout=60)
+        raise AssertionError(f"serve.py did not start: {line!r} {stderr!r}")
     return process, line.split(" at ", 1)[1].split("/demo/", 1)[0]
 
 
@@ -46,7 +47,7 @@ def test_serve_script_makes_the_demo_cross_origin_isolated_and_threaded(web_pack
         assert headers.get("Cross-Origin-Opener-Policy") == ("same-origin" if isolated else None)
         assert headers.get("Cross-Origin-Embedder-Policy") == ("require-corp" if isolated else None)
         result = subprocess.run([node, "browser/page_mode.mjs", origin, "/models/tiny_static.tflite"], cwd=WEB_DIR,
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300)
     finally:
         _stop(process)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,6 +69,6 @@ def test_serve_script_makes_the_demo_cross_origin_isolated_and_threaded(web_pack
 
 def test_serve_script_refuses_a_missing_models_directory(tmp_path):
     result = subprocess.run([sys.executable, str(SERVE_SCRIPT), "--port", "0", "--models", str(tmp_path / "absent")],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("serve.py: --models ") and result.stderr.count("\n") == 1

@@ -22,7 +22,7 @@ export const IMAGE_SIGNATURES = [INFER, LOAD, TRAIN_IMAGES];
 export const IMAGE = 'image', BOTTLENECK = 'bottleneck', LABEL = 'label', LOSS = 'loss';
 export const STEP = 'step', LEARNING_RATE = 'learning_rate';
 export const KERNEL = 'kernel', BIAS = 'bias', SLOT = 'slot';
-// A resource variable of a stateful base (BUILD.md, "Stateful bases"): saved, restored and reset
+// A resource variable of a stateful base (runtime/SPEC.md#stateful-bases): saved, restored and reset
 // with the head's state, advanced by every call that runs the base; its values are the base's
 // own and need not be finite (a running maximum starts at -inf).
 export const BASE_STATE = 'base_state';

@@ -5,7 +5,7 @@
  * from before a step whose loss or state is NaN/Inf (VerificationError); `fit` rolls back to
  * the end of the last good epoch on a NaN/Inf, or to the best epoch when the mean loss rises
  * past the watch's threshold (training_watch.js), and throws TrainingDivergedError.
- * Defaults (BUILD.md, "Default learning rate and divergence"): 50 epochs of the model's train
+ * Defaults (runtime/SPEC.md#training): 50 epochs of the model's train
  * batch, from an imprinted head when the head is a fresh single-layer softmax.
  */
 

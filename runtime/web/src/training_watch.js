@@ -1,6 +1,5 @@
 /**
- * Training that goes wrong without a NaN, as runtime/training_watch.py has it (BUILD.md,
- * "Default learning rate and divergence"): the learning rate that is stable for given features,
+ * Training that goes wrong without a NaN, as runtime/training_watch.py has it (runtime/SPEC.md#training): the learning rate that is stable for given features,
  * and the watch `fit` keeps over its epoch losses.
  *
  * Stable rate: for one sample with x~ = [x, 1] the Hessian of the loss in a dense layer's
@@ -70,7 +69,7 @@ export function divergenceMessage(epoch, loss, watch, learningRate, bound, maxNo
   const rate = learningRate !== null ? `learning rate ${formatG(learningRate, 3)}` : 'the learning rate';
   const advice = bound !== null
     ? `${rate} is too large for these features: the largest stable rate for them is ${formatG(bound, 3)} (from max |x|^2 = ` +
-      `${formatG(maxNorm2, 4)} over the ${samples} cached samples, BUILD.md): call setLearningRate(${formatG(bound, 2)}) and fit again`
+      `${formatG(maxNorm2, 4)} over the ${samples} cached samples, runtime/SPEC.md#training): call setLearningRate(${formatG(bound, 2)}) and fit again`
     : `lower the learning rate${learningRate !== null ? ` (now ${formatG(learningRate, 3)})` : ''}, e.g. tenfold with setLearningRate, and fit again`;
   return `training diverged in epoch ${epoch}: the mean loss rose to ${formatG(loss, 4)}, over ${formatG(RISE)}x the ` +
          `best ${formatG(watch.bestLoss, 4)} and above the starting ${formatG(watch.startLoss, 4)}; the weights ` +

@@ -11,7 +11,7 @@
  * LiteRT.js needs static signature shapes, so models come from `compile-transfer --batch=1,16`.
  * Every signature tensor is looked up by the model's own names (metadata.names, contract
  * version 3); the input may be an image or any tensor (inputSpec). A base that keeps state
- * between calls (state entries with role `base_state`, BUILD.md "Stateful bases") is one
+ * between calls (state entries with role `base_state`, runtime/SPEC.md#stateful-bases) is one
  * stream per model: `load`, `predict`, `addSample` and `trainImages` advance it one call per
  * chunk of `imageBatch` inputs (never padded), the state and checkpoints include it, `reset()`
  * rewinds it; `fit` and `imprint` work on cached bottlenecks and leave it alone.

@@ -9,16 +9,17 @@ a flip in a weight or a name can leave a valid model, and that is fine. Any othe
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tflite_transfer.compiler.passes import cut
 from tflite_transfer.compiler.flatbuffer import model_io
 from tests.helpers import outcomes_of
 
+REPO = Path(__file__).resolve().parents[3]
 SEED = 20261201
 FLIPS, TRUNCATIONS = 300, 60
 COMPILED_FLIPS = 6          # parsed flips run through every pass, in a child process
@@ -57,7 +58,7 @@ CHILD = textwrap.dedent("""
     from tflite_transfer.compiler.flatbuffer import model_io
     from tflite_transfer.compiler import pipeline
     from tflite_transfer.compiler.errors import TransferError
-    from tests.compiler.test_base_fuzz import damaged_copies, read_and_cut
+    from tests.compiler.base.test_base_fuzz import damaged_copies, read_and_cut
     path, base_output, seed, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     data = open(path, "rb").read()
     done = 0
@@ -91,8 +92,8 @@ def test_damaged_bases_that_parse_compile_or_give_project_errors(tiny_classifier
     signature in the interpreter; a child process, since LiteRT can abort on damaged models."""
     process = subprocess.run([sys.executable, "-c", CHILD, tiny_classifier_path, tiny_pool_name,
                               str(SEED + 1), str(COMPILED_FLIPS)],
-                             capture_output=True, text=True, timeout=600,
-                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+                             cwd=REPO)  # the child imports tests.*: the repository root, whatever pytest's cwd
     records = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     assert process.returncode == 0, (f"the child died (code {process.returncode}) during "
                                      f"{records[-1] if records else 'start-up'}: {process.stderr[-2000:]}")

@@ -114,7 +114,7 @@ def test_bad_flags_answer_before_tensorflow_is_imported(flag, phrase, tmp_path, 
     wrapper, report = tmp_path / "report_imports.py", tmp_path / "imported.json"
     wrapper.write_text(_IMPORT_REPORTING_WRAPPER)
     process = subprocess.run([sys.executable, str(wrapper), script, *flag.split(), f"--output={output}"],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                             capture_output=True, stdin=subprocess.DEVNULL, text=True, timeout=300, cwd=tmp_path,
                              env={**os.environ, "IMPORTED_REPORT": str(report)})
     assert_one_line_error(process, output, phrase)
     assert len(process.stderr.strip().splitlines()) == 1, process.stderr
