@@ -86,7 +86,7 @@ MULTIARCH="$(chroot "$ROOT" /usr/bin/gcc -print-multiarch)"
 LIBS="$ROOT/usr/lib/$MULTIARCH"
 LOADER="$(ls "$LIBS"/ld-linux*.so.* | head -n 1)"
 mkdir -p "$BUILD_DIR/bin"
-for program in tflite_transfer_demo tflite_transfer_bench tflite_transfer_golden; do
+for program in tflite_transfer_demo tflite_transfer_bench tflite_transfer_golden tflite_transfer_fit; do
     # Copy then rename: a running program (mapped by the loader) must never see its file change.
     cp "$ROOT$ROOT_BUILD/$program" "$BUILD_DIR/bin/.$program.new"
     mv -f "$BUILD_DIR/bin/.$program.new" "$BUILD_DIR/bin/$program"

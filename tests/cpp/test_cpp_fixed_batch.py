@@ -70,7 +70,7 @@ def test_training_draws_fixed_batches_from_the_epoch_stream(cpp_demo, fixed_mode
     np.save(tmp_path / "b.npy", bottlenecks)
     np.save(tmp_path / "l.npy", labels)
     result = run_demo(cpp_demo, "--model", fixed_model_path, "--bottlenecks", tmp_path / "b.npy",
-                      "--labels", tmp_path / "l.npy", "--epochs", 2, "--learning_rate", 0.5)
+                      "--labels", tmp_path / "l.npy", "--epochs", 2, "--learning_rate", 0.5, "--no_imprint")
     # Stream 0..5 0..5 cut in fours: [0 1 2 3] ends in epoch 1, [4 5 0 1] and [2 3 4 5] in epoch 2.
     reference = litert.Interpreter(model_path=fixed_model_path)
     reference.get_signature_runner("set_learning_rate")(learning_rate=np.array([0.5], np.float32))
@@ -106,5 +106,6 @@ def test_a_nan_loss_stops_training_with_one_line(cpp_demo, tiny_v2_model_path, t
     np.save(tmp_path / "b.npy", np.full((4, 7), 3e38, np.float32))
     np.save(tmp_path / "l.npy", np.array([0, 1, 2, 0]))
     result = run_demo(cpp_demo, "--model", tiny_v2_model_path, "--bottlenecks", tmp_path / "b.npy",
-                      "--labels", tmp_path / "l.npy", "--epochs", 3, "--learning_rate", 1e6, expect_ok=False)
+                      "--labels", tmp_path / "l.npy", "--epochs", 3, "--learning_rate", 1e6, "--no_imprint",
+                      expect_ok=False)
     assert_one_error_line(result, "training diverged", "lower the learning rate")

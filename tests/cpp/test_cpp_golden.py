@@ -1,7 +1,9 @@
-"""The C++ runtime against the contract's rules as data (tests/golden/vectors.json): its named
-constants are generated from the golden limits, and every vector run through the C++ code
-(runtime/cpp/test/golden_vectors_main.cc) ends as the vector says, with the same error class
-as the Python runtime (tests/test_golden.py runs the same vectors there)."""
+"""The C++ runtime against the contract's rules as data (tests/golden/vectors.json and
+contract_v3.json): its named constants are generated from the golden limits, and every vector
+run through the C++ code (runtime/cpp/test/golden_vectors_main.cc) ends as the vector says, with
+the same error class as the Python runtime (tests/test_golden.py runs the same vectors there):
+every version 3 metadata file derives what contract_v3.json lists, the one-hot label rows are
+accepted or refused as its rules say, and a base's own state may hold -inf and NaN."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
 VECTORS = json.loads((GOLDEN / "vectors.json").read_text(encoding="utf-8"))
+CONTRACT_V3 = json.loads((GOLDEN / "contract_v3.json").read_text(encoding="utf-8"))
 
 
 def test_contract_header_is_generated_from_the_golden_limits():
@@ -104,3 +107,43 @@ def test_dtype_codes_are_the_formats(cpp_outcomes):
     got = {record["code"]: {"numpy": record["numpy"], "bytes": record["bytes"]}
            for record in cpp_outcomes["dtype_codes"].values()}
     assert got == codes
+
+
+def test_every_version_3_file_derives_what_contract_v3_json_lists(cpp_outcomes):
+    files = CONTRACT_V3["files"]
+    got = {record["file"]: record for record in cpp_outcomes["v3_files"].values()}
+    assert sorted(got) == sorted(files)
+    for name, facts in files.items():
+        assert got[name]["outcome"] == "accepted", got[name]["message"]
+        described = got[name]["described"]
+        assert described["contract_version"] == facts["contract_version"] == 3, name
+        assert described["names"] == facts["names"], name
+        assert described["input"] == facts["input"], name
+        assert described["bottleneck_adapter"] == facts["bottleneck_adapter"], name
+        assert described["label"] == facts["label"], name
+        assert described["state"] == facts["state"], name
+        assert list(described["signatures"]) == facts["signature_order"], name
+        assert described["signatures"] == facts["signatures"], name
+        assert (described["image_batch"], described["train_batch"]) == (
+            facts["fixed_batch"]["load"], facts["fixed_batch"]["train"]), name
+
+
+def test_one_hot_rows_are_accepted_and_refused_as_the_rules_say(cpp_outcomes):
+    rules = CONTRACT_V3["rules"]["one_hot_rows"]
+    expected = [("accepted", "accepted")] * len(rules["accepted"]) + [
+        (reason, "InvalidInputError") for reason in rules["refused"]]
+    got = cpp_outcomes["one_hot_rows"]
+    assert [(got[i]["reason"], got[i]["outcome"]) for i in range(len(got))] == expected
+    refusals = [got[i]["message"] for i in range(len(got)) if got[i]["outcome"] != "accepted"]
+    assert all(message.startswith("label: ") and "\n" not in message for message in refusals)
+    assert len(set(refusals)) == len(rules["refused"])  # each problem its own line
+
+
+def test_base_state_may_hold_minus_inf_and_nan_but_the_head_may_not(cpp_outcomes):
+    stateful = [name for name, facts in CONTRACT_V3["files"].items()
+                if any(entry["role"] == "base_state" for entry in facts["state"])]
+    got = list(cpp_outcomes["base_state"].values())
+    assert stateful and [record["file"] for record in got] == [name for name in stateful for _ in (0, 1)]
+    for base, head in zip(got[::2], got[1::2]):
+        assert base["changed"].startswith("base_state_") and base["outcome"] == "accepted", base["message"]
+        assert head["outcome"] == "InvalidInputError" and "contains NaN or Inf" in head["message"]

@@ -1,7 +1,7 @@
 """Opening a model in the C++ runtime: the digest is checked before the TFLite library sees
-the bytes (runtime/SPEC.md#model-digest), contract-version-2 metadata is read as the contract module reads it,
-version 1 still opens; golden files (tests/golden/) parse to the same values in C++
-as in Python."""
+the bytes (runtime/SPEC.md#model-digest), contract-version-2 and -3 metadata is read as the contract module reads it,
+version 1 still opens; golden files (tests/golden/, contract.json and contract_v3.json) parse to
+the same values in C++ as in Python."""
 
 from __future__ import annotations
 
@@ -17,9 +17,22 @@ from tflite_transfer.runtime import contract
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
+def _range(value):
+    return None if value is None else [float(v) for v in value]
+
+
 def python_view(metadata: contract.ModelMetadata) -> dict:
     """What the C++ --check_model/--check_metadata print, built from the contract's record."""
+    spec = metadata.input
+    adapter = metadata.bottleneck_adapter
     return {
+        "names": metadata.tensor_names.as_dict(),
+        "input": None if spec is None else {"kind": spec.kind, "dtype": spec.dtype, "shape": list(spec.shape),
+                                            "range": _range(spec.range), "base_range": _range(spec.base_range)},
+        "bottleneck_adapter": None if adapter is None else {"kind": adapter["kind"], "cut_shape": list(adapter["cut_shape"])},
+        "bottleneck_max_norm2": metadata.bottleneck_max_norm2, "image_range": _range(metadata.image_range),
+        "optimizer": {"name": str(metadata.optimizer.get("name") or ""),
+                      "momentum": float(metadata.optimizer.get("momentum") or 0.0)},
         "bottleneck_size": metadata.bottleneck_size, "contract_version": metadata.contract_version,
         "fingerprint": metadata.fingerprint, "image_batch": metadata.image_batch,
         "label": {"dtype": metadata.label.dtype, "kind": metadata.label.kind, "shape": list(metadata.label.shape)},
@@ -42,7 +55,8 @@ def check_model(demo, path, *flags, expect_ok=True):
 def test_a_version_2_model_opens_with_its_digest_checked(cpp_demo, tiny_v2_model_path):
     described = json.loads(check_model(cpp_demo, tiny_v2_model_path).stdout)
     assert described.pop("digest_checked") is True
-    assert described.pop("image") == {"dtype": "uint8", "shape": [16, 12, 3]}
+    assert described.pop("model_input") == {"kind": "image", "dtype": "uint8", "shape": [16, 12, 3], "range": None,
+                                            "base_range": None}
     data = Path(tiny_v2_model_path).read_bytes()
     assert described == python_view(model_metadata(data))
     assert contract.digest_matches(data) is True
@@ -101,9 +115,14 @@ def test_a_version_1_model_still_opens_without_a_digest(cpp_demo, tiny_fused, tm
 
 def test_golden_metadata_parses_to_the_contract_modules_values(cpp_demo):
     """tests/golden/ (python -m tests.golden.generate): every metadata file parses in C++ to the
-    contract module's record, and to the facts contract.json says a reader must derive."""
+    contract module's record, and to the facts contract.json (versions 1, 2) and
+    contract_v3.json (version 3: names, input, adapter, base_state roles) say a reader must derive."""
     derived = json.loads((GOLDEN / "contract.json").read_text(encoding="utf-8"))
-    for name in ("metadata.json", "metadata_fixed_batch.json", "metadata_v1.json"):
+    derived_v3 = json.loads((GOLDEN / "contract_v3.json").read_text(encoding="utf-8"))["files"]
+    assert set(derived) & set(derived_v3) == set() and len(derived_v3) >= 3
+    derived.update(derived_v3)
+    roles = set()
+    for name in sorted(derived):
         described = json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / name).stdout)
         record = contract.ModelMetadata.from_json((GOLDEN / name).read_text(encoding="utf-8"))
         assert described == python_view(record), name
@@ -115,8 +134,46 @@ def test_golden_metadata_parses_to_the_contract_modules_values(cpp_demo):
         assert described["contract_version"] == facts["contract_version"], name
         assert (described["image_batch"], described["train_batch"]) == (
             facts["fixed_batch"]["load"], facts["fixed_batch"]["train"]), name
-    roles = {e["role"] for e in json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / "metadata.json").stdout)["state"]}
-    assert roles == set(contract.ROLES)
+        if facts["contract_version"] >= 3:
+            assert described["names"] == facts["names"], name
+            assert described["input"] == facts["input"], name
+            assert described["bottleneck_adapter"] == facts["bottleneck_adapter"], name
+        roles |= {e["role"] for e in described["state"]}
+    assert roles == set(contract.ROLES)  # base_state included (metadata_v3_stateful.json)
+
+
+def test_version_3_records_that_break_the_rules_are_refused_in_one_line(cpp_demo, tmp_path):
+    """What a reader of version 3 checks (BUILD.md): names, output, input, adapter, one-hot labels
+    only in version 3; each refusal one UnsupportedModelError line naming the problem."""
+    record = json.loads((GOLDEN / "metadata_v3.json").read_text(encoding="utf-8"))
+    cases = [({"names": {**record["names"], "output": "feature"}}, "input and output are both named 'feature' in 'infer'"),
+             ({"names": {**record["names"], "loss": "1loss"}}, "loss name '1loss' is not a name"),
+             ({"names": {**record["names"], "label": "step"}}, "'step' is also a state variable's name"),
+             ({"output": "probabilities"}, "output 'probabilities' is not names.output 'output'"),
+             ({"input": {**record["input"], "kind": "audio"}}, "input kind 'audio'"),
+             ({"input": {**record["input"], "range": [1, 0]}}, "input range [1, 0]"),
+             ({"input": {**record["input"], "shape": [16, 0, 3]}}, "input shape [16, 0, 3]"),
+             ({"bottleneck_adapter": {"kind": "flatten", "cut_shape": [1, 8, 1]}}, "for bottleneck_size 7"),
+             ({"bottleneck_adapter": {"kind": "mean", "cut_shape": [1, 7, 1]}}, "bottleneck_adapter 'mean'"),
+             ({"contract_version": 2}, "one_hot labels before contract version 3"),
+             ({"names": {k: v for k, v in record["names"].items() if k != "loss"}}, "'names' must give exactly the roles"),
+             ({"input": None}, "'input' is not an object"),
+             ({"contract_version": 4}, "versions 1, 2, 3")]
+    for change, fragment in cases:
+        path = tmp_path / "record.json"
+        path.write_text(json.dumps({**record, **change}), encoding="utf-8")
+        with_python = None
+        try:
+            contract.ModelMetadata.from_json(path.read_text(encoding="utf-8"))
+        except Exception as error:  # noqa: BLE001 (the class is compared below)
+            with_python = type(error).__name__
+        assert with_python == "UnsupportedModelError", change  # the contract module refuses it too
+        assert_one_error_line(run_demo(cpp_demo, "--check_metadata", path, expect_ok=False), fragment)
+    # The optional bottleneck_max_norm2 and the optimizer's momentum are read (golden: stateful).
+    described = json.loads(run_demo(cpp_demo, "--check_metadata", GOLDEN / "metadata_v3_stateful.json").stdout)
+    record = json.loads((GOLDEN / "metadata_v3_stateful.json").read_text(encoding="utf-8"))
+    assert described["bottleneck_max_norm2"] == record["bottleneck_max_norm2"]
+    assert described["optimizer"] == {"name": record["optimizer"]["name"], "momentum": record["optimizer"]["momentum"]}
 
 
 def test_golden_checkpoint_parses_to_the_generators_values(cpp_demo):

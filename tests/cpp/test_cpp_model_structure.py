@@ -133,7 +133,7 @@ def test_intact_models_pass_the_structure_checks(cpp_demo, request, tmp_path, mo
     result = run_demo(cpp_demo, "--check_model", "--model", path, "--skip_digest_check")
     described = json.loads(result.stdout)
     assert described["digest_checked"] is False
-    images = np.zeros((2, *described["image"]["shape"]), described["image"]["dtype"])
+    images = np.zeros((2, *described["model_input"]["shape"]), described["model_input"]["dtype"])
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "labels.npy", np.array([0, 1]))
     run_demo(cpp_demo, "--model", path, "--skip_digest_check", "--images", tmp_path / "images.npy",

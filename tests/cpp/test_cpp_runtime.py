@@ -37,7 +37,7 @@ def test_training_lowers_the_loss_and_learns(cpp_demo, tiny_model_path, training
     result = run_demo(cpp_demo, "--model", tiny_model_path, "--images", training_files["images"],
                       "--labels", training_files["labels"], "--test_images", training_files["test_images"],
                       "--test_labels", training_files["test_labels"], "--epochs", 30, "--batch_size", 8,
-                      "--learning_rate", 1.0, "--checkpoint", tmp_path / "trained.ckpt")
+                      "--learning_rate", 1.0, "--no_imprint", "--checkpoint", tmp_path / "trained.ckpt")
     assert "TFLite 2.14" in result.stdout
     losses = epoch_losses(result.stdout)
     assert len(losses) == 30 and losses[-1] < 0.5 * losses[0]
@@ -75,7 +75,7 @@ def test_training_matches_python_on_the_same_bottlenecks(cpp_demo, tiny_model_pa
     python_losses = python_model.fit(epochs=10, batch_size=8, shuffle=False, progress=False, imprint=False)
     result = run_demo(cpp_demo, "--model", tiny_model_path, "--bottlenecks", tmp_path / "bottlenecks.npy",
                       "--labels", training_files["labels"], "--epochs", 10, "--batch_size", 8,
-                      "--learning_rate", 1.0, "--checkpoint", tmp_path / "cpp.ckpt")
+                      "--learning_rate", 1.0, "--no_imprint", "--checkpoint", tmp_path / "cpp.ckpt")
     np.testing.assert_allclose(epoch_losses(result.stdout), python_losses, rtol=1e-5)
     cpp_state = read_checkpoint(tmp_path / "cpp.ckpt").tensors
     for name, value in python_model.get_state().items():
@@ -193,7 +193,8 @@ def test_the_small_mobilenet_model_loads_and_trains(cpp_demo, small_model_path, 
     np.save(tmp_path / "images.npy", (rng.random((4, 96, 96, 3)) * 255).astype(np.float32))
     np.save(tmp_path / "labels.npy", np.arange(4, dtype=np.int32))
     result = run_demo(cpp_demo, "--model", small_model_path, "--images", tmp_path / "images.npy",
-                      "--labels", tmp_path / "labels.npy", "--epochs", 2, "--checkpoint", tmp_path / "s.ckpt")
+                      "--labels", tmp_path / "labels.npy", "--epochs", 2, "--learning_rate", 0.001,
+                      "--checkpoint", tmp_path / "s.ckpt")
     assert len(epoch_losses(result.stdout)) == 2
     python_model = TransferModel.open(small_model_path)
     python_model.restore_checkpoint(tmp_path / "s.ckpt")

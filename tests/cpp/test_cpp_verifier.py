@@ -51,6 +51,7 @@ def every_model_kind(tiny_classifier_path, tiny_pool_name, small_fused, tmp_path
         targets = (labels if trainable.classifies
                    else np.random.default_rng(0).normal(size=(len(images), trainable.num_classes)).astype(np.float32))
         trainable.add_samples(images, targets)
+        trainable.set_learning_rate(0.001)   # Adam at the compiled 0.01 overshoots on 4 random images (fit stops it)
         trainable.fit(epochs=2, batch_size=4, progress=False)
         trainable.save_checkpoint(work / f"{name}.ckpt")
         (work / f"{name}.tflite").write_bytes(models[name])

@@ -124,12 +124,15 @@ Options ParseOptions(int argc, char** argv) {
 
 // Random values in the model's own dtype: the cost of a kernel does not depend on the values,
 // and float images stay in [0, 255] like real pixels.
-Tensor RandomTensor(DType dtype, tflite_transfer::Shape shape, std::mt19937& random) {
+// Random inputs: a float input's values inside the range the model takes (0..255 when unknown).
+Tensor RandomTensor(const tflite_transfer::InputSpec& input, tflite_transfer::Shape shape, std::mt19937& random) {
+  const DType dtype = input.dtype;
   Tensor tensor = Tensor::Zeros(dtype, std::move(shape));
   int64_t count = tensor.num_elements();
   switch (dtype) {
     case DType::kFloat32: {
-      std::uniform_real_distribution<float> pixel(0.0f, 255.0f);
+      const auto range = input.range.value_or(std::make_pair(0.0, 255.0));
+      std::uniform_real_distribution<float> pixel(static_cast<float>(range.first), static_cast<float>(range.second));
       for (int64_t i = 0; i < count; ++i) tensor.data<float>()[i] = pixel(random);
       break;
     }
@@ -147,12 +150,19 @@ Tensor RandomBottlenecks(int64_t batch, int64_t size, std::mt19937& random) {
 }
 
 Tensor RandomLabels(const TransferModel& model, int64_t batch, std::mt19937& random) {
-  if (model.label_dtype() == DType::kFloat32) {
+  const bool one_hot = model.metadata().label.kind == tflite_transfer::contract::kLabelOneHot;
+  if (model.label_dtype() == DType::kFloat32 && !one_hot) {
     return RandomBottlenecks(batch, model.num_classes(), random);  // regression targets
   }
-  Tensor labels = Tensor::Zeros(DType::kInt32, {batch});
+  Tensor labels = one_hot ? Tensor::Zeros(DType::kFloat32, {batch, model.num_classes()}) : Tensor::Zeros(DType::kInt32, {batch});
   std::uniform_int_distribution<int32_t> label(0, static_cast<int32_t>(model.num_classes() - 1));
-  for (int64_t i = 0; i < batch; ++i) labels.data<int32_t>()[i] = label(random);
+  for (int64_t i = 0; i < batch; ++i) {
+    if (one_hot) {
+      labels.data<float>()[i * model.num_classes() + label(random)] = 1.0f;
+    } else {
+      labels.data<int32_t>()[i] = label(random);
+    }
+  }
   return labels;
 }
 
@@ -236,20 +246,23 @@ int Run(const Options& options) {
   auto model = TransferModel::Open(options.model, static_cast<int>(options.num_threads));
   double open_us = Microseconds(std::chrono::steady_clock::now() - open_started);
 
-  tflite_transfer::Shape image_shape = model->image_shape();
-  image_shape.insert(image_shape.begin(), 1);
-  Tensor image = RandomTensor(model->image_dtype(), image_shape, random);
-  Tensor one_label = RandomLabels(*model, 1, random);
+  // One call of the image signatures: their fixed batch (a stateful base's stream takes only
+  // whole calls), else one input.
+  const long image_batch = static_cast<long>(model->metadata().image_batch.value_or(1));
+  tflite_transfer::Shape image_shape = model->input_shape();
+  image_shape.insert(image_shape.begin(), image_batch);
+  Tensor image = RandomTensor(model->input_spec(), image_shape, random);
+  Tensor one_label = RandomLabels(*model, image_batch, random);
 
   std::vector<Timing> timings;
-  timings.push_back(TimeCalls(contract::kLoad, 1, options.runs, [&] { model->Load(image); }));
-  timings.push_back(TimeCalls(contract::kInfer, 1, options.runs, [&] { model->Infer(image); }));
+  timings.push_back(TimeCalls(contract::kLoad, image_batch, options.runs, [&] { model->Load(image); }));
+  timings.push_back(TimeCalls(contract::kInfer, image_batch, options.runs, [&] { model->Infer(image); }));
   for (long batch : options.train_batches) {
     Tensor bottlenecks = RandomBottlenecks(batch, model->bottleneck_size(), random);
     Tensor labels = RandomLabels(*model, batch, random);
     timings.push_back(TimeCalls(contract::kTrain, batch, options.runs, [&] { model->Train(bottlenecks, labels); }));
   }
-  timings.push_back(TimeCalls(contract::kTrainImages, 1, options.runs, [&] { model->TrainImages(image, one_label); }));
+  timings.push_back(TimeCalls(contract::kTrainImages, image_batch, options.runs, [&] { model->TrainImages(image, one_label); }));
   timings.push_back(TimeCalls(contract::kSave, 1, options.runs, [&] { model->SaveCheckpoint(options.checkpoint); }));
   timings.push_back(TimeCalls(contract::kRestore, 1, options.runs, [&] { model->RestoreCheckpoint(options.checkpoint); }));
   std::remove(options.checkpoint.c_str());

@@ -1,5 +1,7 @@
 #include "demo_checks.h"
 
+#include <cstdio>
+
 #include "errors.h"
 #include "files.h"
 #include "json.h"
@@ -16,6 +18,23 @@ std::string ShapeJson(const Shape& shape) {
 
 std::string OptionalJson(const std::optional<int64_t>& value) {
   return value ? std::to_string(*value) : "null";
+}
+
+// A double that reads back as the same double (Python's json.loads included).
+std::string NumberJson(double value) {
+  char text[40];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
+std::string RangeJson(const std::optional<std::pair<double, double>>& range) {
+  return range ? "[" + NumberJson(range->first) + "," + NumberJson(range->second) + "]" : "null";
+}
+
+std::string InputJson(const InputSpec& input) {
+  return "{\"base_range\":" + RangeJson(input.base_range) + ",\"dtype\":\"" + NumpyName(input.dtype) +
+         "\",\"kind\":" + JsonQuoteAscii(input.kind) + ",\"range\":" + RangeJson(input.range) +
+         ",\"shape\":" + ShapeJson(input.shape) + "}";
 }
 
 }  // namespace
@@ -68,15 +87,28 @@ std::string DescribeMetadata(const ModelMetadata& metadata) {
                   names(spec.inputs) + ",\"outputs\":" + names(spec.outputs) + "}";
   }
   signatures += "}";
-  return "{\"bottleneck_size\":" + std::to_string(metadata.bottleneck_size) +
+  const TensorNames& tensor_names = metadata.names;
+  const std::string names_json = "{\"bottleneck\":" + JsonQuoteAscii(tensor_names.bottleneck) + ",\"input\":" +
+                                 JsonQuoteAscii(tensor_names.input) + ",\"label\":" + JsonQuoteAscii(tensor_names.label) +
+                                 ",\"loss\":" + JsonQuoteAscii(tensor_names.loss) + ",\"output\":" +
+                                 JsonQuoteAscii(tensor_names.output) + "}";
+  const auto& adapter = metadata.bottleneck_adapter;
+  return "{\"bottleneck_adapter\":" +
+         (adapter ? "{\"cut_shape\":" + ShapeJson(adapter->cut_shape) + ",\"kind\":" + JsonQuoteAscii(adapter->kind) + "}"
+                  : std::string("null")) +
+         ",\"bottleneck_max_norm2\":" + (metadata.bottleneck_max_norm2 ? NumberJson(*metadata.bottleneck_max_norm2) : "null") +
+         ",\"bottleneck_size\":" + std::to_string(metadata.bottleneck_size) +
          ",\"contract_version\":" + std::to_string(metadata.contract_version) +
          ",\"fingerprint\":" + JsonQuoteAscii(metadata.fingerprint) +
-         ",\"image_batch\":" + OptionalJson(metadata.image_batch) +
+         ",\"image_batch\":" + OptionalJson(metadata.image_batch) + ",\"image_range\":" + RangeJson(metadata.image_range) +
+         ",\"input\":" + (metadata.input ? InputJson(*metadata.input) : "null") +
          ",\"label\":{\"dtype\":\"" + NumpyName(metadata.label.dtype) + "\",\"kind\":" +
          JsonQuoteAscii(metadata.label.kind) + ",\"shape\":" + ShapeJson(metadata.label.shape) + "}" +
          ",\"labels\":" + labels + ",\"loss\":" + JsonQuoteAscii(metadata.loss) +
          ",\"model_digest\":" + (metadata.model_digest.empty() ? "null" : JsonQuoteAscii(metadata.model_digest)) +
-         ",\"num_outputs\":" + std::to_string(metadata.num_outputs) + ",\"output\":" + JsonQuoteAscii(metadata.output) +
+         ",\"names\":" + names_json + ",\"num_outputs\":" + std::to_string(metadata.num_outputs) +
+         ",\"optimizer\":{\"momentum\":" + NumberJson(metadata.momentum) + ",\"name\":" + JsonQuoteAscii(metadata.optimizer) +
+         "},\"output\":" + JsonQuoteAscii(metadata.output) +
          ",\"signatures\":" + signatures + ",\"state\":" + state + ",\"train_batch\":" + OptionalJson(metadata.train_batch) + "}";
 }
 
@@ -84,8 +116,7 @@ std::string DescribeModel(const TransferModel& model) {
   std::string metadata = DescribeMetadata(model.metadata());
   metadata.pop_back();  // the closing brace
   return metadata + ",\"digest_checked\":" + (model.digest_checked() ? "true" : "false") +
-         ",\"image\":{\"dtype\":\"" + NumpyName(model.image_dtype()) + "\",\"shape\":" +
-         ShapeJson(model.image_shape()) + "}}";
+         ",\"model_input\":" + InputJson(model.input_spec()) + "}";
 }
 
 ModelMetadata ReadMetadataJsonFile(const std::string& path) {

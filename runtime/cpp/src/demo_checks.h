@@ -18,12 +18,15 @@ namespace tflite_transfer {
 std::string DescribeCheckpoint(const Checkpoint& checkpoint);
 
 // {"contract_version", "fingerprint", "num_outputs", "bottleneck_size", "output", "loss",
-// "label": {...}, "labels", "image_batch", "train_batch", "model_digest", "signatures": {name:
-// {"inputs", "outputs"}} (the exact names derived from it), "state": [{"name", "role", "dtype",
-// "shape", "layer"?, "slot"?, "of"?}]}, keys sorted.
+// "label": {...}, "labels", "image_batch", "train_batch", "image_range", "model_digest",
+// "bottleneck_max_norm2", "optimizer": {"name", "momentum"}, "names": {role: name}, "input":
+// {"kind", "dtype", "shape", "range", "base_range"} (null before version 3),
+// "bottleneck_adapter", "signatures": {name: {"inputs", "outputs"}} (the exact names derived
+// from it), "state": [{"name", "role", "dtype", "shape", "layer"?, "slot"?, "of"?}]}, keys sorted.
 std::string DescribeMetadata(const ModelMetadata& metadata);
 
-// DescribeMetadata plus "image": {"dtype", "shape"} and "digest_checked".
+// DescribeMetadata plus "model_input" (the input the model takes: TransferModel::input_spec) and
+// "digest_checked".
 std::string DescribeModel(const TransferModel& model);
 
 // Reads a metadata JSON file (as stored in a model's "tflite_transfer" entry).

@@ -2,6 +2,7 @@
 // runtime, prints the loss of each epoch and the accuracy, and saves a checkpoint that the
 // Python runtime restores (and the other way round).
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,12 +13,13 @@
 
 #include "checkpoint.h"
 #include "demo_checks.h"
-#include "demo_training.h"
 #include "errors.h"
 #include "model_inputs.h"
 #include "npy.h"
 #include "tensor.h"
 #include "text.h"
+#include "training.h"
+#include "training_watch.h"
 #include "transfer_model.h"
 #include "tensorflow/lite/c/c_api.h"
 
@@ -41,16 +43,21 @@ sha256; model/metadata: the typed metadata record).
 
   --model PATH          compiled model (compile-transfer output)                 [required]
   --bottlenecks PATH    training bottlenecks, float32 [n, D] .npy
-  --images PATH         training images .npy in the model's image dtype/shape; their
-                        bottlenecks come from `load` (or train on them with --train_on=images)
-  --labels PATH         training labels .npy: class ids [n] (any integer dtype), or float
-                        targets [n, k] for --loss=mse models
-  --epochs N            passes over the training data                             [10]
+  --images PATH         training inputs .npy [n, ...] (images, audio, any tensor) in the
+                        model's input shape; any numeric dtype for a float input, else
+                        the input's own; their bottlenecks come from `load` (or train on
+                        them with --train_on=images)
+  --labels PATH         training labels .npy: class ids [n] (any integer dtype; encoded as
+                        one-hot rows for a one-hot model), one-hot or soft rows [n, k], or
+                        float targets [n, k] for --loss=mse models
+  --epochs N            passes over the training data                             [50]
   --batch_size N        samples per `train` step; a model with a fixed batch uses
                         its own (then batches come from a stream of per-epoch
-                        orders, every sample equally often)                       [8]
+                        orders, every sample equally often)                       [32]
   --shuffle_seed N      a random order per epoch from this seed                   [file order]
   --learning_rate LR    call `set_learning_rate` first                            [model's]
+  --no_imprint          train a fresh single-layer softmax head from its compiled
+                        weights; by default it is imprinted (nearest class mean) first
   --train_on WHAT       bottlenecks (`train`) or images (`train_images`)          [bottlenecks]
   --restore PATH        restore this checkpoint first (validated; a bad one changes nothing)
   --initialize          call `initialize` first (after --restore): the compiled initial weights
@@ -63,8 +70,10 @@ sha256; model/metadata: the typed metadata record).
                         elsewhere, e.g. a signed download)
   --allow_version_1     accept checkpoints of format version 1 (no checksum)
 
+Training stops, rolled back, when it diverges: a NaN/Inf loss, or an epoch's mean loss above
+3x the best so far and above the first step's (the line names the stable learning rate).
 Exit status 0 on success, 1 with one "error: ..." line on stderr for a bad model, input or
-checkpoint, 2 for a bad command line.
+checkpoint or a diverged training, 2 for a bad command line.
 )";
 
 [[noreturn]] void UsageError(const std::string& problem) {
@@ -77,7 +86,7 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
                                   "learning_rate", "train_on", "restore", "checkpoint", "test_images",
                                   "test_labels", "num_threads", "save_bottlenecks", "shuffle_seed",
                                   "check_checkpoint", "check_metadata"};
-  static const char* kSwitches[] = {"initialize", "skip_digest_check", "allow_version_1", "check_model"};
+  static const char* kSwitches[] = {"initialize", "skip_digest_check", "allow_version_1", "check_model", "no_imprint"};
   std::map<std::string, std::string> flags;
   for (int index = 1; index < argc; ++index) {
     std::string argument = argv[index];
@@ -130,38 +139,46 @@ std::optional<std::string> Flag(const std::map<std::string, std::string>& flags,
   return found == flags.end() ? std::nullopt : std::optional<std::string>(found->second);
 }
 
-// Labels as the model takes them: int32 class ids (from any integer .npy) or float32 targets.
+// Labels as the model takes them: int32 class ids (from any integer .npy), float32 targets, or
+// float32 one-hot rows (from rows, or from class ids encoded here).
 Tensor LabelsFor(const TransferModel& model, const Tensor& labels, const std::string& path) {
-  if (model.label_dtype() == DType::kFloat32) {
-    if (labels.dtype == DType::kFloat32) return labels;
-    if (labels.dtype != DType::kFloat64) throw InvalidInputError(path + ": float targets expected");
-    Tensor converted = Tensor::Zeros(DType::kFloat32, labels.shape);
-    for (int64_t i = 0; i < labels.num_elements(); ++i) {
-      converted.data<float>()[i] = static_cast<float>(labels.data<double>()[i]);
+  const tflite_transfer::ModelMetadata& metadata = model.metadata();
+  const bool integers = labels.dtype != DType::kFloat32 && labels.dtype != DType::kFloat64 &&
+                        labels.dtype != DType::kFloat16 && labels.dtype != DType::kBool;
+  if (metadata.label.dtype == DType::kFloat32 && !(metadata.label.kind == tflite_transfer::contract::kLabelOneHot &&
+                                                   integers && labels.shape.size() == 1)) {
+    if (integers || labels.dtype == DType::kBool) {
+      throw InvalidInputError(path + ": float targets expected, got " + labels.Describe());
     }
-    return converted;
+    return labels.dtype == DType::kFloat32 ? labels : tflite_transfer::ConvertToFloat(labels, DType::kFloat32);
   }
-  Tensor converted = Tensor::Zeros(DType::kInt32, labels.shape);
+  if (!integers) throw InvalidInputError(path + ": labels must be integer class ids, got " + labels.Describe());
+  const bool one_hot = metadata.label.kind == tflite_transfer::contract::kLabelOneHot;
+  const int64_t count = labels.shape.empty() ? 1 : labels.shape[0], classes = model.num_classes();
+  Tensor converted = one_hot ? Tensor::Zeros(DType::kFloat32, {count, classes}) : Tensor::Zeros(DType::kInt32, labels.shape);
   for (int64_t i = 0; i < labels.num_elements(); ++i) {
-    int64_t value;
-    switch (labels.dtype) {
-      case DType::kInt64: value = labels.data<int64_t>()[i]; break;
-      case DType::kInt32: value = labels.data<int32_t>()[i]; break;
-      case DType::kInt16: value = labels.data<int16_t>()[i]; break;
-      case DType::kInt8: value = labels.data<int8_t>()[i]; break;
-      case DType::kUInt8: value = labels.data<uint8_t>()[i]; break;
-      case DType::kUInt16: value = labels.data<uint16_t>()[i]; break;
-      case DType::kUInt32: value = labels.data<uint32_t>()[i]; break;
-      default:
-        throw InvalidInputError(path + ": labels must be integer class ids, got " + labels.Describe());
+    const double value = tflite_transfer::ElementAsDouble(labels, i);
+    if (value < 0 || value >= static_cast<double>(classes)) {
+      throw InvalidInputError(path + ": label " + tflite_transfer::FormatG(value, 20) + " is outside [0, " +
+                              std::to_string(classes) + ")");
     }
-    if (value < 0 || value >= model.num_classes()) {
-      throw InvalidInputError(path + ": label " + std::to_string(value) + " is outside [0, " +
-                              std::to_string(model.num_classes()) + ")");
+    if (one_hot) {
+      converted.data<float>()[i * classes + static_cast<int64_t>(value)] = 1.0f;
+    } else {
+      converted.data<int32_t>()[i] = static_cast<int32_t>(value);
     }
-    converted.data<int32_t>()[i] = static_cast<int32_t>(value);
   }
   return converted;
+}
+
+// The true class of row `row` of labels as LabelsFor returns them (one-hot rows: the largest).
+int64_t TrueClass(const Tensor& labels, int64_t row) {
+  if (labels.dtype == DType::kInt32) return labels.data<int32_t>()[row];
+  const int64_t classes = labels.shape.at(1);
+  const float* values = labels.data<float>() + row * classes;
+  int64_t best = 0;
+  for (int64_t c = 1; c < classes; ++c) best = values[c] > values[best] ? c : best;
+  return best;
 }
 
 Tensor AsFloat32(const Tensor& tensor, const std::string& path) {
@@ -202,8 +219,9 @@ int Run(const std::map<std::string, std::string>& flags) {
   std::optional<std::string> model_path = Flag(flags, "model");
   if (!model_path) UsageError("--model is required");
   // Every epoch takes at least one optimizer step, and the step counter stops at kMaxStep.
-  const int64_t epochs = ParseInt(flags, "epochs", 10, 0, tflite_transfer::contract::kMaxStep);
-  const int64_t batch_size = ParseInt(flags, "batch_size", 8, 1, std::numeric_limits<int32_t>::max());
+  const int64_t epochs = ParseInt(flags, "epochs", tflite_transfer::kDefaultEpochs, 0, tflite_transfer::contract::kMaxStep);
+  const int64_t batch_size = ParseInt(flags, "batch_size", tflite_transfer::kDefaultBatchSize, 1,
+                                      std::numeric_limits<int32_t>::max());
   const int64_t num_threads = ParseInt(flags, "num_threads", 1, 1, 1024);
   std::optional<uint64_t> shuffle_seed;
   if (flags.count("shuffle_seed")) {
@@ -223,12 +241,16 @@ int Run(const std::map<std::string, std::string>& flags) {
   open_options.verify_digest = !flags.count("skip_digest_check");
   auto model = TransferModel::Open(*model_path, open_options);
   const std::string shown_model = tflite_transfer::Printable(*model_path);
-  std::printf("model %s: TFLite %s, image %s %s, bottleneck %lld, %lld outputs, %zu state tensors%s\n",
-              shown_model.c_str(), TfLiteVersion(), tflite_transfer::NumpyName(model->image_dtype()),
-              tflite_transfer::ShapeString(model->image_shape()).c_str(),
-              static_cast<long long>(model->bottleneck_size()), static_cast<long long>(model->num_classes()),
-              model->metadata().state.size(), model->digest_checked() ? ", digest ok" : "");
   const tflite_transfer::ModelMetadata& metadata = model->metadata();
+  const tflite_transfer::InputSpec& input = model->input_spec();
+  const std::string range = input.range ? ", values in [" + tflite_transfer::FormatG(input.range->first, 6) + ", " +
+                                              tflite_transfer::FormatG(input.range->second, 6) + "]" : "";
+  std::printf("model %s: TFLite %s, %s %s %s %s%s, bottleneck %lld, %lld outputs, %s labels, %zu state tensors%s%s\n",
+              shown_model.c_str(), TfLiteVersion(), input.kind.c_str(), tflite_transfer::Quoted(model->names().input).c_str(),
+              tflite_transfer::NumpyName(input.dtype), tflite_transfer::ShapeString(input.shape).c_str(), range.c_str(),
+              static_cast<long long>(model->bottleneck_size()), static_cast<long long>(model->num_classes()),
+              metadata.label.kind.c_str(), metadata.state.size(), metadata.stateful() ? " (a stateful base)" : "",
+              model->digest_checked() ? ", digest ok" : "");
   if (metadata.image_batch || metadata.train_batch) {
     std::printf("fixed batches: images %s, train %s\n",
                 metadata.image_batch ? std::to_string(*metadata.image_batch).c_str() : "any",
@@ -281,15 +303,27 @@ int Run(const std::map<std::string, std::string>& flags) {
     plan.batch_size = batch_size;
     plan.on_images = train_on == "images";
     plan.shuffle_seed = shuffle_seed;
-    plan.fixed_batch = metadata.FixedBatch(plan.on_images ? tflite_transfer::contract::kTrainImages
-                                                          : tflite_transfer::contract::kTrain);
-    if (plan.fixed_batch && flags.count("batch_size") && batch_size != *plan.fixed_batch) {
-      UsageError("this model trains with a fixed batch of " + std::to_string(*plan.fixed_batch) +
-                 "; drop --batch_size or pass --batch_size=" + std::to_string(*plan.fixed_batch));
+    plan.imprint = flags.count("no_imprint") ? tflite_transfer::ImprintChoice::kNever : tflite_transfer::ImprintChoice::kWhenFresh;
+    const std::optional<int64_t> fixed = metadata.FixedBatch(plan.on_images ? tflite_transfer::contract::kTrainImages
+                                                                            : tflite_transfer::contract::kTrain);
+    if (fixed && flags.count("batch_size") && batch_size != *fixed) {
+      UsageError("this model trains with a fixed batch of " + std::to_string(*fixed) +
+                 "; drop --batch_size or pass --batch_size=" + std::to_string(*fixed));
     }
-    // Refused before the first step rather than in the middle of an epoch.
-    tflite_transfer::CheckStepsLeft(Step(*model), tflite_transfer::PlannedSteps(num_samples, plan));
-    tflite_transfer::TrainEpochs(*model, *samples, *labels, plan);
+    if (fixed) plan.batch_size = *fixed;
+    plan.on_epoch = [&](int64_t epoch, int64_t total, double loss) {
+      if (std::isnan(loss)) {
+        std::printf("epoch %lld/%lld loss n/a (no batch ended in this epoch: fixed batch %lld > %lld samples)\n",
+                    static_cast<long long>(epoch), static_cast<long long>(total), static_cast<long long>(*fixed),
+                    static_cast<long long>(num_samples));
+      } else {
+        std::printf("epoch %lld/%lld loss %.6f\n", static_cast<long long>(epoch), static_cast<long long>(total), loss);
+      }
+      std::fflush(stdout);
+    };
+    const tflite_transfer::FitResult fit = tflite_transfer::Fit(*model, *samples, *labels, plan);
+    if (fit.imprinted) std::printf("imprinted the head from %lld samples before training\n", static_cast<long long>(num_samples));
+    if (!fit.ok()) throw tflite_transfer::TransferError(fit.message);
   }
 
   std::optional<Tensor> test_images = images, test_labels = labels;
@@ -303,7 +337,7 @@ int Run(const std::map<std::string, std::string>& flags) {
       const float* scores = probabilities.data<float>() + row * classes;
       int64_t best = 0;
       for (int64_t c = 1; c < classes; ++c) best = scores[c] > scores[best] ? c : best;
-      correct += best == test_labels->data<int32_t>()[row];
+      correct += best == TrueClass(*test_labels, row);
     }
     std::printf("accuracy %.4f (%lld/%lld)\n", static_cast<double>(correct) / static_cast<double>(count),
                 static_cast<long long>(correct), static_cast<long long>(count));

@@ -22,6 +22,15 @@ bool AllFinite(const Tensor& tensor) {
   return true;
 }
 
+std::vector<std::string> NonFiniteEntries(const std::map<std::string, Tensor>& state, const std::vector<StateSpec>& specs) {
+  std::vector<std::string> names;
+  for (const StateSpec& spec : specs) {
+    auto found = state.find(spec.name);
+    if (spec.role != contract::kRoleBaseState && found != state.end() && !AllFinite(found->second)) names.push_back(spec.name);
+  }
+  return names;
+}
+
 namespace {
 
 std::string Number(double value) {
@@ -30,15 +39,27 @@ std::string Number(double value) {
   return shown;
 }
 
-// Float pixels inside the base's range (after the finiteness check).
-void CheckRange(const Tensor& images, const std::optional<std::pair<double, double>>& image_range) {
-  if (!image_range || images.dtype != DType::kFloat32) return;
-  const float* values = images.data<float>();
-  for (int64_t index = 0; index < images.num_elements(); ++index) {
-    if (values[index] < image_range->first || values[index] > image_range->second) {
-      throw InvalidInputError("image: value " + Number(values[index]) + " at index " + std::to_string(index) +
-                              " is outside the base's pixel range [" + Number(image_range->first) + ", " +
-                              Number(image_range->second) + "]");
+// One-hot (or soft) rows: float32 [batch, classes], each >= 0 and summing to 1 (the
+// cross-entropy gradient softmax - target is the true gradient only for such rows).
+void CheckOneHotRows(const Tensor& labels, int64_t batch, int64_t classes) {
+  if (labels.dtype != DType::kFloat32 || labels.shape != Shape{batch, classes}) {
+    throw InvalidInputError("label: expected one-hot (or soft) float targets [" + std::to_string(batch) + ", " +
+                            std::to_string(classes) + "], got " + labels.Describe());
+  }
+  if (!AllFinite(labels)) throw InvalidInputError("label: contains NaN or Inf");
+  const float* values = labels.data<float>();
+  for (int64_t index = 0; index < batch * classes; ++index) {
+    if (values[index] < 0) {
+      throw InvalidInputError("label: row " + std::to_string(index / classes) + " has " + Number(values[index]) +
+                              " at class " + std::to_string(index % classes) + "; one-hot and soft targets are >= 0");
+    }
+  }
+  for (int64_t row = 0; row < batch; ++row) {
+    double sum = 0;
+    for (int64_t column = 0; column < classes; ++column) sum += values[row * classes + column];
+    if (std::abs(sum - 1.0) > contract::kOneHotSumTolerance) {
+      throw InvalidInputError("label: row " + std::to_string(row) + " sums to " + Number(sum) +
+                              "; one-hot and soft targets sum to 1 (within " + Number(contract::kOneHotSumTolerance) + ")");
     }
   }
 }
@@ -51,38 +72,37 @@ std::string Join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype,
-                   const std::optional<std::pair<double, double>>& image_range) {
-  if (images.shape.size() != image_shape.size() + 1 ||
-      !std::equal(image_shape.begin(), image_shape.end(), images.shape.begin() + 1)) {
-    throw InvalidInputError("image: shape " + ShapeString(images.shape) + " does not fit the model's [batch, " +
-                            ShapeString(image_shape).substr(1));
+Tensor CheckInput(const Tensor& values, const std::string& name, const InputSpec& spec) {
+  Tensor batch = values;
+  if (batch.shape == spec.shape) batch.shape.insert(batch.shape.begin(), 1);  // one sample
+  if (batch.shape.size() != spec.shape.size() + 1 || !std::equal(spec.shape.begin(), spec.shape.end(), batch.shape.begin() + 1)) {
+    throw InvalidInputError(name + ": shape " + ShapeString(values.shape) + " does not fit the model's [batch, " +
+                            ShapeString(spec.shape).substr(1));
   }
-  if (images.shape[0] < 1) throw InvalidInputError("image: the batch is empty; pass at least one image");
-  if (images.dtype == image_dtype) {
-    if (!AllFinite(images)) throw InvalidInputError("image: contains NaN or Inf");
-    CheckRange(images, image_range);
-    return images;
+  if (batch.shape[0] < 1) throw InvalidInputError(name + ": the batch is empty; pass at least one sample");
+  if (spec.dtype != DType::kFloat32 && spec.dtype != DType::kFloat64) {
+    if (batch.dtype != spec.dtype) {
+      throw InvalidInputError(name + ": dtype " + NumpyName(batch.dtype) + ", the model takes " + NumpyName(spec.dtype) +
+                              " (quantized input: pass the raw values)");
+    }
+    return batch;  // an integer type bounds its own values
   }
-  if (image_dtype != DType::kFloat32) {
-    throw InvalidInputError(std::string("image: dtype ") + NumpyName(images.dtype) + ", the model takes " +
-                            NumpyName(image_dtype) + " (quantized input: pass the raw pixel values)");
-  }
-  Tensor converted = Tensor::Zeros(DType::kFloat32, images.shape);
-  float* out = converted.data<float>();
-  for (int64_t index = 0; index < images.num_elements(); ++index) {
-    switch (images.dtype) {
-      case DType::kFloat64: out[index] = static_cast<float>(images.data<double>()[index]); break;
-      case DType::kUInt8: out[index] = images.data<uint8_t>()[index]; break;
-      case DType::kInt8: out[index] = images.data<int8_t>()[index]; break;
-      case DType::kInt32: out[index] = static_cast<float>(images.data<int32_t>()[index]); break;
-      case DType::kInt64: out[index] = static_cast<float>(images.data<int64_t>()[index]); break;
-      default:
-        throw InvalidInputError(std::string("image: dtype ") + NumpyName(images.dtype) + " is not supported");
+  if (batch.dtype == DType::kBool) throw InvalidInputError(name + ": dtype bool is not a numeric input value");
+  Tensor converted = batch.dtype == spec.dtype ? batch : ConvertToFloat(batch, spec.dtype);
+  if (!AllFinite(converted)) throw InvalidInputError(name + ": contains NaN or Inf");
+  if (const auto& range = spec.range) {
+    double low = ElementAsDouble(converted, 0), high = low;
+    for (int64_t index = 1; index < converted.num_elements(); ++index) {
+      const double value = ElementAsDouble(converted, index);
+      low = std::min(low, value);
+      high = std::max(high, value);
+    }
+    if (low < range->first || high > range->second) {
+      throw InvalidInputError(name + ": values span [" + Number(low) + ", " + Number(high) + "] but the model takes " +
+                              (spec.kind == "image" ? "pixels" : "values") + " in [" + Number(range->first) + ", " +
+                              Number(range->second) + "]");
     }
   }
-  if (!AllFinite(converted)) throw InvalidInputError("image: contains NaN or Inf");
-  CheckRange(converted, image_range);
   return converted;
 }
 
@@ -98,6 +118,7 @@ void CheckBottlenecks(const Tensor& bottlenecks, int64_t bottleneck_size) {
 
 void CheckLabels(const Tensor& labels, int64_t batch, const ModelMetadata& metadata) {
   const int64_t classes = metadata.num_outputs;
+  if (metadata.label.kind == contract::kLabelOneHot) return CheckOneHotRows(labels, batch, classes);
   if (metadata.classifies()) {
     if (labels.dtype != DType::kInt32 || labels.shape != Shape{batch}) {
       throw InvalidInputError("label: expected " + std::to_string(batch) + " int32 class ids, got " + labels.Describe());
@@ -161,7 +182,10 @@ void CheckState(const std::map<std::string, Tensor>& state, const std::vector<St
       throw InvalidInputError("state " + Quoted(spec.name) + ": " + value.Describe() + ", expected " +
                               NumpyName(spec.dtype) + " " + ShapeString(spec.shape));
     }
-    if (!AllFinite(value)) throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
+    // A base's own state may legitimately hold -inf (a running maximum's start) or NaN.
+    if (spec.role != contract::kRoleBaseState && !AllFinite(value)) {
+      throw InvalidInputError("state " + Quoted(spec.name) + ": contains NaN or Inf");
+    }
     CheckStateMeaning(spec, value);
   }
 }

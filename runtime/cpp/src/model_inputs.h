@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "model_metadata.h"
 #include "tensor.h"
@@ -17,16 +18,21 @@ namespace tflite_transfer {
 
 bool AllFinite(const Tensor& tensor);
 
-// Images as the model takes them: [batch >= 1, *image_shape] of `image_dtype` (a float model
-// also takes any numeric pixels, converted to float32 as the Python runtime does), finite and,
-// for a float model with an `image_range` in its metadata, inside it.
-Tensor CheckImages(const Tensor& images, const Shape& image_shape, DType image_dtype,
-                   const std::optional<std::pair<double, double>>& image_range = std::nullopt);
+// Names of the float entries of `state` holding NaN or Inf, base_state entries not counted.
+std::vector<std::string> NonFiniteEntries(const std::map<std::string, Tensor>& state, const std::vector<StateSpec>& specs);
+
+// The model's input (an image or any tensor) as the model takes it (inputs.model_input):
+// [batch >= 1, *spec.shape] of spec.dtype; a float input also takes any numeric values
+// (converted as the Python runtime does), finite and inside spec.range when it is known.
+// Messages name the input `name` and say "pixels" only for kind image.
+Tensor CheckInput(const Tensor& values, const std::string& name, const InputSpec& spec);
 
 // float32 [batch >= 1, bottleneck_size], finite.
 void CheckBottlenecks(const Tensor& bottlenecks, int64_t bottleneck_size);
 
-// Labels per the model's label spec: int32 class ids [batch] in range, or float32 targets.
+// Labels per the model's label spec: int32 class ids [batch] in range, float32 targets, or
+// float32 one-hot (or soft) rows [batch, classes]: finite, >= 0 and summing to 1 within
+// contract::kOneHotSumTolerance, each problem with its own message.
 void CheckLabels(const Tensor& labels, int64_t batch, const ModelMetadata& metadata);
 
 // Finite, > 0 and <= contract::kMaxLearningRate (a float32 step lr * gradient overflows near
@@ -39,7 +45,8 @@ void CheckLearningRate(double learning_rate, const std::string& what);
 void CheckStateMeaning(const StateSpec& spec, const Tensor& value);
 
 // A whole training state for `restore`: exactly the metadata's names, each with its shape and
-// dtype, every float finite, and CheckStateMeaning; InvalidInputError naming the first problem.
+// dtype, every float finite (except a base's own state, role base_state: a running maximum may
+// start at -inf), and CheckStateMeaning; InvalidInputError naming the first problem.
 void CheckState(const std::map<std::string, Tensor>& state, const std::vector<StateSpec>& specs);
 
 // `steps` more optimizer steps from step `taken` must stay <= contract::kMaxStep (the int32 step

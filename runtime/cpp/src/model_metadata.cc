@@ -1,20 +1,26 @@
-// Parsing the model's metadata record (contract versions 1 and 2) and checking it is
-// consistent, as contract.ModelMetadata.from_json does.
+// Parsing the model's metadata record (contract versions 1, 2 and 3) and checking it is
+// consistent, as contract.ModelMetadata.from_json does (version 3's own fields:
+// model_metadata_v3.cc).
 #include "model_metadata.h"
 
+#include <cmath>
 #include <set>
 
 #include "errors.h"
 #include "json.h"
+#include "model_metadata_v3.h"
 #include "text.h"
 
 namespace tflite_transfer {
-namespace {
 
-[[noreturn]] void BadMetadata(const std::string& source, const std::string& problem) {
+void RefuseMetadata(const std::string& source, const std::string& problem) {
   throw UnsupportedModelError(Printable(source) + ": the '" + std::string(contract::kMetadataKey) +
                               "' metadata is unusable: " + problem + "; recompile the model with compile-transfer");
 }
+
+namespace {
+
+[[noreturn]] void BadMetadata(const std::string& source, const std::string& problem) { RefuseMetadata(source, problem); }
 
 const Json& Require(const Json& object, const char* key, const std::string& source) {
   const Json* value = object.Find(key);
@@ -171,7 +177,8 @@ void CheckConsistent(const ModelMetadata& metadata, const std::string& source) {
     if (!seen.insert(spec.name).second) BadMetadata(source, "duplicate state name " + Quoted(spec.name));
     if (!IsRole(spec.role)) BadMetadata(source, "state " + Quoted(spec.name) + " has role " + Quoted(spec.role));
   }
-  if (metadata.label.kind != contract::kLabelClassIds && metadata.label.kind != contract::kLabelTargets) {
+  if (metadata.label.kind != contract::kLabelClassIds && metadata.label.kind != contract::kLabelTargets &&
+      metadata.label.kind != contract::kLabelOneHot) {
     BadMetadata(source, "label kind " + Quoted(metadata.label.kind));
   }
   if (!metadata.labels.empty() && static_cast<int64_t>(metadata.labels.size()) != metadata.num_outputs) {
@@ -179,9 +186,45 @@ void CheckConsistent(const ModelMetadata& metadata, const std::string& source) {
                         std::to_string(metadata.num_outputs) + " outputs");
   }
   if (metadata.contract_version >= 2 && !IsDigest(metadata.model_digest)) BadMetadata(source, "no model_digest");
+  if (metadata.contract_version >= 3) {
+    std::string problems;
+    for (const std::string& problem : Version3Problems(metadata)) problems += (problems.empty() ? "" : "; ") + problem;
+    if (!problems.empty()) BadMetadata(source, problems);
+  } else if (metadata.label.kind == contract::kLabelOneHot) {
+    BadMetadata(source, "one_hot labels before contract version 3");
+  }
+}
+
+// The optimizer's name and momentum (what the stable learning rate depends on); the rest of
+// the record is the compiler's.
+void ParseOptimizer(const Json& root, ModelMetadata& metadata, const std::string& source) {
+  const Json* optimizer = root.Find("optimizer");
+  if (!optimizer || optimizer->kind == Json::Kind::kNull) return;
+  if (!optimizer->is_object()) BadMetadata(source, "'optimizer' is not an object");
+  metadata.optimizer = OptionalString(*optimizer, "name", source);
+  if (const Json* momentum = optimizer->Find("momentum"); momentum && momentum->kind != Json::Kind::kNull) {
+    std::optional<double> value = momentum->AsDouble();
+    if (!value || !std::isfinite(*value)) BadMetadata(source, "optimizer.momentum is not a number");
+    metadata.momentum = *value;
+  }
+}
+
+std::optional<double> OptionalNumber(const Json& root, const char* key, const std::string& source) {
+  const Json* value = root.Find(key);
+  if (!value || value->kind == Json::Kind::kNull) return std::nullopt;
+  std::optional<double> number = value->AsDouble();
+  if (!number) BadMetadata(source, std::string("'") + key + "' is not a number");
+  return number;
 }
 
 }  // namespace
+
+bool ModelMetadata::stateful() const {
+  for (const StateSpec& spec : state) {
+    if (spec.role == contract::kRoleBaseState) return true;
+  }
+  return false;
+}
 
 const StateSpec* ModelMetadata::FindState(const std::string& name) const {
   for (const StateSpec& spec : state) {
@@ -249,9 +292,16 @@ ModelMetadata ParseModelMetadata(std::string_view json, const std::string& sourc
       metadata.labels.push_back(label.text);
     }
   }
-  metadata.image_range = OptionalRange(root, "image_range", source);
   metadata.image_batch = OptionalBatch(root, "image_batch", source);
   metadata.train_batch = OptionalBatch(root, "train_batch", source);
+  metadata.bottleneck_max_norm2 = OptionalNumber(root, "bottleneck_max_norm2", source);
+  ParseOptimizer(root, metadata, source);
+  if (metadata.contract_version >= 3) {
+    ParseVersion3Fields(root, metadata, source);   // version 3 records the range in input.range
+  } else {
+    metadata.image_range = OptionalRange(root, "image_range", source);
+    metadata.names.output = metadata.output;       // the fixed names, with the record's output
+  }
   CheckConsistent(metadata, source);
   return metadata;
 }

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <cmath>
 #include <limits>
 
 #include "errors.h"
@@ -81,6 +82,54 @@ Tensor Tensor::Zeros(DType dtype, Shape shape) {
 
 std::string Tensor::Describe() const {
   return std::string(NumpyName(dtype)) + " " + ShapeString(shape);
+}
+
+namespace {
+
+// IEEE 754 half precision to double (sign, 5-bit exponent, 10-bit fraction).
+double HalfToDouble(uint16_t bits) {
+  const double sign = (bits & 0x8000) ? -1.0 : 1.0;
+  const int exponent = (bits >> 10) & 0x1f;
+  const int fraction = bits & 0x3ff;
+  if (exponent == 0) return sign * std::ldexp(fraction, -24);
+  if (exponent == 0x1f) return fraction ? std::numeric_limits<double>::quiet_NaN() : sign * HUGE_VAL;
+  return sign * std::ldexp(fraction + 1024, exponent - 25);
+}
+
+}  // namespace
+
+double ElementAsDouble(const Tensor& tensor, int64_t index) {
+  switch (tensor.dtype) {
+    case DType::kFloat64: return tensor.data<double>()[index];
+    case DType::kFloat32: return tensor.data<float>()[index];
+    case DType::kFloat16: return HalfToDouble(tensor.data<uint16_t>()[index]);
+    case DType::kInt64: return static_cast<double>(tensor.data<int64_t>()[index]);
+    case DType::kInt32: return tensor.data<int32_t>()[index];
+    case DType::kInt16: return tensor.data<int16_t>()[index];
+    case DType::kInt8: return tensor.data<int8_t>()[index];
+    case DType::kUInt64: return static_cast<double>(tensor.data<uint64_t>()[index]);
+    case DType::kUInt32: return tensor.data<uint32_t>()[index];
+    case DType::kUInt16: return tensor.data<uint16_t>()[index];
+    case DType::kUInt8: return tensor.data<uint8_t>()[index];
+    case DType::kBool: return tensor.bytes[static_cast<size_t>(index)] ? 1.0 : 0.0;
+  }
+  return 0;
+}
+
+Tensor ConvertToFloat(const Tensor& tensor, DType dtype) {
+  Tensor converted = Tensor::Zeros(dtype, tensor.shape);
+  for (int64_t index = 0; index < tensor.num_elements(); ++index) {
+    const double value = ElementAsDouble(tensor, index);
+    if (dtype == DType::kFloat64) {
+      converted.data<double>()[index] = value;
+    } else {
+      // Beyond float32: inf, as numpy (a plain cast of such a double is undefined in C++).
+      const bool beyond = std::isfinite(value) && std::abs(value) > std::numeric_limits<float>::max();
+      const float infinity = std::numeric_limits<float>::infinity();
+      converted.data<float>()[index] = beyond ? (value > 0 ? infinity : -infinity) : static_cast<float>(value);
+    }
+  }
+  return converted;
 }
 
 Tensor SliceRows(const Tensor& tensor, int64_t begin, int64_t end) {

@@ -38,6 +38,11 @@ struct Tensor {
   std::string Describe() const;  // "float32 [3, 7]"
 };
 
+// Element `index` of any numeric tensor as a double (float16 decoded, bool as 0/1).
+double ElementAsDouble(const Tensor& tensor, int64_t index);
+// A numeric tensor converted to float32 or float64 (`dtype`), as numpy's astype does.
+Tensor ConvertToFloat(const Tensor& tensor, DType dtype);
+
 // Rows [begin, end) of a batch-first tensor (begin <= end <= shape[0]).
 Tensor SliceRows(const Tensor& tensor, int64_t begin, int64_t end);
 // `rows` appended below `into` (same dtype and row shape); an empty `into` becomes `rows`.

@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "model_inputs.h"
+#include "model_metadata_v3.h"
 #include "text.h"
 // TFLite 2.14 declares the signature-runner C API in c_api_experimental.h; newer LiteRT
 // releases moved it to c_api.h and keep this header, so including both works everywhere.
@@ -53,46 +54,33 @@ Shape TensorShape(const TfLiteTensor* tensor) {
   return shape;
 }
 
-std::string Join(const std::vector<std::string>& names) {
-  std::string text;
-  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
-  return text;
+// The input as the metadata describes it (version 3; checked against `load`'s input tensor) or
+// as versions 1 and 2 implied it: an image in the signature's shape and dtype (inputs.input_spec).
+InputSpec ResolveInputSpec(const ModelMetadata& metadata, const TfLiteTensor* tensor, const std::string& shown) {
+  std::optional<DType> dtype = FromTfLiteType(TfLiteTensorType(tensor));
+  Shape shape = TensorShape(tensor);
+  bool sizes_ok = shape.size() >= 2;
+  for (size_t axis = 1; axis < shape.size(); ++axis) sizes_ok = sizes_ok && shape[axis] >= 1;
+  if (!dtype || !sizes_ok) {
+    throw UnsupportedModelError(shown + ": " + contract::kLoad + "'s input " + Quoted(metadata.names.input) +
+                                " has an unsupported type or shape " + ShapeString(shape) +
+                                "; expected [batch, sizes >= 1]");
+  }
+  shape.erase(shape.begin());
+  if (!metadata.input) return InputSpec{kImageKind, *dtype, shape, metadata.image_range, metadata.image_range};
+  if (metadata.input->dtype != *dtype || metadata.input->shape != shape) {
+    throw UnsupportedModelError(shown + ": the metadata describes the input as " + NumpyName(metadata.input->dtype) +
+                                " " + ShapeString(metadata.input->shape) + " but '" + contract::kLoad + "' takes " +
+                                NumpyName(*dtype) + " " + ShapeString(shape) + "; recompile the model");
+  }
+  return *metadata.input;
+}
+
+bool SameTensor(const Tensor& a, const Tensor& b) {
+  return a.dtype == b.dtype && a.shape == b.shape && a.bytes == b.bytes;
 }
 
 }  // namespace
-
-std::vector<SignatureSpec> SignatureSpecs(const ModelMetadata& metadata) {
-  using namespace contract;  // NOLINT: the signature and tensor names, as contract.signature_specs
-  std::vector<std::string> state;
-  for (const StateSpec& spec : metadata.state) state.push_back(spec.name);
-  return {
-      {kInfer, {kImageTensor}, {metadata.output}},
-      {kLoad, {kImageTensor}, {kBottleneckTensor}},
-      {kTrain, {kBottleneckTensor, kLabelTensor}, {kLossTensor}},
-      {kTrainImages, {kImageTensor, kLabelTensor}, {kLossTensor}},
-      {kSave, {}, state},
-      {kRestore, state, {kStepTensor}},
-      {kInitialize, {}, {kStepTensor}},
-      {kSetLearningRate, {kLearningRateTensor}, {kLearningRateTensor}},
-  };
-}
-
-const std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>&
-SignatureContract() {
-  static const auto* contract = [] {
-    ModelMetadata any;  // no state, no output name: only what every model has
-    auto* list = new std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>>;
-    for (SignatureSpec& spec : SignatureSpecs(any)) {
-      std::vector<std::string> outputs;
-      for (std::string& name : spec.outputs) {
-        if (!name.empty()) outputs.push_back(std::move(name));
-      }
-      list->emplace_back(spec.name, std::make_pair(std::move(spec.inputs), std::move(outputs)));
-    }
-    return list;
-  }();
-  return *contract;
-}
 
 std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, const OpenOptions& options) {
   std::unique_ptr<TransferModel> model(new TransferModel());
@@ -118,54 +106,18 @@ std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, cons
                                 ") cannot load the model: " + Printable(model->errors_));
   }
 
-  std::set<std::string> keys;
-  for (int32_t index = 0; index < TfLiteInterpreterGetSignatureCount(model->interpreter_); ++index) {
-    keys.insert(TfLiteInterpreterGetSignatureKey(model->interpreter_, index));
-  }
-  const std::vector<SignatureSpec> specs = SignatureSpecs(model->metadata_);
-  std::vector<std::string> missing;
-  for (const SignatureSpec& spec : specs) {
-    if (!keys.count(spec.name)) missing.push_back(spec.name);
-  }
-  if (!missing.empty()) {
-    throw UnsupportedModelError(shown + ": not a tflite-transfer model: missing signature(s) " + Join(missing));
-  }
-  // Exactly the contract's names (as the compiler checks them): an extra input would be left
-  // unset, an extra output means the file was built for another contract.
-  for (const SignatureSpec& spec : specs) {
-    TfLiteSignatureRunner* runner = TfLiteInterpreterGetSignatureRunner(model->interpreter_, spec.name.c_str());
-    model->runners_[spec.name] = runner;
-    std::set<std::string> have_inputs, have_outputs;
-    for (size_t i = 0; i < TfLiteSignatureRunnerGetInputCount(runner); ++i) {
-      have_inputs.insert(TfLiteSignatureRunnerGetInputName(runner, static_cast<int32_t>(i)));
-    }
-    for (size_t i = 0; i < TfLiteSignatureRunnerGetOutputCount(runner); ++i) {
-      have_outputs.insert(TfLiteSignatureRunnerGetOutputName(runner, static_cast<int32_t>(i)));
-    }
-    std::set<std::string> need_inputs(spec.inputs.begin(), spec.inputs.end());
-    std::set<std::string> need_outputs(spec.outputs.begin(), spec.outputs.end());
-    if (have_inputs != need_inputs || have_outputs != need_outputs) {
-      auto describe = [&](const std::set<std::string>& names) {
-        std::string text = "[";
-        for (const std::string& name : names) text += (text.size() > 1 ? ", " : "") + Quoted(name);
-        return text + "]";
-      };
-      throw UnsupportedModelError(shown + ": not a tflite-transfer model: signature '" + spec.name + "' has inputs " +
-                                  describe(have_inputs) + " and outputs " + describe(have_outputs) +
-                                  ", the contract says " + describe(need_inputs) + " and " + describe(need_outputs));
+  model->runners_ = CheckedRunners(model->interpreter_, SignatureSpecs(model->metadata_), shown);
+  model->input_spec_ = ResolveInputSpec(
+      model->metadata_, TfLiteSignatureRunnerGetInputTensor(model->runners_[contract::kLoad], model->names().input.c_str()),
+      shown);
+  // The compiled initial weights, for Fit's "imprint a fresh head first" (BUILD.md, "Default
+  // learning rate and divergence").
+  for (auto& [name, value] : model->GetState()) {
+    const StateSpec* spec = model->metadata_.FindState(name);
+    if (spec && (spec->role == contract::kRoleKernel || spec->role == contract::kRoleBias)) {
+      model->compiled_head_.emplace(name, std::move(value));
     }
   }
-
-  const TfLiteTensor* image = TfLiteSignatureRunnerGetInputTensor(model->runners_[contract::kLoad],
-                                                                  contract::kImageTensor);
-  std::optional<DType> image_dtype = FromTfLiteType(TfLiteTensorType(image));
-  Shape image_shape = TensorShape(image);
-  if (!image_dtype || image_shape.empty()) {
-    throw UnsupportedModelError(shown + ": " + contract::kLoad + "'s '" + contract::kImageTensor +
-                                "' input has an unsupported type or shape");
-  }
-  model->image_dtype_ = *image_dtype;
-  model->image_shape_.assign(image_shape.begin() + 1, image_shape.end());
   return model;
 }
 
@@ -236,36 +188,42 @@ TensorMap TransferModel::Run(const std::string& signature,
   return outputs;
 }
 
-Tensor TransferModel::RunImagesInChunks(const std::string& signature, const std::string& output,
-                                        const Tensor& images) {
-  Tensor checked = CheckImages(images, image_shape_, image_dtype_, metadata_.image_range);
+Tensor TransferModel::RunInputsInChunks(const std::string& signature, const std::string& output,
+                                        const Tensor& inputs) {
+  Tensor checked = CheckInput(inputs, names().input, input_spec_);
   const int64_t count = checked.shape[0];
   const std::optional<int64_t> fixed = metadata_.FixedBatch(signature);
-  if (!fixed || count == *fixed) return Run(signature, {{contract::kImageTensor, &checked}}).at(output);
+  if (!fixed || count == *fixed) return Run(signature, {{names().input, &checked}}).at(output);
+  if (count % *fixed && metadata_.stateful()) {
+    throw InvalidInputError("this model's base keeps state between calls, advanced once per call of " +
+                            std::to_string(*fixed) + " inputs: pass a multiple of " + std::to_string(*fixed) +
+                            " inputs, got " + std::to_string(count) +
+                            " (padding would feed the stream inputs that are not yours)");
+  }
   Tensor results;
   for (int64_t begin = 0; begin < count; begin += *fixed) {
     const int64_t real = std::min(*fixed, count - begin);
     Tensor chunk = SliceRows(checked, begin, begin + real);
-    // Pad with copies of the chunk's last real image: per-sample outputs, dropped below.
+    // Pad with copies of the chunk's last real input: per-sample outputs, dropped below.
     const Tensor last = SliceRows(chunk, real - 1, real);
     for (int64_t padding = real; padding < *fixed; ++padding) AppendRows(chunk, last);
-    AppendRows(results, SliceRows(Run(signature, {{contract::kImageTensor, &chunk}}).at(output), 0, real));
+    AppendRows(results, SliceRows(Run(signature, {{names().input, &chunk}}).at(output), 0, real));
   }
   return results;
 }
 
-Tensor TransferModel::Load(const Tensor& images) {
-  return RunImagesInChunks(contract::kLoad, contract::kBottleneckTensor, images);
+Tensor TransferModel::Load(const Tensor& inputs) {
+  return RunInputsInChunks(contract::kLoad, names().bottleneck, inputs);
 }
 
-Tensor TransferModel::Infer(const Tensor& images) { return RunImagesInChunks(contract::kInfer, metadata_.output, images); }
+Tensor TransferModel::Infer(const Tensor& inputs) { return RunInputsInChunks(contract::kInfer, metadata_.output, inputs); }
 
 float TransferModel::RunTrain(const std::string& signature, const std::string& input_name,
                               const Tensor& input, const Tensor& labels) {
   CheckFixedBatch(signature.c_str(), input_name.c_str(), input.shape.at(0), metadata_.FixedBatch(signature));
   CheckLabels(labels, input.shape.at(0), metadata_);
   CheckStepsLeft(StepCounter(), 1);
-  Tensor loss = Run(signature, {{input_name, &input}, {contract::kLabelTensor, &labels}}).at(contract::kLossTensor);
+  Tensor loss = Run(signature, {{input_name, &input}, {names().label, &labels}}).at(names().loss);
   if (step_) ++*step_;
   if (loss.dtype != DType::kFloat32 || loss.num_elements() != 1) {
     throw UnsupportedModelError(Printable(source_) + ": '" + signature + "' returned loss " + loss.Describe() +
@@ -276,12 +234,12 @@ float TransferModel::RunTrain(const std::string& signature, const std::string& i
 
 float TransferModel::Train(const Tensor& bottlenecks, const Tensor& labels) {
   CheckBottlenecks(bottlenecks, bottleneck_size());
-  return RunTrain(contract::kTrain, contract::kBottleneckTensor, bottlenecks, labels);
+  return RunTrain(contract::kTrain, names().bottleneck, bottlenecks, labels);
 }
 
-float TransferModel::TrainImages(const Tensor& images, const Tensor& labels) {
-  Tensor checked = CheckImages(images, image_shape_, image_dtype_, metadata_.image_range);
-  return RunTrain(contract::kTrainImages, contract::kImageTensor, checked, labels);
+float TransferModel::TrainImages(const Tensor& inputs, const Tensor& labels) {
+  Tensor checked = CheckInput(inputs, names().input, input_spec_);
+  return RunTrain(contract::kTrainImages, names().input, checked, labels);
 }
 
 int64_t TransferModel::StepCounter() {
@@ -315,6 +273,15 @@ int32_t TransferModel::SetState(const TensorMap& state) {
   for (const StateSpec& spec : metadata_.state) inputs.emplace_back(spec.name, &state.at(spec.name));
   step_.reset();
   return Run(contract::kRestore, inputs).at(contract::kStepTensor).data<int32_t>()[0];
+}
+
+bool TransferModel::HeadHoldsCompiledWeights() {
+  const TensorMap state = GetState();
+  for (const auto& [name, value] : compiled_head_) {
+    auto found = state.find(name);
+    if (found == state.end() || !SameTensor(found->second, value)) return false;
+  }
+  return true;
 }
 
 void TransferModel::SaveCheckpoint(const std::string& path,

@@ -1,6 +1,8 @@
 // tflite_transfer_golden GOLDEN_DIR: runs every vector of GOLDEN_DIR/vectors.json (the contract's
-// rules as data, tests/golden/README.md) through this runtime and prints one JSON line per
-// vector: {"group", "index", "outcome": "accepted" or the error class, "message", ...facts}.
+// rules as data, tests/golden/README.md) and of contract_v3.json (every version 3 metadata file,
+// the one-hot label rows, base state that need not be finite) through this runtime and prints
+// one JSON line per vector: {"group", "index", "outcome": "accepted" or the error class,
+// "message", ...facts}.
 // It judges nothing itself: tests/cpp/test_cpp_golden.py compares the lines with the vectors'
 // expectations, so a C++ rule that disagrees with the golden files fails that test.
 #include <cmath>
@@ -12,11 +14,13 @@
 
 #include "checkpoint.h"
 #include "contract.h"
+#include "demo_checks.h"
 #include "errors.h"
 #include "files.h"
 #include "json.h"
 #include "model_file.h"
 #include "model_inputs.h"
+#include "model_metadata_v3.h"
 #include "sha256.h"
 #include "transfer_model.h"
 
@@ -106,15 +110,15 @@ void RunInputs(const Json& inputs) {
     metadata.label.kind = At(label, "kind").text;
     metadata.label.dtype = *DTypeFromNumpyName(At(label, "dtype").text);
     for (const Json& size : At(label, "shape").items) metadata.label.shape.push_back(*size.AsInt64());
-    Shape image_shape;
-    for (const Json& size : At(context, "image_shape").items) image_shape.push_back(*size.AsInt64());
+    InputSpec image{kImageKind, *DTypeFromNumpyName(At(context, "image_dtype").text), {}, std::nullopt, std::nullopt};
+    for (const Json& size : At(context, "image_shape").items) image.shape.push_back(*size.AsInt64());
     const Json& range = At(context, "image_range");
-    const std::pair<double, double> image_range{*range.items[0].AsDouble(), *range.items[1].AsDouble()};
+    image.range = std::make_pair(*range.items[0].AsDouble(), *range.items[1].AsDouble());
     const Tensor value = TensorOf(vector);
     const std::string& tensor = At(vector, "tensor").text;
     Print("inputs", index, Outcome([&] {
       if (tensor == contract::kImageTensor) {
-        CheckImages(value, image_shape, *DTypeFromNumpyName(At(context, "image_dtype").text), image_range);
+        CheckInput(value, contract::kImageTensor, image);
       } else if (tensor == contract::kLabelTensor) {
         CheckLabels(value, *At(vector, "batch").AsInt64(), metadata);
       } else {
@@ -220,6 +224,78 @@ void RunDtypeCodes(const Json& document) {
   }
 }
 
+Json ReadJsonFile(const std::string& path) {
+  const std::vector<uint8_t> bytes = ReadableFile(path, "golden file").ReadAll();
+  return ParseJson(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+// Every version 3 metadata file, parsed as a model's record: what this runtime derives from it.
+void RunVersion3Files(const Json& v3, const std::string& golden) {
+  size_t index = 0;
+  for (const auto& [file, derived] : At(v3, "files").members) {
+    std::string described = "null";
+    auto outcome = Outcome([&] { described = DescribeMetadata(ReadMetadataJsonFile(golden + "/" + file)); });
+    Print("v3_files", index++, outcome, {{"file", JsonQuoteAscii(file)}, {"described", described}});
+  }
+}
+
+// Rows of numbers as float32 (values beyond float32, e.g. 1e39, become inf as numpy makes them).
+Tensor RowsOf(const Json& rows) {
+  const int64_t count = static_cast<int64_t>(rows.items.size());
+  const int64_t classes = count ? static_cast<int64_t>(rows.items[0].items.size()) : 0;
+  Tensor values = Tensor::Zeros(DType::kFloat64, {count, classes});
+  for (int64_t row = 0; row < count; ++row) {
+    for (int64_t column = 0; column < classes; ++column) {
+      values.data<double>()[row * classes + column] = NumberOf(rows.items[row].items.at(column));
+    }
+  }
+  return ConvertToFloat(values, DType::kFloat32);
+}
+
+// The one-hot label rows of contract_v3.json's rules, checked as a one-hot model's labels.
+void RunOneHotRows(const Json& v3, const std::string& golden) {
+  const ModelMetadata metadata = ReadMetadataJsonFile(golden + "/metadata_v3.json");
+  const Json& rules = At(At(v3, "rules"), "one_hot_rows");
+  size_t index = 0;
+  for (const Json& rows : At(rules, "accepted").items) {
+    const Tensor labels = RowsOf(rows);
+    Print("one_hot_rows", index++, Outcome([&] { CheckLabels(labels, labels.shape[0], metadata); }),
+          {{"reason", "\"accepted\""}});
+  }
+  for (const auto& [reason, rows] : At(rules, "refused").members) {
+    const Tensor labels = RowsOf(rows);
+    Print("one_hot_rows", index++, Outcome([&] { CheckLabels(labels, labels.shape[0], metadata); }),
+          {{"reason", JsonQuoteAscii(reason)}});
+  }
+}
+
+// A stateful base's own state may hold -inf and NaN (a running maximum's start); the head's not.
+void RunBaseState(const Json& v3, const std::string& golden) {
+  size_t index = 0;
+  for (const auto& [file, derived] : At(v3, "files").members) {
+    const ModelMetadata metadata = ReadMetadataJsonFile(golden + "/" + file);
+    if (!metadata.stateful()) continue;
+    TensorMap state;
+    std::string float_base, head_bias;
+    for (const StateSpec& spec : metadata.state) {
+      Tensor value = Tensor::Zeros(spec.dtype, spec.shape);
+      if (spec.role == contract::kRoleLearningRate) value.data<float>()[0] = 0.01f;
+      if (spec.role == contract::kRoleBaseState && spec.dtype == DType::kFloat32 && float_base.empty()) {
+        float_base = spec.name;
+        for (int64_t i = 0; i < value.num_elements(); ++i) value.data<float>()[i] = -std::numeric_limits<float>::infinity();
+        value.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+      }
+      if (spec.role == contract::kRoleBias && head_bias.empty()) head_bias = spec.name;
+      state.emplace(spec.name, std::move(value));
+    }
+    Print("base_state", index++, Outcome([&] { CheckState(state, metadata.state); }),
+          {{"file", JsonQuoteAscii(file)}, {"changed", JsonQuoteAscii(float_base)}});
+    state.at(head_bias).data<float>()[0] = -std::numeric_limits<float>::infinity();
+    Print("base_state", index++, Outcome([&] { CheckState(state, metadata.state); }),
+          {{"file", JsonQuoteAscii(file)}, {"changed", JsonQuoteAscii(head_bias)}});
+  }
+}
+
 int Run(const std::string& golden) {
   const std::vector<uint8_t> bytes = ReadableFile(golden + "/vectors.json", "golden vectors").ReadAll();
   const Json document = ParseJson(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
@@ -227,6 +303,10 @@ int Run(const std::string& golden) {
   RunInputs(At(document, "inputs"));
   RunModelVectors(document, golden);
   RunStateVectors(document, golden);
+  const Json v3 = ReadJsonFile(golden + "/contract_v3.json");
+  RunVersion3Files(v3, golden);
+  RunOneHotRows(v3, golden);
+  RunBaseState(v3, golden);
   return 0;
 }
 
