@@ -1,5 +1,5 @@
 """The C++ library's Fit (runtime/cpp/src/training.h) and the demo's training against the Python
-runtime's fit (BUILD.md, "Default learning rate and divergence"): a loss that rises without a
+runtime's fit (runtime/SPEC.md#training): a loss that rises without a
 NaN is rolled back to the best epoch with a diverged status and one line in Python's words
 naming the same stable learning rate; half that rate trains on; a fresh single-layer softmax
 head is imprinted first (as Python's imprint, class means weighted by the label rows); 50

@@ -1,5 +1,5 @@
-// Training checkpoints in exactly the Python runtime's format (runtime/checkpoint.py; BUILD.md,
-// "Checkpoint file format"): safetensors with required __metadata__, format version 2 with a
+// Training checkpoints in exactly the Python runtime's format (runtime/checkpoint.py;
+// runtime/SPEC.md#checkpoint-file-format): safetensors with required __metadata__, format version 2 with a
 // checksum over the whole file, written atomically, validated completely on read. The same
 // state and metadata give a byte-identical file in both languages.
 #ifndef TFLITE_TRANSFER_CHECKPOINT_H_

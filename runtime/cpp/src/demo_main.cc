@@ -36,7 +36,7 @@ constexpr char kUsage[] = R"(usage: tflite_transfer_demo --model MODEL.tflite [o
        tflite_transfer_demo --check_metadata FILE.json
 
 Trains the head of a compiled tflite-transfer model with the stock TFLite C API and saves a
-checkpoint in the format the Python runtime reads (BUILD.md, "Checkpoint file format").
+checkpoint in the format the Python runtime reads (runtime/SPEC.md#checkpoint-file-format).
 The --check_* modes only read: they validate the file with the runtime's reader and print
 what it parsed as one JSON line (checkpoint: metadata and each tensor's dtype, shape and
 sha256; model/metadata: the typed metadata record).

@@ -63,7 +63,7 @@ std::string ResolveSymlinks(const std::string& path) {
 
 // What every temporary file of target `name` starts with: `.<name>.`, or for a name so long
 // that `.<name>.<8 random>.tmp` would pass kNameMax, `.<its first 200 bytes, cut at a
-// character boundary>.<16 hex digits of sha256(name)>.` (BUILD.md, "Atomic write").
+// character boundary>.<16 hex digits of sha256(name)>.` (runtime/SPEC.md, "Atomic write").
 std::string TempPrefix(const std::string& name) {
   if (name.size() + 2 + kTempRandomLength + std::strlen(kTempSuffix) <= kNameMax) return "." + name + ".";
   size_t cut = std::min(name.size(), kLongNamePrefixBytes);

@@ -46,7 +46,7 @@ class ReadableFile {
 };
 
 // Writes `path` through a temporary file `.<name>.<8 random [a-z0-9_]>.tmp` (a name too long
-// for that: BUILD.md, "Atomic write") in the target's directory (rename(2) is atomic only
+// for that: runtime/SPEC.md, "Atomic write") in the target's directory (rename(2) is atomic only
 // within one filesystem): readers see the old file or the new one, never a mix, even after
 // kill -9. A symlink is written through (its final target is replaced, the link stays); an
 // existing target that is not a regular file (device, FIFO, socket, directory) is refused; a

@@ -1,5 +1,5 @@
 // Contract version 3's part of the metadata record, as runtime/contract_tensors.py reads and
-// checks it (BUILD.md, "What a reader of version 3 does"): the tensor name of each role
+// checks it (runtime/SPEC.md#metadata-record, "What a reader of version 3 does"): the tensor name of each role
 // (`names`), the model's input of any kind (`input`), the bottleneck adapter at a spatial cut.
 #ifndef TFLITE_TRANSFER_MODEL_METADATA_V3_H_
 #define TFLITE_TRANSFER_MODEL_METADATA_V3_H_

@@ -11,7 +11,7 @@
 
 namespace tflite_transfer {
 
-// The element types a checkpoint can hold (BUILD.md, "Dtype codes").
+// The element types a checkpoint can hold (runtime/SPEC.md#dtype-codes).
 enum class DType { kFloat64, kFloat32, kFloat16, kInt64, kInt32, kInt16, kInt8,
                    kUInt64, kUInt32, kUInt16, kUInt8, kBool };
 

@@ -1,5 +1,5 @@
 // Training over given samples with the contract's guards, as the Python runtime's
-// TransferModel.fit does (BUILD.md, "Default learning rate and divergence"): 50 epochs of
+// TransferModel.fit does (runtime/SPEC.md#training): 50 epochs of
 // batches of 32 by default, a fresh single-layer softmax head imprinted first, and a watch that
 // rolls a diverging run back to its best epoch and says so in one line.
 //

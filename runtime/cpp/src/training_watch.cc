@@ -62,7 +62,7 @@ std::string DivergenceMessage(int64_t epoch, double loss, const LossWatch& watch
   if (bound) {
     advice = rate + " is too large for these features: the largest stable rate for them is " + FormatG(*bound, 3) +
              " (from max |x|^2 = " + FormatG(max_norm2, 4) + " over the " + std::to_string(samples) +
-             " cached samples, BUILD.md): call " + contract::kSetLearningRate + "(" + FormatG(*bound, 2) +
+             " cached samples, runtime/SPEC.md#training): call " + contract::kSetLearningRate + "(" + FormatG(*bound, 2) +
              ") and fit again";
   } else {
     advice = "lower the learning rate" + (learning_rate ? " (now " + FormatG(*learning_rate, 3) + ")" : std::string()) +

@@ -1,5 +1,5 @@
-// Training that goes wrong without a NaN, as runtime/training_watch.py has it (BUILD.md,
-// "Default learning rate and divergence"): the learning rate that is stable for given features,
+// Training that goes wrong without a NaN, as runtime/training_watch.py has it
+// (runtime/SPEC.md#training): the learning rate that is stable for given features,
 // and the watch Fit keeps over its epoch losses.
 //
 // Stable rate: for one sample with x~ = [x, 1] the Hessian of the loss in a dense layer's

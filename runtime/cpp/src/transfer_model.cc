@@ -110,8 +110,7 @@ std::unique_ptr<TransferModel> TransferModel::Open(const std::string& path, cons
   model->input_spec_ = ResolveInputSpec(
       model->metadata_, TfLiteSignatureRunnerGetInputTensor(model->runners_[contract::kLoad], model->names().input.c_str()),
       shown);
-  // The compiled initial weights, for Fit's "imprint a fresh head first" (BUILD.md, "Default
-  // learning rate and divergence").
+  // The compiled initial weights, for Fit's "imprint a fresh head first" (runtime/SPEC.md#training).
   for (auto& [name, value] : model->GetState()) {
     const StateSpec* spec = model->metadata_.FindState(name);
     if (spec && (spec->role == contract::kRoleKernel || spec->role == contract::kRoleBias)) {

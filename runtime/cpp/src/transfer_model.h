@@ -73,7 +73,7 @@ class TransferModel {
   // and run them in chunks of B, the last chunk padded with copies of its last real input whose
   // outputs are dropped (per-sample signatures, so nothing is biased). Train and TrainImages
   // with a fixed batch take exactly that many samples (one optimizer step is one batch).
-  // A stateful base (BUILD.md, "Stateful bases") is one stream per model: every Load, Infer and
+  // A stateful base (runtime/SPEC.md#stateful-bases) is one stream per model: every Load, Infer and
   // TrainImages call advances it once per chunk, never padded (a count that is not a multiple of
   // B is refused before anything runs); GetState/SetState/checkpoints carry it, Initialize
   // rewinds it.
@@ -94,7 +94,7 @@ class TransferModel {
   // after the model was opened (the compiled initial weights: after Open or Initialize).
   bool HeadHoldsCompiledWeights();
 
-  // Checkpoint files in the Python runtime's format (BUILD.md, "Checkpoint file format").
+  // Checkpoint files in the Python runtime's format (runtime/SPEC.md#checkpoint-file-format).
   void SaveCheckpoint(const std::string& path, const std::map<std::string, std::string>& extra_metadata = {});
   // Reads and validates the file against this model first (ReadCheckpointFor: a file that
   // cannot hold this model's state is refused from its header, its data never read), then the
