@@ -17,19 +17,17 @@ outcome that contains "misbehaved" or "failed" is a finding.
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import os
 import random
 import socket
 import stat
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fuzz.attacks import sparse_checkpoint
 from benchmarks.fuzz.damage import damage
 
 
@@ -114,26 +112,6 @@ def long_names(demo: str, model: str, work: Path, timeout: float) -> dict:
                    leftover_temporaries=len(leftovers))
 
 
-def _sparse_checkpoint(path: Path, fingerprint: str, entries: list[tuple[str, str, list[int]]]) -> int:
-    header, offset = {"__metadata__": {"format": "tflite-transfer-checkpoint", "format_version": "2",
-                                       "model_fingerprint": fingerprint, "checksum": "0" * 64}}, 0
-    for name, code, shape in entries:
-        size = int(np.prod(shape, dtype=np.int64)) * 4
-        header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    digest, zeros, left = hashlib.sha256(struct.pack("<Q", len(text)) + text), bytes(2**20), offset
-    while left:
-        digest.update(zeros[:min(left, len(zeros))])
-        left -= min(left, len(zeros))
-    text = text.replace(b'"checksum":"' + b"0" * 64, b'"checksum":"' + digest.hexdigest().encode())
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(text)) + text)
-        handle.truncate(8 + len(text) + offset)
-    return 8 + len(text) + offset
-
-
 def oversized_checkpoints(demo: str, model: str, state: list[dict], fingerprint: str, work: Path,
                           timeout: float) -> dict:
     started, outcomes, examples, figures = time.monotonic(), collections.Counter(), {}, []
@@ -144,7 +122,7 @@ def oversized_checkpoints(demo: str, model: str, state: list[dict], fingerprint:
             huge = [kernel["shape"][0], mib * 2**20 // 4 // kernel["shape"][0]]
             entries = [(e["name"], codes[e["dtype"]], huge if e["name"] == kernel["name"] else e["shape"]) for e in state]
             path = work / f"oversized-{mib}.ckpt"
-            size = _sparse_checkpoint(path, owner, entries)
+            size = sparse_checkpoint(path, owner, entries)
             began = time.monotonic()
             code, stderr, io = run([demo, "--model", model, "--restore", str(path), "--epochs", "0"], timeout)
             outcome = classify(code, stderr, accepted_ok=False)

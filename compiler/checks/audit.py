@@ -22,15 +22,7 @@ class OpAudit:
 
 def reachable_subgraphs(model: model_io.ModelT, start: int) -> list[int]:
     """`start` and every subgraph its control-flow ops (IF, WHILE, CALL_ONCE...) can call."""
-    seen, stack = [], [start]
-    while stack:
-        index = stack.pop()
-        if index in seen:
-            continue
-        seen.append(index)
-        for op in model.subgraphs[index].operators or []:
-            stack.extend(model_io.called_subgraphs(op))
-    return seen
+    return model_io.reachable_subgraphs(model, [start])
 
 
 def audit_ops(model: model_io.ModelT) -> OpAudit:

@@ -158,6 +158,21 @@ def called_subgraphs(op: schema.OperatorT) -> list[int]:
     return model_structure.called_subgraphs(op.builtinOptions, getattr(op, "builtinOptions2", None))
 
 
+def reachable_subgraphs(model: ModelT, starts, follows=lambda op: True) -> list[int]:
+    """The subgraphs in `starts` and every subgraph their control-flow ops (IF, WHILE,
+    CALL_ONCE...) can call, through the ops `follows` accepts; in the order first reached."""
+    seen, stack = [], list(starts)
+    while stack:
+        index = stack.pop()
+        if index in seen:
+            continue
+        seen.append(index)
+        for op in model.subgraphs[index].operators or []:
+            if follows(op):
+                stack.extend(called_subgraphs(op))
+    return seen
+
+
 def remap_subgraph_indices(op: schema.OperatorT, mapping: dict[int, int]) -> None:
     """Rewrites every subgraph index in an op's options. Missing one gives e.g.
     `call_once.cc ... init_subgraph_index` errors when subgraphs move."""

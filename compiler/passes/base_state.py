@@ -73,16 +73,8 @@ def _op_name(model, op) -> str:
 
 
 def _reachable(model, starts, follow_call_once: bool) -> list[int]:
-    seen, stack = [], list(starts)
-    while stack:
-        index = stack.pop()
-        if index in seen:
-            continue
-        seen.append(index)
-        for op in model.subgraphs[index].operators or []:
-            if follow_call_once or effects.code(model, op) != BuiltinOperator.CALL_ONCE:
-                stack.extend(model_io.called_subgraphs(op))
-    return seen
+    return model_io.reachable_subgraphs(
+        model, starts, lambda op: follow_call_once or effects.code(model, op) != BuiltinOperator.CALL_ONCE)
 
 
 def _output_label(subgraph, op) -> str:

@@ -6,39 +6,12 @@ damaged file of the right size is still reported as damaged (the checksum comes 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import resource
-import struct
 
-import numpy as np
-
+from benchmarks.fuzz.attacks import sparse_checkpoint
 from tests.fixtures.cpp_runtime import assert_one_error_line, model_metadata, run_demo
 
 GIB = 2**30
-
-
-def sparse_checkpoint(path, fingerprint: str, entries: list[tuple[str, str, list[int]]]) -> int:
-    """A checkpoint whose data section is all zeros (a hole), stamped with a valid checksum
-    streamed over the whole file; returns the file size."""
-    header, offset = {"__metadata__": {"format": "tflite-transfer-checkpoint", "format_version": "2",
-                                       "model_fingerprint": fingerprint, "checksum": "0" * 64}}, 0
-    for name, dtype, shape in entries:
-        size = int(np.prod(shape)) * {"F32": 4, "I32": 4}[dtype]
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    digest = hashlib.sha256(struct.pack("<Q", len(text)) + text)
-    zeros, left = bytes(2**20), offset
-    while left:
-        digest.update(zeros[:min(left, len(zeros))])
-        left -= min(left, len(zeros))
-    stamped = text.replace(b'"checksum":"' + b"0" * 64, b'"checksum":"' + digest.hexdigest().encode())
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(text)) + stamped)
-        handle.truncate(8 + len(text) + offset)
-    return 8 + len(text) + offset
 
 
 def bytes_read_by_children() -> int:
