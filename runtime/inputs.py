@@ -133,7 +133,8 @@ def bottlenecks(value, bottleneck_size: int) -> np.ndarray:
                                 f"[batch, {bottleneck_size}]")
     if not len(array):
         raise InvalidInputError("bottleneck: the batch is empty; pass at least one sample")
-    array = np.ascontiguousarray(array, np.float32)
+    with np.errstate(over="ignore"):   # values beyond float32 become Inf: refused just below
+        array = np.ascontiguousarray(array, np.float32)
     if not np.isfinite(array).all():
         raise InvalidInputError("bottleneck: contains NaN or Inf (or values beyond float32)")
     return array
