@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import math
-import sys
 from typing import Callable
 
 import numpy as np
@@ -25,9 +24,10 @@ import numpy as np
 from tflite_transfer.runtime import checkpoint as checkpoint_file
 from tflite_transfer.runtime import contract, inputs, samples, training_watch
 from tflite_transfer.runtime.errors import InvalidInputError, TrainingDivergedError, UnsupportedModelError
+from tflite_transfer.runtime.imprint import class_weights, imprinted_head
 from tflite_transfer.runtime.interpreter import open_model
+from tflite_transfer.runtime.progress import Progress, epoch_bar, progress_printer
 
-Progress = Callable[[str], None]
 # fit's defaults, chosen on three real bases (runtime/SPEC.md#training;
 # benchmarks/accuracy/defaults.py): from an imprinted head, 50 epochs of batches of 32 at the
 # compiled learning rate reach or beat the nearest-class-mean probe at 5 and 20 samples per class.
@@ -177,10 +177,8 @@ class TransferModel:
         loss = float(step().reshape(-1)[0])
         broken = [] if np.isfinite(loss) else [f"the loss is {loss}"]
         after = self._signatures[contract.SAVE]()
-        if not broken:  # a base's own state may hold -inf (a running maximum): not checked
-            trained = {entry.name for entry in self.metadata.state if entry.role != contract.BASE_STATE}
-            names = [name for name, value in after.items()
-                     if name in trained and value.dtype.kind == "f" and not np.isfinite(value).all()]
+        if not broken:
+            names = self._non_finite_trained(after)
             broken = [f"{', '.join(names)} became NaN/Inf"] if names else []
         if broken:
             self._signatures[contract.RESTORE](**before)
@@ -191,6 +189,11 @@ class TransferModel:
                 f"inputs", [loss], self.stable_learning_rate())
         self._state_after_step = after
         return loss
+
+    def _non_finite_trained(self, state: dict[str, np.ndarray]) -> list[str]:
+        """The trained entries (not a base's own state, which may hold -inf) that hold NaN/Inf."""
+        return [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()
+                and self.metadata.state_entry(name).role != contract.BASE_STATE]
 
     def _steps_taken(self) -> int | None:
         if self._step is None:
@@ -289,7 +292,7 @@ class TransferModel:
         self._check_steps_left(planned)  # also bounds `epochs`: every epoch is at least one step
         if self._imprints_first(imprint):
             self.imprint()
-        report = _progress_printer(progress)
+        report = progress_printer(progress)
         good_state = self.get_state()
         watch = training_watch.LossWatch(good_state, chance_loss=math.log(self.num_classes) if self.classifies else 0.0)
         totals, counts = collections.defaultdict(float), collections.defaultdict(float)  # per epoch, as reached
@@ -356,13 +359,12 @@ class TransferModel:
 
     def _end_epoch(self, epoch: int, totals, counts, epochs: int, report: Progress) -> float:
         loss = float(totals[epoch] / counts[epoch]) if counts[epoch] else float("nan")
-        report(_bar(epoch + 1, epochs, loss))
+        report(epoch_bar(epoch + 1, epochs, loss))
         return loss
 
     def _checked_state(self, good_state: dict, epochs_done: int) -> dict:
         state = self.get_state()
-        bad = [name for name, value in state.items() if value.dtype.kind == "f" and not np.isfinite(value).all()
-               and self.metadata.state_entry(name).role != contract.BASE_STATE]  # the base's own values
+        bad = self._non_finite_trained(state)
         if bad:
             self._roll_back(good_state, epochs_done - 1, f"{', '.join(bad)} became NaN/Inf")
         return state
@@ -378,18 +380,9 @@ class TransferModel:
             f"to the end of the last good epoch; {advice} or call reset()", losses, bound)
 
     def imprint(self) -> None:
-        """Weight imprinting: sets a single-layer softmax head from the cached samples so the
-        model predicts the nearest class mean, before any SGD step.
-
-        For bottleneck x and class means mu_c, nearest-mean is argmax_c (x.mu_c - |mu_c|^2 / 2):
-        a linear layer, kernel[c, :] = s * mu_c (kernels are [units, inputs]),
-        bias[c] = -s * |mu_c|^2 / 2. (Unit-normalised
-        means, as in Qi et al. 2018, assume normalised features; pooled MobileNet features are
-        not, so the Euclidean form is used.) s scales the logits so that a sample sits ~4
-        logits closer to its own class than to the average other one. Classes without a sample
-        get a bias far below the others until they are trained. Optimizer slots of the head are
-        zeroed; the step counter and learning rate are kept.
-        """
+        """Weight imprinting (runtime/imprint.py): sets a single-layer softmax head from the cached
+        samples so the model predicts the nearest class mean, before any SGD step. Optimizer
+        slots of the head are zeroed; the step counter and learning rate are kept."""
         kernels = self.metadata.entries_with_role(contract.KERNEL)
         if not self.classifies or len(kernels) != 1:
             raise UnsupportedModelError("imprint needs a single-layer softmax head (--head=softmax)")
@@ -398,32 +391,13 @@ class TransferModel:
         kernel_name = kernels[0].name
         bias_name = next(entry.name for entry in self.metadata.entries_with_role(contract.BIAS)
                          if entry.layer == kernels[0].layer)
-        bottlenecks = self._cache.bottlenecks.astype(np.float64)
-        weights = self._class_weights()                      # [samples, classes]
-        present = np.flatnonzero(weights.sum(axis=0) > 0)
-        means = (weights[:, present].T @ bottlenecks) / weights[:, present].sum(axis=0)[:, None]
-        distances = ((bottlenecks[:, None, :] - means[None]) ** 2).sum(-1)
-        scale = 8.0 / max(float(distances.mean()), 1e-12)
+        weights = class_weights(self._cache.labels, self.metadata.label.one_hot, self.num_classes)
         state = self.get_state()
-        kernel = np.zeros_like(state[kernel_name], dtype=np.float64)
-        bias = np.zeros(self.num_classes, np.float64)
-        kernel[present, :] = scale * means
-        bias[present] = -scale * (means ** 2).sum(-1) / 2
-        absent = np.setdiff1d(np.arange(self.num_classes), present)
-        bias[absent] = bias[present].min() - 10.0 - scale * distances.max()
-        state[kernel_name] = kernel.astype(np.float32)
-        state[bias_name] = bias.astype(np.float32)
+        state[kernel_name], state[bias_name] = imprinted_head(self._cache.bottlenecks, weights, self.num_classes)
         for entry in self.metadata.entries_with_role(contract.SLOT):
             if entry.of in (kernel_name, bias_name):
                 state[entry.name] = np.zeros_like(state[entry.name])
         self.set_state(state)
-
-    def _class_weights(self) -> np.ndarray:
-        """Each cached sample's weight per class: its one-hot (or soft) label row; class ids as rows."""
-        labels = self._cache.labels
-        if self.metadata.label.one_hot:
-            return labels.astype(np.float64)
-        return np.eye(self.num_classes)[labels]
 
     # Checkpoints.
     def save_checkpoint(self, path) -> None:
@@ -451,17 +425,3 @@ class _Invalidating:
 
     def input_details(self) -> dict:
         return self._signature.input_details()
-
-
-def _progress_printer(progress: bool | Progress) -> Progress:
-    if callable(progress):
-        return progress
-    if progress:
-        return lambda line: print("\r" + line, end="", file=sys.stderr, flush=True)
-    return lambda line: None
-
-
-def _bar(epoch: int, epochs: int, loss: float, width: int = 20) -> str:
-    filled = width * epoch // epochs
-    end = "\n" if epoch == epochs else ""
-    return f"epoch {epoch:>{len(str(epochs))}}/{epochs} [{'#' * filled}{'.' * (width - filled)}] loss {loss:.4f}{end}"
