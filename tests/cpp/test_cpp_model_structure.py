@@ -14,7 +14,7 @@ import pytest
 
 from tests.fixtures.cpp_runtime import assert_one_error_line, run_demo
 
-CONV_2D, MEAN, RESHAPE, CALL_ONCE, READ_VARIABLE = 3, 40, 22, 129, 143
+CONV_2D, MEAN, RESHAPE, IF, CALL_ONCE, READ_VARIABLE = 3, 40, 22, 118, 129, 143
 GOLDEN_MODEL = Path(__file__).resolve().parents[1] / "golden" / "vectors" / "model.tflite"
 
 
@@ -96,6 +96,11 @@ def signature_shorter(model):
     signature.outputs = signature.outputs[:-1]
 
 
+def if_calls_its_own_subgraph(model):  # TFLite runs a call by recursion: unbounded, SIGSEGV
+    subgraph, op = first_op(model, IF)
+    op.builtinOptions.thenSubgraphIndex = op.builtinOptions.elseSubgraphIndex = model.subgraphs.index(subgraph)
+
+
 CASES = [
     ("conv stride 0", set_conv("strideW", 0), "has stride_w 0 (must be >= 1)"),
     ("conv dilation 0", set_conv("dilationHFactor", 0), "has dilation_h_factor 0"),
@@ -117,6 +122,7 @@ CASES = [
     ("a variable read with another shape", variable_shape, "with a shape it has nowhere else"),
     ("a signature naming two tensors alike", signature_name_twice, "names two tensors alike"),
     ("a signature shorter than its subgraph", signature_shorter, "are not its subgraph's inputs and outputs"),
+    ("an IF that calls its own subgraph", if_calls_its_own_subgraph, "which is already running (a call cycle)"),
 ]
 
 

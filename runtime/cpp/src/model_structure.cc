@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "errors.h"
 #include "model_dataflow.h"
@@ -37,6 +40,7 @@ class StructureChecker {
     for (uint32_t index = 0; index < buffer_count_; ++index) CheckBuffer(index);
     for (uint32_t index = 0; index < op_code_count_; ++index) CheckOpCode(index);
     for (uint32_t index = 0; index < subgraph_count_; ++index) CheckSubgraph(index);
+    CheckNoCallCycle();
     if (const auto* signatures = model_.signature_defs()) {
       for (const tflite::SignatureDef* signature : *signatures) CheckSignature(signature);
     }
@@ -88,7 +92,8 @@ class StructureChecker {
     }
   }
 
-  void CheckSubgraph(uint32_t index) const {
+  void CheckSubgraph(uint32_t index) {
+    caller_ = index;
     const tflite::SubGraph* subgraph = model_.subgraphs()->Get(index);
     const std::string where = "subgraph " + std::to_string(index);
     if (!subgraph) Fail(where + " is missing");
@@ -191,6 +196,41 @@ class StructureChecker {
     }
   }
 
+  // An op of the subgraph being checked runs subgraph `index` (IF, WHILE, CALL_ONCE, CALL).
+  void CheckCall(int64_t index, const std::string& what) {
+    CheckSubgraphIndex(index, what);
+    calls_[caller_].emplace_back(static_cast<uint32_t>(index), what);
+  }
+
+  // TFLite runs a called subgraph by recursion, so a subgraph reached again from itself
+  // overflows the stack (a flipped bit that points an IF at its own subgraph: SIGSEGV).
+  // Depth-first over the calls without recursion: 1 = its callees are being visited, 2 = done.
+  void CheckNoCallCycle() const {
+    std::vector<int> visit(subgraph_count_, 0);
+    for (uint32_t root = 0; root < subgraph_count_; ++root) {
+      if (visit[root] != 0) continue;
+      std::vector<std::pair<uint32_t, size_t>> stack{{root, 0}};  // subgraph, next call to follow
+      visit[root] = 1;
+      while (!stack.empty()) {
+        auto& [caller, next] = stack.back();
+        const auto found = calls_.find(caller);
+        if (found == calls_.end() || next == found->second.size()) {
+          visit[caller] = 2;
+          stack.pop_back();
+          continue;
+        }
+        const auto& [called, what] = found->second[next++];
+        if (visit[called] == 1) {
+          Fail(what + " runs subgraph " + std::to_string(called) + ", which is already running (a call cycle)");
+        }
+        if (visit[called] == 0) {
+          visit[called] = 1;
+          stack.emplace_back(called, 0);
+        }
+      }
+    }
+  }
+
   void Positive(int64_t value, const char* field, const std::string& what) const {
     if (value < 1) Fail(what + " has " + field + " " + std::to_string(value) + " (must be >= 1)");
   }
@@ -201,7 +241,7 @@ class StructureChecker {
     return *options;
   }
 
-  void CheckOptions(const tflite::Operator& op, const std::string& what) const {
+  void CheckOptions(const tflite::Operator& op, const std::string& what) {
     switch (BuiltinOf(op)) {
       case tflite::BuiltinOperator_CONV_2D: {
         const auto& options = Require(op.builtin_options_as_Conv2DOptions(), what);
@@ -245,22 +285,22 @@ class StructureChecker {
         Positive(Require(op.builtin_options_as_DepthToSpaceOptions(), what).block_size(), "block_size", what);
         break;
       case tflite::BuiltinOperator_CALL_ONCE:
-        CheckSubgraphIndex(Require(op.builtin_options_as_CallOnceOptions(), what).init_subgraph_index(), what);
+        CheckCall(Require(op.builtin_options_as_CallOnceOptions(), what).init_subgraph_index(), what);
         break;
       case tflite::BuiltinOperator_IF: {
         const auto& options = Require(op.builtin_options_as_IfOptions(), what);
-        CheckSubgraphIndex(options.then_subgraph_index(), what);
-        CheckSubgraphIndex(options.else_subgraph_index(), what);
+        CheckCall(options.then_subgraph_index(), what);
+        CheckCall(options.else_subgraph_index(), what);
         break;
       }
       case tflite::BuiltinOperator_WHILE: {
         const auto& options = Require(op.builtin_options_as_WhileOptions(), what);
-        CheckSubgraphIndex(options.cond_subgraph_index(), what);
-        CheckSubgraphIndex(options.body_subgraph_index(), what);
+        CheckCall(options.cond_subgraph_index(), what);
+        CheckCall(options.body_subgraph_index(), what);
         break;
       }
       case tflite::BuiltinOperator_CALL:
-        CheckSubgraphIndex(Require(op.builtin_options_as_CallOptions(), what).subgraph(), what);
+        CheckCall(Require(op.builtin_options_as_CallOptions(), what).subgraph(), what);
         break;
       default:
         break;
@@ -296,6 +336,8 @@ class StructureChecker {
   const std::vector<uint8_t>& bytes_;
   const std::string corrupt_;
   uint32_t subgraph_count_ = 0, buffer_count_ = 0, op_code_count_ = 0;
+  uint32_t caller_ = 0;                                                  // the subgraph being checked
+  std::map<uint32_t, std::vector<std::pair<uint32_t, std::string>>> calls_;  // caller -> (called, op)
 };
 
 }  // namespace
