@@ -11,11 +11,14 @@ run images in chunks of that batch and `train` on batches of exactly that size.
 
 What changes: in every subgraph a fixed-batch signature runs (its own subgraph and whatever
 its IF ops call: the base behind the IF), each tensor that is not a constant has its dynamic
-(-1) dimensions set to the batch, in `shape` and `shape_signature` alike. In the graphs this
-compiler writes a -1 only ever stands for the batch (the head is built from
-`TensorSpec([None, ...])`, the base's converter marks only its batch dynamic); an image input
-with any other dynamic dimension is refused. Constants, ops and weights are not touched, so
-the arithmetic is the dynamic model's: `train` at the fixed batch gives bit-identical results.
+(-1) dimension set to the batch, in `shape` and `shape_signature` alike (the head is built from
+`TensorSpec([None, ...])`, the base's converter marks its batch dynamic). A tensor with two
+dynamic dimensions (one is not the batch) keeps its shape signature whole: a base that computes
+a size when it runs (an audio front end slicing its frames: SHAPE -> PACK -> SLICE, output
+[-1, -1]) has such tensors, and TFLite sizes them when it runs, as in the base; setting the
+-1s to the batch made its SLICE fail ("44032 != 1"). A signature input with any other dynamic
+dimension is refused. Constants, ops and weights are not touched, so the arithmetic is the
+dynamic model's: `train` at the fixed batch gives bit-identical results.
 
 `static_batches` is the pipeline's entry: it first makes a fixed-batch-of-1 base run at any
 batch where that is exact (compiler/passes/batch_agnostic.py); a base that cannot be gets
@@ -121,14 +124,18 @@ def _check_signature_inputs(model: model_io.ModelT, key: str, index: int) -> Non
 
 
 def _dynamic_tensors(model: model_io.ModelT, index: int) -> list:
-    """The subgraph's non-constant tensors with a dynamic (-1) dimension."""
-    return [tensor for tensor in model.subgraphs[index].tensors or []
-            if tensor.shapeSignature is not None and (np.asarray(tensor.shapeSignature) < 0).any()
-            and not model_io.buffer_bytes(model, tensor.buffer)]
+    """The subgraph's non-constant tensors with one dynamic (-1) dimension: the batch. A tensor
+    with two (one of them not the batch) is sized by TFLite when it runs and stays so."""
+    dynamic = []
+    for tensor in model.subgraphs[index].tensors or []:
+        signature = np.asarray(tensor.shapeSignature if tensor.shapeSignature is not None else [], np.int64)
+        if (signature < 0).sum() == 1 and not model_io.buffer_bytes(model, tensor.buffer):
+            dynamic.append(tensor)
+    return dynamic
 
 
 def _fix_subgraph(model: model_io.ModelT, index: int, batch: int) -> int:
-    """Sets every dynamic dimension of the subgraph's non-constant tensors to `batch`."""
+    """Sets the dynamic batch of the subgraph's non-constant tensors to `batch`."""
     tensors = _dynamic_tensors(model, index)
     for tensor in tensors:
         signature = np.asarray(tensor.shapeSignature, np.int32)

@@ -85,8 +85,11 @@ def test_the_check_fails_on_the_bytes_the_old_pruning_wrote(int8_stateful_path, 
     plan, build = passes_until(base, pipeline.audit_final_model)
     assert not build.prepared.state.variables            # the state went unnoticed
     pipeline.run_every_signature(plan, build)            # ... and every signature runs
+    # The old pruning kept READ_VARIABLE but dropped the CALL_ONCE that assigns the initial
+    # state, so `load` reads memory nothing wrote: call 1 matches only when it happened to hold
+    # the initial values (zeros), and which call differs first depends on the heap.
     with pytest.raises(VerificationError, match=r"`load` (does not reproduce .*'StatefulPartitionedCall:0'"
-                                                r".* call [2-4] of 4|fails on call)"):
+                                                r".* call [1-4] of 4|fails on call)"):
         pipeline.check_reproduction(plan, build)
 
 

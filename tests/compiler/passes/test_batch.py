@@ -152,3 +152,32 @@ def test_cli_batch_flag(tiny_classifier_path, tiny_pool_name, tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("compile-transfer: error: --batch='0,8': IMAGES")
     assert not (tmp_path / "bad.tflite").exists()
+
+
+@pytest.mark.parametrize("batches", [(1, 4), (2, 4)])
+def test_a_base_that_sizes_its_frames_when_it_runs_keeps_those_sizes_dynamic(tmp_path, batches):
+    """Fixing the batch sets only the batch: a tensor whose other dimension is -1 (the base's
+    SLICE output [-1, -1], sized from SHAPE when it runs) keeps its shape signature, else TFLite
+    checks the SLICE against a stored [B, 1] and fails ("44032 != 1" on the hosted keyword
+    model). The compile's own proofs run every signature at its batch and compare `load` with
+    the base file over 4 calls; here `load` is also compared with the base run alone."""
+    from tests.fixtures.tensor_bases import FRAMED_SAMPLES, framing_audio_base
+
+    path = tmp_path / "framing.tflite"
+    path.write_bytes(framing_audio_base())
+    result = compile_model(str(path), None, num_classes=3, batch_options=batch.BatchOptions(*batches))
+    model = model_io.read_model_bytes(result.model_bytes)
+    load = model_io.signature_subgraph(model, contract.LOAD)
+    signatures = [model_io.tensor_shape(tensor) for index in audit.reachable_subgraphs(model, load)
+                  for tensor in model.subgraphs[index].tensors]
+    assert any(any(d < 0 for d in shape[1:]) for shape in signatures)       # a run-time size kept
+    assert not any(shape[0] < 0 and all(d >= 0 for d in shape[1:]) for shape in signatures if shape)
+
+    audio = np.random.default_rng(0).normal(0, 1, (batches[0], FRAMED_SAMPLES)).astype(np.float32)
+    ours = interpreter(result.model_bytes).get_signature_runner(contract.LOAD)(input=audio)["bottleneck"]
+    alone = interpreter(path.read_bytes())
+    alone.resize_tensor_input(alone.get_input_details()[0]["index"], audio.shape)
+    alone.allocate_tensors()
+    alone.set_tensor(alone.get_input_details()[0]["index"], audio)
+    alone.invoke()
+    np.testing.assert_array_equal(ours, alone.get_tensor(alone.get_output_details()[0]["index"]))
