@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflite_transfer.runtime import contract, files, inputs, samples
-from tflite_transfer.runtime.errors import InvalidInputError, UnsupportedModelError
-from tflite_transfer.runtime.interpreter import Signature, check_before_parsing, new_interpreter, read_metadata
+from tflite_transfer.runtime import contract, inputs, samples
+from tflite_transfer.runtime.errors import UnsupportedModelError
+from tflite_transfer.runtime.interpreter import (MetadataFacts, Signature, cannot_load, check_before_parsing,
+                                                 new_interpreter, read_metadata, read_model_bytes)
 
 
-class InferenceModel:
+class InferenceModel(MetadataFacts):
     """An exported inference-only model in the interpreter."""
 
     def __init__(self, interpreter, interpreter_name: str, metadata: contract.ModelMetadata,
@@ -35,22 +36,14 @@ class InferenceModel:
     def open(cls, path, num_threads: int | None = None, verify_digest: bool = True) -> "InferenceModel":
         """Opens an exported model file (or its bytes); the file's model_digest is checked before
         any parser or the interpreter sees the bytes (verify_digest=False skips that)."""
-        if isinstance(path, (bytes, bytearray, memoryview)):
-            model_bytes, source = bytes(path), "<bytes>"
-        else:
-            source = files.check_path(path, "model", InvalidInputError)
-            model_bytes = files.read_regular_file(source, "model", InvalidInputError)
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 1):
-            raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        model_bytes, source = read_model_bytes(path, num_threads)
         check_before_parsing(model_bytes, source, verify_digest)  # the digest, else the structure
         metadata = read_metadata(model_bytes, source)
         try:
             interpreter, name = new_interpreter(model_bytes, num_threads)
             found = interpreter.get_signature_list()
         except (RuntimeError, ValueError) as error:
-            reason = next((line for line in str(error).splitlines() if line.strip()), "")
-            raise InvalidInputError(f"{source}: the interpreter cannot load it: {reason[:300]}") from None
+            raise cannot_load(error, source) from None
         if set(found) != {contract.INFER} or metadata.state:
             raise UnsupportedModelError(
                 f"{source}: a trainable model (signatures {', '.join(sorted(found))}), not an exported "
@@ -62,23 +55,6 @@ class InferenceModel:
                 f"{sorted(spec['outputs'])}, expected ['{names.input}'] -> ['{names.output}']")
         return cls(interpreter, name, metadata, Signature(contract.INFER, interpreter.get_signature_runner(
             contract.INFER), source), source)
-
-    # What the model is.
-    @property
-    def num_classes(self) -> int:
-        return self.metadata.num_outputs
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.metadata.labels)
-
-    @property
-    def classifies(self) -> bool:
-        return self.metadata.label.class_ids or self.metadata.label.one_hot
-
-    @property
-    def image_batch(self) -> int | None:
-        return self.metadata.image_batch
 
     def predict(self, images) -> np.ndarray:
         """`infer` on a batch (or one image): probabilities [batch, classes] (predictions for a

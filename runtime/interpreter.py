@@ -115,7 +115,29 @@ class OpenedModel:
     source: str
 
 
-def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: bool = True) -> OpenedModel:
+class MetadataFacts:
+    """What a model is, from its metadata record: shared by TransferModel and InferenceModel."""
+    metadata: contract.ModelMetadata
+
+    @property
+    def num_classes(self) -> int:
+        return self.metadata.num_outputs
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.metadata.labels)
+
+    @property
+    def classifies(self) -> bool:
+        return self.metadata.label.class_ids or self.metadata.label.one_hot
+
+    @property
+    def image_batch(self) -> int | None:
+        return self.metadata.image_batch
+
+
+def read_model_bytes(path_or_bytes, num_threads: int | None) -> tuple[bytes, str]:
+    """The model's bytes and the name errors use (a regular file only), with num_threads checked."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         model_bytes, source = bytes(path_or_bytes), "<bytes>"
     else:
@@ -124,6 +146,17 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
         raise InvalidInputError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    return model_bytes, source
+
+
+def cannot_load(error: Exception, source: str) -> InvalidInputError:
+    """The interpreter's own RuntimeError/ValueError on loading, as one line of ours."""
+    reason = next((line for line in str(error).splitlines() if line.strip()), "")
+    return InvalidInputError(f"{source}: the interpreter cannot load it: {reason[:300]}")
+
+
+def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: bool = True) -> OpenedModel:
+    model_bytes, source = read_model_bytes(path_or_bytes, num_threads)
     check_before_parsing(model_bytes, source, verify_digest)
     metadata = read_metadata(model_bytes, source)
     if verify_digest and metadata.contract_version >= 2 and contract.find_digest(model_bytes) is None:
@@ -136,8 +169,7 @@ def open_model(path_or_bytes, num_threads: int | None = None, verify_digest: boo
         interpreter, name = new_interpreter(model_bytes, num_threads)
         signatures = _check_contract(interpreter, metadata, source)
     except (RuntimeError, ValueError) as error:
-        reason = next((line for line in str(error).splitlines() if line.strip()), "")
-        raise InvalidInputError(f"{source}: the interpreter cannot load it: {reason[:300]}") from None
+        raise cannot_load(error, source) from None
     return OpenedModel(interpreter, name, metadata, signatures, source)
 
 

@@ -25,7 +25,7 @@ from tflite_transfer.runtime import checkpoint as checkpoint_file
 from tflite_transfer.runtime import contract, inputs, samples, training_watch
 from tflite_transfer.runtime.errors import InvalidInputError, TrainingDivergedError, UnsupportedModelError
 from tflite_transfer.runtime.imprint import class_weights, imprinted_head
-from tflite_transfer.runtime.interpreter import open_model
+from tflite_transfer.runtime.interpreter import MetadataFacts, open_model
 from tflite_transfer.runtime.progress import Progress, epoch_bar, progress_printer
 
 # fit's defaults, chosen on three real bases (runtime/SPEC.md#training;
@@ -35,7 +35,7 @@ DEFAULT_EPOCHS = 50
 DEFAULT_BATCH_SIZE = 32
 
 
-class TransferModel:
+class TransferModel(MetadataFacts):
     """A compiled tflite-transfer model in the interpreter, with a cache of training samples."""
 
     def __init__(self, opened):
@@ -75,14 +75,6 @@ class TransferModel:
     image_shape, image_dtype = input_shape, input_dtype   # their names before inputs of any kind
 
     @property
-    def num_classes(self) -> int:
-        return self.metadata.num_outputs
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.metadata.labels)
-
-    @property
     def state_names(self) -> tuple[str, ...]:
         return self.metadata.state_names
 
@@ -93,14 +85,6 @@ class TransferModel:
     @property
     def interpreter_name(self) -> str:
         return self._opened.interpreter_name
-
-    @property
-    def classifies(self) -> bool:
-        return self.metadata.label.class_ids or self.metadata.label.one_hot
-
-    @property
-    def image_batch(self) -> int | None:
-        return self.metadata.image_batch
 
     @property
     def train_batch(self) -> int | None:
