@@ -10,30 +10,27 @@ import collections
 import numpy as np
 
 
-def tensor_produced_by(path: str, op_name: str) -> str:
-    """The name of the first tensor an op of that type writes (names depend on Keras' global
-    layer counter, so tests look them up instead of hard-coding them)."""
+def _first_op_tensor(path: str, op_name: str, side: str) -> str:
     from tflite_transfer.compiler.flatbuffer import model_io
 
     model = model_io.read_model(path)
     subgraph = model.subgraphs[0]
     for op in subgraph.operators:
         if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
-            return model_io.tensor_name(subgraph.tensors[op.outputs[0]])
+            return model_io.tensor_name(subgraph.tensors[getattr(op, side)[0]])
     raise LookupError(op_name)
+
+
+def tensor_produced_by(path: str, op_name: str) -> str:
+    """The name of the first tensor an op of that type writes (names depend on Keras' global
+    layer counter, so tests look them up instead of hard-coding them)."""
+    return _first_op_tensor(path, op_name, "outputs")
 
 
 def tensor_consumed_by(path: str, op_name: str) -> str:
     """The name of the first input of the first op of that type (e.g. the feature map a
     global pooling MEAN reads: a spatial cut)."""
-    from tflite_transfer.compiler.flatbuffer import model_io
-
-    model = model_io.read_model(path)
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        if model_io.operator_name(model.operatorCodes[op.opcodeIndex]) == op_name:
-            return model_io.tensor_name(subgraph.tensors[op.inputs[0]])
-    raise LookupError(op_name)
+    return _first_op_tensor(path, op_name, "inputs")
 
 
 def compile_model(base_path: str, base_output: str | None = None, verify_steps: int = 0,
